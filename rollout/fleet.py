@@ -1,0 +1,105 @@
+"""Fan out over hosts with a bound: one session per host, reused for the whole verb."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from rollout.transports.base import HostSession, Transport
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HostResult(Generic[T]):
+    """A host's value, or the reason it could not be had."""
+
+    host: str
+    value: T | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+ProgressFn = Callable[[str, str, "HostResult[object]"], None]
+
+
+class Fleet:
+    """Sessions to the playbook's hosts, opened on first use and closed together."""
+
+    def __init__(self, transport: Transport, progress: ProgressFn | None = None) -> None:
+        self.transport = transport
+        self.progress = progress
+        self._sessions: dict[str, HostSession] = {}
+        self._lock = threading.Lock()
+
+    def session(self, host: str) -> HostSession:
+        """Return the open session to `host`, opening it if needed."""
+        with self._lock:
+            found = self._sessions.get(host)
+        if found is not None:
+            return found
+        opened = self.transport.open(host)
+        with self._lock:
+            self._sessions[host] = opened
+        return opened
+
+    def forget(self, host: str) -> None:
+        """Drop a session that failed, so the next use reconnects."""
+        with self._lock:
+            stale = self._sessions.pop(host, None)
+        if stale is not None:
+            try:
+                stale.close()
+            except Exception:  # noqa: BLE001 - closing a dead session must not mask the result
+                pass
+
+    def map(
+        self, hosts: Iterable[str], fn: Callable[[HostSession], T], label: str = ""
+    ) -> dict[str, HostResult[T]]:
+        """Run `fn` on each host's session in parallel (bounded); errors become results."""
+        hosts = list(hosts)
+
+        def one(host: str) -> HostResult[T]:
+            try:
+                result: HostResult[T] = HostResult(host, value=fn(self.session(host)))
+            except Exception as e:  # noqa: BLE001 - a host's failure is a result, not a crash
+                self.forget(host)
+                result = HostResult(host, error=_reason(e))
+            if self.progress is not None:
+                self.progress(label, host, result)  # type: ignore[arg-type]
+            return result
+
+        if not hosts:
+            return {}
+        workers = max(1, min(self.transport.concurrency, len(hosts)))
+        if workers == 1:
+            return {h: one(h) for h in hosts}
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rollout-host") as pool:
+            return dict(zip(hosts, pool.map(one, hosts), strict=True))
+
+    def close(self) -> None:
+        """Close every open session."""
+        with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        for s in sessions:
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).strip() or type(e).__name__
+    return f"{type(e).__name__}: {text}" if not text.startswith(type(e).__name__) else text

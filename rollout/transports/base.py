@@ -1,0 +1,82 @@
+"""The transport seam: how the engine reads, swaps and runs things on one host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What a host holds at a path: absent (sha256 None) or bytes with a hash and mode."""
+
+    sha256: str | None
+    mode: int | None = None
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    """Outcome of a compare-and-swap: `swapped`, `drifted` (hash was not the expected one)."""
+
+    swapped: bool
+    actual_sha256: str | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """A command that ran (exit code and output) or could not be run/finished (error set)."""
+
+    exit_code: int | None
+    output: str
+    error: str | None = None
+    duration_s: float = 0.0
+
+
+class HostSession(Protocol):
+    """One open session to one host, reused for a whole verb and never shared between threads."""
+
+    host: str
+
+    def read(self, path: str) -> FileState:
+        """Return the file's hash, mode and bytes (sha256 None when it does not exist)."""
+
+    def swap(
+        self, path: str, data: bytes | None, expect_sha256: str | None, mode: int | None
+    ) -> SwapResult:
+        """Atomically replace `path` with `data` (None: remove it) if its hash is `expect_sha256`."""
+
+    def run(
+        self, command: str, env: dict[str, str], timeout: float, cwd: str | None
+    ) -> CommandResult:
+        """Run a shell command on the host with `env` added, killed after `timeout` seconds."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+class Transport(Protocol):
+    """Opens sessions to hosts; built once per verb from the playbook's `targets`."""
+
+    name: str
+    concurrency: int
+
+    def open(self, host: str) -> HostSession:
+        """Open a session to `host`; raise TransportError with a reason if it cannot be reached."""
+
+    def resolve_path(self, template: str, host: str) -> str:
+        """Return the config path on `host` for a path template (`{host}` substituted)."""
+
+
+class TransportKind(Protocol):
+    """Registry entry: parses the playbook's transport options and builds a Transport."""
+
+    name: str
+
+    def parse_options(self, targets: dict[str, Any], where: str) -> Any:
+        """Validate transport-specific keys of `targets` (raise BadInput naming the field)."""
+
+    def build(self, options: Any, base_dir: Path, hosts: tuple[str, ...]) -> Transport:
+        """Return a Transport for these hosts."""

@@ -1,0 +1,1 @@
+"""Metrics over usage records, per cohort, with the statistics that compare canary to baseline."""

@@ -128,8 +128,8 @@ def load(path: str | Path) -> Playbook:
     return from_dict(data, file.resolve())
 
 
-def from_dict(data: Any, file: Path) -> Playbook:
-    """Validate a parsed playbook document."""
+def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook:
+    """Validate a parsed playbook document (a frozen copy need not find its source again)."""
     w = _Where(file)
     if not isinstance(data, dict):
         raise BadInput(f"{file}: a playbook must be a YAML mapping with name, config, targets")
@@ -146,15 +146,13 @@ def from_dict(data: Any, file: Path) -> Playbook:
         if key not in config:
             raise w.fail(f"config.{key}", "missing (required)")
     source = base_dir / Path(w.string(config["source"], "config.source")).expanduser()
-    if not source.is_file():
+    if require_source and not source.is_file():
         raise w.fail("config.source", f"candidate file not found: {source}")
     config_path = w.string(config["path"], "config.path")
     shadow_path = w.string(config.get("shadow_path", "{path}.rollout-shadow"), "config.shadow_path")
     kind = config.get("kind", configkinds.infer(source.name))
     if kind not in configkinds.names():
-        raise w.fail(
-            "config.kind", f"unknown kind {kind!r} (known: {', '.join(configkinds.names())})"
-        )
+        raise w.fail("config.kind", f"unknown kind {kind!r} (known: {', '.join(configkinds.names())})")
     config_options = configkinds.parse_options(config, str(file), base_dir)
 
     targets = w.mapping(data["targets"], "targets")
@@ -239,9 +237,7 @@ def _stages(w: _Where, value: Any) -> tuple[Stage, ...]:
             stages.append(Stage(name or "shadow", 0, bake))
             continue
         if not isinstance(percent, int) or isinstance(percent, bool) or not 0 < percent <= 100:
-            raise w.fail(
-                field, f"percent must be a whole number from 1 to 100 or 'shadow', got {percent!r}"
-            )
+            raise w.fail(field, f"percent must be a whole number from 1 to 100 or 'shadow', got {percent!r}")
         if stages and stages[-1].percent >= percent:
             raise w.fail(field, f"percents must increase: {percent} after {stages[-1].percent}")
         label = name if name is not None else f"{percent}%"
@@ -267,9 +263,7 @@ def _health(w: _Where, value: Any, base_dir: Path, stages: tuple[Stage, ...]) ->
         spec = w.mapping(raw, field)
         kind_name = health.infer(spec)
         if kind_name is None or kind_name not in health.names():
-            raise w.fail(
-                field, f"cannot tell the check's kind (give one of: {', '.join(health.names())})"
-            )
+            raise w.fail(field, f"cannot tell the check's kind (give one of: {', '.join(health.names())})")
         kind = health.kind(kind_name)
         w.unknown(spec, CHECK_COMMON_KEYS | set(kind.keys), field)
         name = w.string(spec.get("name", f"check-{i + 1}"), f"{field}.name")

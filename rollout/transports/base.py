@@ -43,14 +43,10 @@ class HostSession(Protocol):
     def read(self, path: str) -> FileState:
         """Return the file's hash, mode and bytes (sha256 None when it does not exist)."""
 
-    def swap(
-        self, path: str, data: bytes | None, expect_sha256: str | None, mode: int | None
-    ) -> SwapResult:
+    def swap(self, path: str, data: bytes | None, expect_sha256: str | None, mode: int | None) -> SwapResult:
         """Atomically replace `path` with `data` (None: remove it) if its hash is `expect_sha256`."""
 
-    def run(
-        self, command: str, env: dict[str, str], timeout: float, cwd: str | None
-    ) -> CommandResult:
+    def run(self, command: str, env: dict[str, str], timeout: float, cwd: str | None) -> CommandResult:
         """Run a shell command on the host with `env` added, killed after `timeout` seconds."""
 
     def close(self) -> None:

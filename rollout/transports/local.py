@@ -77,9 +77,7 @@ class LocalSession:
     def read(self, path: str) -> FileState:
         return read_file(self._abs(path))
 
-    def swap(
-        self, path: str, data: bytes | None, expect_sha256: str | None, mode: int | None
-    ) -> SwapResult:
+    def swap(self, path: str, data: bytes | None, expect_sha256: str | None, mode: int | None) -> SwapResult:
         target = self._abs(path)
         with _path_lock(str(target)):
             current = read_file(target)
@@ -93,9 +91,7 @@ class LocalSession:
         _test_pause()
         return SwapResult(True, sha256_bytes(data) if data is not None else None)
 
-    def run(
-        self, command: str, env: dict[str, str], timeout: float, cwd: str | None
-    ) -> CommandResult:
+    def run(self, command: str, env: dict[str, str], timeout: float, cwd: str | None) -> CommandResult:
         started = time.monotonic()
         proc = subprocess.Popen(
             command,
@@ -118,9 +114,7 @@ class LocalSession:
                 f"timed out after {timeout:g}s",
                 time.monotonic() - started,
             )
-        return CommandResult(
-            proc.returncode, out.decode(errors="replace"), None, time.monotonic() - started
-        )
+        return CommandResult(proc.returncode, out.decode(errors="replace"), None, time.monotonic() - started)
 
     def close(self) -> None:
         return None
@@ -166,9 +160,7 @@ class LocalKind:
             )
         conc = targets.get("concurrency", 8)
         if not isinstance(conc, int) or isinstance(conc, bool) or conc < 1:
-            raise BadInput(
-                f"{where}: targets.concurrency: must be a whole number >= 1, got {conc!r}"
-            )
+            raise BadInput(f"{where}: targets.concurrency: must be a whole number >= 1, got {conc!r}")
         return LocalOptions(concurrency=conc)
 
     def build(self, options: Any, base_dir: Path, hosts: tuple[str, ...]) -> LocalTransport:

@@ -1,0 +1,74 @@
+"""`rollout advance`: gate the current stage, then go live on the next cohort (or complete)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rollout import machine
+from rollout.commands.common import Report, finish_restore, open_run
+from rollout.commands.stage import go_live, report_verdict
+from rollout.durations import format_duration
+from rollout.engine import Run, reconcile
+from rollout.errors import REFUSED, Refused
+from rollout.fleet import ProgressFn
+from rollout.gate import evaluate
+from rollout.store import Store
+
+
+def bake_left(run: Run) -> float:
+    """Return the seconds until the current stage's bake time is over (0 when it is)."""
+    state = run.rollout.state
+    stage = run.playbook.stages[state["stage_index"]]
+    return max(0.0, float(stage.bake) - (time.time() - float(state["stage_entered_at"])))
+
+
+def advance(state_dir: Path, rollout_id: str | None = None, progress: ProgressFn | None = None) -> Report:
+    """Gate the current stage; on pass promote, on fail roll back, otherwise refuse (exit 5)."""
+    store = Store(state_dir)
+    with store.lock():
+        rollout = store.pick(rollout_id, "advance")
+        machine.require(rollout.state["state"], "advance")
+        run = open_run(rollout, progress)
+        try:
+            return advance_run(run)
+        finally:
+            run.fleet.close()
+
+
+def advance_run(run: Run) -> Report:
+    """Advance an opened rollout (the caller holds the lock)."""
+    report = Report(data={"id": run.rollout.id})
+    reconciled = reconcile(run)
+    if reconciled:
+        report.say(f"reconciled an unfinished operation: {reconciled}")
+    state, pb = run.rollout.state, run.playbook
+    machine.require(state["state"], "advance")
+    index = state["stage_index"]
+    stage = pb.stages[index]
+    left = bake_left(run)
+    if left > 0:
+        raise Refused(
+            f"cannot advance: stage {stage.name} is baking, {format_duration(left)} left "
+            f"(of {format_duration(stage.bake)}); nothing changed"
+        )
+    verdict = evaluate(run, stage)
+    report_verdict(run, stage, verdict, report)
+    report.data["decision"] = verdict.decision
+    if verdict.decision == "fail":
+        report.say(f"rolling back: gate {stage.name} failed")
+        finish_restore(run, "gate-failed", f"gate {stage.name} failed: {verdict.why}", report)
+        return report
+    if verdict.decision in ("inconclusive", "retry"):
+        more = f" ({verdict.needed} more samples needed)" if verdict.needed else ""
+        report.say(f"not advancing{more}; nothing changed, nothing rolled back")
+        report.exit_code = REFUSED
+        return report
+    if index == len(pb.stages) - 1:
+        state["state"] = machine.transition(state["state"], "finish")
+        run.rollout.save()
+        run.rollout.log("complete", hosts=list(pb.hosts))
+        report.say(f"rollout {run.rollout.id} complete: the candidate is live on every host")
+        return report
+    go_live(run, index + 1, report)
+    return report

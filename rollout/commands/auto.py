@@ -1,0 +1,70 @@
+"""`rollout run --auto`: drive a rollout through every stage unattended."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rollout import machine
+from rollout.commands.advance import advance_run, bake_left
+from rollout.commands.common import Report, open_run
+from rollout.commands.start import start
+from rollout.errors import OK, REFUSED
+from rollout.fleet import ProgressFn
+from rollout.store import Store
+
+Say = Callable[[str], None]
+
+
+def run_auto(
+    state_dir: Path,
+    playbook_path: str | Path | None = None,
+    progress: ProgressFn | None = None,
+    say: Say | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Report:
+    """Start (when given a playbook) and advance until complete, rolled back or stopped.
+    Waits out bake times; retries a gate that could not measure every `health.interval`;
+    stops with exit 5 on an inconclusive gate."""
+    emit = say or (lambda line: None)
+    total = Report()
+    if playbook_path is not None:
+        first = start(playbook_path, state_dir, progress)
+        _relay(first, total, emit)
+        if first.exit_code != OK:
+            return total
+    store = Store(state_dir)
+    while True:
+        with store.lock():
+            rollout = store.pick(None, "run")
+            total.data["id"] = rollout.id
+            if rollout.state["state"] not in (machine.SHADOW, machine.LIVE):
+                machine.require(rollout.state["state"], "run")
+            run = open_run(rollout, progress)
+            try:
+                wait = bake_left(run)
+                if wait <= 0:
+                    step = advance_run(run)
+                    _relay(step, total, emit)
+                    decision = step.data.get("decision")
+                    state = rollout.state["state"]
+                    if step.exit_code != OK and not (step.exit_code == REFUSED and decision == "retry"):
+                        return total
+                    if state == machine.COMPLETE:
+                        return total
+                    wait = bake_left(run) if decision != "retry" else run.playbook.health.interval
+            finally:
+                run.fleet.close()
+        # The lock is released while waiting so `status` and `abort` stay usable.
+        if wait > 0:
+            emit(f"waiting {wait:.0f}s")
+            sleep(wait)
+
+
+def _relay(step: Report, total: Report, emit: Say) -> None:
+    for line in step.lines:
+        emit(line)
+    total.lines.extend(step.lines)
+    total.exit_code = step.exit_code
+    total.data.update(step.data)

@@ -1,0 +1,102 @@
+"""What the verbs share: the Report they return, loading inputs, opening a rollout's hosts."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rollout import configkinds, machine, playbook, transports
+from rollout.configkinds.base import ConfigContext, Problem
+from rollout.engine import RestoreReport, Run, restore
+from rollout.errors import BAD_INPUT, OK, REFUSED, ROLLBACK_INCOMPLETE, ROLLED_BACK, BadInput
+from rollout.fleet import Fleet, ProgressFn
+from rollout.playbook import Playbook
+from rollout.store import Rollout
+
+
+@dataclass
+class Report:
+    """A verb's outcome: exit code, lines for humans, data for --json."""
+
+    exit_code: int = OK
+    lines: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def say(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def check_candidate(pb: Playbook, data: bytes) -> list[Problem]:
+    """Return the candidate's problems (errors and warnings) for this playbook."""
+    ctx = ConfigContext(base_dir=pb.base_dir, options=pb.config_options, source=str(pb.config_source))
+    return configkinds.check_candidate(data, pb.config_kind, ctx)
+
+
+def load_checked(path: str | Path) -> tuple[Playbook, bytes, list[Problem]]:
+    """Load a playbook and its candidate; raise BadInput listing every error found."""
+    pb = playbook.load(path)
+    try:
+        data = pb.config_source.read_bytes()
+    except OSError as e:
+        raise BadInput(f"{pb.file}: config.source: cannot read {pb.config_source} ({e})") from None
+    problems = check_candidate(pb, data)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        rendered = [p.render(str(pb.config_source)) for p in problems]
+        raise BadInput(
+            f"{pb.config_source}: the candidate config ({pb.config_kind}) is invalid: {len(errors)} error(s)",
+            rendered,
+        )
+    return pb, data, problems
+
+
+def sha256(data: bytes) -> str:
+    """Return the hex sha256 of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def frozen_playbook(rollout: Rollout) -> Playbook:
+    """Return the playbook as it was frozen at start (paths resolved from its original folder)."""
+    data = yaml.safe_load(rollout.playbook_copy.read_text())
+    return playbook.from_dict(data, Path(rollout.state["playbook_file"]), require_source=False)
+
+
+def open_run(rollout: Rollout, progress: ProgressFn | None = None) -> Run:
+    """Return a Run over the rollout's frozen playbook with a Fleet to its hosts."""
+    pb = frozen_playbook(rollout)
+    kind = transports.kind(pb.transport)
+    transport = kind.build(pb.transport_options, pb.base_dir, pb.hosts)
+    return Run(rollout=rollout, playbook=pb, fleet=Fleet(transport, progress))
+
+
+def finish_restore(run: Run, event: str, reason: str, report: Report) -> RestoreReport:
+    """Restore every touched host, move the state machine, and set the exit code."""
+    state = run.rollout.state
+    result = restore(run)
+    if result.not_restored:
+        state["resolution"] = state.get("resolution") or event
+        state["state"] = machine.transition(state["state"], "restore-incomplete")
+        report.exit_code = ROLLBACK_INCOMPLETE
+        names = ", ".join(f"{h} ({why})" for h, why in sorted(result.not_restored.items()))
+        report.say(f"NOT restored: {names}")
+        report.say("Run `rollout abort` again once they are reachable; nothing else was changed on them.")
+    else:
+        target = state.pop("resolution", None) or event
+        state["state"] = machine.transition(state["state"], target)
+        if event == "gate-failed":
+            report.exit_code = ROLLED_BACK
+        restored = len(result.restored)
+        report.say(f"restored {restored} host(s) to their baseline bytes; every touched host is back")
+    for host, why in sorted(result.warnings.items()):
+        report.say(f"warning: {host}: shadow copy not removed: {why}")
+    state["reason"] = reason
+    run.rollout.save()
+    run.rollout.log(state["state"], reason=reason, restored=result.restored, not_restored=result.not_restored)
+    return result
+
+
+__all__ = ["BAD_INPUT", "REFUSED", "Report"]

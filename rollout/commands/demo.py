@@ -1,0 +1,40 @@
+"""`rollout demo`: (re)create the demo fleet, then run the demo playbook end to end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rollout import machine
+from rollout.commands.abort import abort
+from rollout.commands.auto import run_auto
+from rollout.commands.common import Report
+from rollout.commands.show import status
+from rollout.demo import prepare_fleet
+from rollout.errors import BadInput
+from rollout.store import Store
+
+
+def demo(playbook_path: Path, state_dir: Path, bad: bool, say: Callable[[str], None]) -> Report:
+    """Reset the demo fleet, roll the demo candidate through every stage, show the final status."""
+    from rollout.render import status_text
+
+    if not playbook_path.is_file():
+        raise BadInput(
+            f"{playbook_path}: demo playbook not found (run `rollout demo` from the repository root)"
+        )
+    active = Store(state_dir).active()
+    if active is not None and active.state["name"] == "demo-model-assignment":
+        say(f"aborting the unfinished demo rollout {active.id} first")
+        abort(state_dir, active.id, "a new demo started")
+    pb = prepare_fleet(playbook_path)
+    say(f"demo fleet ready: {len(pb.hosts)} hosts under {pb.base_dir / 'demo' / 'fleet'}")
+    result = run_auto(state_dir, playbook_path, None, say)
+    say("")
+    say(status_text(status(state_dir, result.data.get("id")).data))
+    if (
+        result.data.get("id")
+        and Store(state_dir).pick(result.data["id"], "demo").state["state"] == machine.COMPLETE
+    ):
+        say("\nnext: `rollout diff`, `rollout history`, `rollout undo` (all take --state-dir)")
+    return Report(exit_code=result.exit_code)

@@ -1,0 +1,68 @@
+"""`rollout validate` and `rollout plan`: check inputs and show what would happen; touch nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rollout import cohorts, diffing, transports
+from rollout.commands.common import Report, load_checked
+from rollout.fleet import Fleet, ProgressFn
+
+
+def validate(playbook_path: str | Path) -> Report:
+    """Validate the playbook and its candidate config (BadInput, exit 2, lists every error)."""
+    pb, _, problems = load_checked(playbook_path)
+    report = Report(data={"playbook": str(pb.file), "warnings": []})
+    for p in problems:
+        report.say(p.render(str(pb.config_source)))
+        report.data["warnings"].append(p.render(str(pb.config_source)))
+    checks = len(pb.health.checks)
+    report.say(
+        f"{pb.file}: ok: {len(pb.hosts)} host(s) over {pb.transport}, stages "
+        f"{' -> '.join(s.name for s in pb.stages)}, {checks} check(s), candidate {pb.config_kind}"
+    )
+    return report
+
+
+def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Report:
+    """Show cohorts per stage, the checks gating each, and per-host diffs read from the hosts."""
+    pb, data, problems = load_checked(playbook_path)
+    report = Report(data={"playbook": str(pb.file), "stages": [], "diffs": []})
+    for p in problems:
+        report.say(p.render(str(pb.config_source)))
+    order = cohorts.host_order(pb.hosts, pb.name)
+    report.say(f"plan for {pb.name}: {len(pb.hosts)} host(s) over {pb.transport}")
+    for stage in pb.stages:
+        gating = [c.name for c in pb.health.checks if c.applies_to(stage.name)]
+        hosts = list(pb.hosts) if stage.is_shadow else cohorts.cohort_for(stage.percent, order)
+        what = "shadow copy on" if stage.is_shadow else "live on"
+        bake = f", bake {stage.bake:g}s" if stage.bake else ""
+        report.say(
+            f"  {stage.name:8} {what} {len(hosts)} host(s): {diffing.host_ranges(hosts)}{bake}; "
+            f"gate: {', '.join(gating) or 'no checks'}"
+        )
+        report.data["stages"].append(
+            {
+                "name": stage.name,
+                "percent": stage.percent,
+                "bake": stage.bake,
+                "hosts": hosts,
+                "checks": gating,
+            }
+        )
+    transport = transports.kind(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
+    with Fleet(transport, progress) as fleet:
+        current = fleet.map(list(pb.hosts), lambda s: s.read(pb.path_on(s.host)), "read")
+    unreachable = {h: r.error for h, r in current.items() if r.value is None}
+    baselines = {h: r.value.sha256 for h, r in current.items() if r.value is not None}
+    for sha, hosts in diffing.group_by_baseline(baselines):
+        first = current[hosts[0]].value
+        _, text = diffing.diff_one(first.data if first else None, data, pb.config_kind)
+        label = "same change" if len(hosts) > 1 else "change"
+        report.say(f"{diffing.host_ranges(hosts)}: {label}")
+        report.lines.extend("  " + line for line in text.splitlines())
+        report.data["diffs"].append({"hosts": hosts, "baseline_sha256": sha, "text": text})
+    for host, why in unreachable.items():
+        report.say(f"warning: {host}: could not read its current file: {why}")
+    report.data["unreachable"] = unreachable
+    return report

@@ -1,0 +1,113 @@
+"""`rollout status`, `diff`, `history`: read what is on disk (status also reconciles a crash)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rollout import machine
+from rollout.commands.common import Report
+from rollout.diffing import host_ranges
+from rollout.errors import Refused
+from rollout.store import Rollout, Store
+
+
+def status(state_dir: Path, rollout_id: str | None = None) -> Report:
+    """Describe one rollout: its state, stage, percent, every host, the journal, the last verdict."""
+    store = Store(state_dir)
+    rollout = store.pick(rollout_id, "show status", fallback_latest=True)
+    note = _reconcile_if_free(store, rollout)
+    s = rollout.state
+    data: dict[str, Any] = {
+        "id": rollout.id,
+        "name": s["name"],
+        "state": s["state"],
+        "stage": s["stage"],
+        "percent": s["percent"],
+        "active": s["state"] in machine.ACTIVE,
+        "stage_entered_at": s["stage_entered_at"],
+        "hosts": {
+            h: {
+                "state": rec["state"],
+                "sha256": rec["sha256"],
+                **({"reason": rec["reason"]} if rec.get("reason") else {}),
+            }
+            for h, rec in s["hosts"].items()
+        },
+        "candidate_sha256": s["candidate_sha256"],
+        "intent": s.get("intent"),
+        "last_verdict": s.get("last_verdict"),
+        "reason": s.get("reason"),
+        "history": [
+            {"time": e["time"], "event": e["event"], "stage": e.get("stage")} for e in rollout.events()
+        ],
+        "folder": str(rollout.dir),
+    }
+    if note:
+        data["note"] = note
+    return Report(data=data)
+
+
+def _reconcile_if_free(store: Store, rollout: Rollout) -> str | None:
+    """Finish an interrupted intent so status tells the truth, unless an operation is running."""
+    if not rollout.state.get("intent"):
+        return None
+    from rollout.commands.common import open_run
+    from rollout.engine import reconcile
+
+    try:
+        with store.lock():
+            fresh = Rollout(rollout.dir)
+            run = open_run(fresh, None)
+            try:
+                found = reconcile(run)
+            finally:
+                run.fleet.close()
+            rollout.state = fresh.state
+            return f"reconciled an interrupted operation: {found}"
+    except Refused:
+        return "an operation is in progress; host states may be changing"
+
+
+def diff(state_dir: Path, rollout_id: str | None = None) -> Report:
+    """Show baseline vs candidate per group of hosts with the same baseline (redacted)."""
+    rollout = Store(state_dir).pick(rollout_id, "diff", fallback_latest=True)
+    index = json.loads((rollout.dir / "diffs" / "index.json").read_text())
+    report = Report(data={"id": rollout.id, "groups": []})
+    for group in index:
+        text = (rollout.dir / "diffs" / f"{group['group']}.txt").read_text().rstrip()
+        changes = json.loads((rollout.dir / "diffs" / f"{group['group']}.json").read_text())
+        hosts = host_ranges(group["hosts"])
+        label = "same change" if len(group["hosts"]) > 1 else "change"
+        report.say(f"{hosts}: {label}")
+        report.lines.extend("  " + line for line in text.splitlines())
+        report.data["groups"].append({**group, "text": text, "diff": changes})
+    return report
+
+
+def history(state_dir: Path, rollout_id: str | None = None) -> Report:
+    """Show the rollout's event journal."""
+    store = Store(state_dir)
+    if rollout_id is None and not store.rollouts():
+        raise Refused(f"no rollouts in {state_dir}")
+    rollout = store.pick(rollout_id, "show history", fallback_latest=True)
+    events = rollout.events()
+    report = Report(data={"id": rollout.id, "events": events})
+    report.say(f"rollout {rollout.id} ({rollout.state['state']})")
+    for e in events:
+        extra = e.get("why") or e.get("reason") or ""
+        hosts = e.get("hosts")
+        if not extra and isinstance(hosts, list) and hosts:
+            extra = host_ranges(hosts)
+        report.say(f"{e['time']}  {e.get('stage') or '-':8}  {e['event']:16} {extra}".rstrip())
+    return report
+
+
+def rollouts(state_dir: Path) -> Report:
+    """List every rollout in the state folder."""
+    every = Store(state_dir).rollouts()
+    report = Report(data={"rollouts": [{"id": r.id, "state": r.state["state"]} for r in every]})
+    for r in every:
+        report.say(f"{r.id}  {r.state['state']}  stage {r.state['stage']}")
+    return report

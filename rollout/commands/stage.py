@@ -1,0 +1,53 @@
+"""Moving between stages: go live on a stage's cohort, and report a gate's verdict."""
+
+from __future__ import annotations
+
+import time
+
+from rollout import cohorts, machine
+from rollout.commands.common import Report
+from rollout.durations import format_duration
+from rollout.engine import CANDIDATE, Run, activate, clear_shadow
+from rollout.gate import reset_counters
+from rollout.health.judge import Verdict
+from rollout.playbook import Stage
+
+
+def go_live(run: Run, index: int, report: Report) -> None:
+    """Enter stage `index`: switch its cohort (hosts not yet on the candidate) to the candidate."""
+    state, pb = run.rollout.state, run.playbook
+    stage = pb.stages[index]
+    if index > 0 and pb.stages[index - 1].is_shadow:
+        left = clear_shadow(run, list(pb.hosts))
+        for host, why in sorted(left.items()):
+            report.say(f"warning: {host}: shadow copy not removed: {why}")
+    cohort = cohorts.cohort_for(stage.percent, state["order"])
+    skipped = activate(run, cohort)
+    state.update(stage_index=index, stage=stage.name, percent=stage.percent, stage_entered_at=time.time())
+    if state["state"] != machine.LIVE:
+        state["state"] = machine.transition(state["state"], "promote")
+    reset_counters(run)
+    run.rollout.save()
+    run.rollout.log("stage-entered", percent=stage.percent, cohort=cohort, skipped=skipped)
+    on = sum(1 for h in pb.hosts if run.hosts[h]["state"] == CANDIDATE)
+    report.say(f"stage {stage.name}: candidate live on {on}/{len(pb.hosts)} host(s)")
+    for host, why in sorted(skipped.items()):
+        report.say(f"warning: {host} not switched: {why}")
+    if stage.bake:
+        report.say(f"baking {format_duration(stage.bake)}; `rollout advance` after that gates this stage")
+
+
+def report_verdict(run: Run, stage: Stage, verdict: Verdict, report: Report) -> None:
+    """Add a gate's verdict, with each failing or pending measurement, to the report."""
+    report.data["verdict"] = verdict.to_json()
+    report.say(f"gate {stage.name}: {verdict.decision.upper()}: {verdict.why}")
+    for m in verdict.measurements:
+        if m.outcome != "pass":
+            where = m.host or "local"
+            tail = (m.details.get("output_tail") or "").strip()
+            line = f"  {m.check} @ {where}: {m.outcome}: {m.why}"
+            if not m.enforce:
+                line += " (observe only)"
+            report.say(line)
+            if tail and m.outcome == "fail":
+                report.say("    " + tail.splitlines()[-1][:200])

@@ -1,0 +1,151 @@
+"""`rollout start`: snapshot every host, freeze the inputs, stage the shadow, run its checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from rollout import cohorts, diffing, machine, transports
+from rollout.commands.common import Report, finish_restore, load_checked, sha256
+from rollout.commands.stage import go_live, report_verdict
+from rollout.engine import Run, stage_shadow
+from rollout.errors import Refused
+from rollout.fleet import Fleet, ProgressFn
+from rollout.gate import evaluate, reset_counters
+from rollout.store import Store, now_iso, write_atomic
+
+
+def start(playbook_path: str | Path, state_dir: Path, progress: ProgressFn | None = None) -> Report:
+    """Start a rollout; nothing is written to a host before every host is read and backed up."""
+    pb, data, problems = load_checked(playbook_path)
+    store = Store(state_dir)
+    report = Report()
+    for p in problems:
+        report.say(p.render(str(pb.config_source)))
+    with store.lock():
+        active = store.active()
+        if active is not None:
+            raise Refused(
+                f"cannot start: rollout {active.id} is still {active.state['state']} "
+                "(advance it to completion or abort it first)"
+            )
+        transport = transports.kind(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
+        fleet = Fleet(transport, progress)
+        try:
+            snapshot = _snapshot(fleet, pb)
+            rollout = store.create(pb.name, _initial_state(pb, data, snapshot))
+            run = Run(rollout=rollout, playbook=pb, fleet=fleet)
+            _freeze(run, data, snapshot)
+            report.data["id"] = rollout.id
+            report.say(
+                f"rollout {rollout.id}: {len(pb.hosts)} host(s), stages "
+                + " -> ".join(s.name for s in pb.stages)
+            )
+            report.say(f"baseline of every host backed up in {rollout.dir / 'baseline'}")
+            _start_first_stage(run, report)
+        finally:
+            fleet.close()
+    return report
+
+
+def _snapshot(fleet: Fleet, pb: Any) -> dict[str, Any]:
+    """Read every host's live and shadow file; refuse to start if any host cannot be read."""
+    results = fleet.map(
+        list(pb.hosts), lambda s: (s.read(pb.path_on(s.host)), s.read(pb.shadow_on(s.host))), "snapshot"
+    )
+    failed = {h: r.error for h, r in results.items() if r.value is None}
+    if failed:
+        names = "; ".join(f"{h}: {why}" for h, why in failed.items())
+        raise Refused(
+            f"cannot start: could not read the current file on every host ({names}); nothing written"
+        )
+    return {h: r.value for h, r in results.items()}
+
+
+def _initial_state(pb: Any, data: bytes, snapshot: dict[str, Any]) -> dict[str, Any]:
+    hosts = {}
+    for host in pb.hosts:
+        live, shadow = snapshot[host]
+        hosts[host] = {
+            "state": "baseline",
+            "sha256": live.sha256,
+            "baseline_sha256": live.sha256,
+            "baseline_mode": live.mode,
+            "shadow_before": shadow.sha256,
+            "shadow": False,
+            "touched": False,
+            "switched_at": None,
+            "reason": None,
+        }
+    first = pb.stages[0]
+    return {
+        "id": None,
+        "name": pb.name,
+        "playbook_file": str(pb.file),
+        "state": machine.SHADOW if first.is_shadow else machine.LIVE,
+        "stage_index": 0,
+        "stage": first.name,
+        "percent": first.percent,
+        "created": now_iso(),
+        "stage_entered_at": time.time(),
+        "order": cohorts.host_order(pb.hosts, pb.name),
+        "candidate_sha256": sha256(data),
+        "candidate_name": pb.config_source.name,
+        "hosts": hosts,
+        "intent": None,
+        "gate": {"failures": 0, "errors": {}},
+        "pid": os.getpid(),
+    }
+
+
+def _freeze(run: Run, data: bytes, snapshot: dict[str, Any]) -> None:
+    """Keep the playbook, candidate, baseline backups and diffs in the rollout's folder."""
+    r, pb = run.rollout, run.playbook
+    write_atomic(r.playbook_copy, pb.file.read_bytes())
+    write_atomic(r.dir / "candidate" / pb.config_source.name, data)
+    baselines: dict[str, str | None] = {}
+    for host in pb.hosts:
+        live = snapshot[host][0]
+        if live.data is not None:
+            r.write_backup(host, live.data)
+        baselines[host] = live.sha256
+    index = []
+    for n, (sha, hosts) in enumerate(diffing.group_by_baseline(baselines), start=1):
+        as_json, text = diffing.diff_one(snapshot[hosts[0]][0].data, data, pb.config_kind)
+        write_atomic(r.dir / "diffs" / f"{n}.json", json.dumps(as_json, indent=2).encode())
+        write_atomic(r.dir / "diffs" / f"{n}.txt", (text + "\n").encode())
+        index.append({"group": n, "hosts": hosts, "baseline_sha256": sha, "changes": bool(as_json)})
+    write_atomic(r.dir / "diffs" / "index.json", json.dumps(index, indent=2).encode())
+    r.log(
+        "started",
+        hosts=list(pb.hosts),
+        candidate_sha256=r.state["candidate_sha256"],
+        order=r.state["order"],
+        diff_groups=len(index),
+    )
+
+
+def _start_first_stage(run: Run, report: Report) -> None:
+    pb = run.playbook
+    first = pb.stages[0]
+    reset_counters(run)
+    if not first.is_shadow:
+        go_live(run, 0, report)
+        return
+    failed = stage_shadow(run)
+    if failed:
+        names = "; ".join(f"{h}: {why}" for h, why in failed.items())
+        report.say(f"shadow could not be staged on every host ({names}); rolling back")
+        run.rollout.state["reason"] = f"shadow staging failed: {names}"
+        finish_restore(run, "gate-failed", f"shadow staging failed: {names}", report)
+        return
+    report.say(
+        f"shadow: candidate staged beside the live file on {len(pb.hosts)} host(s); nothing live changed"
+    )
+    verdict = evaluate(run, first)
+    report_verdict(run, first, verdict, report)
+    if verdict.decision == "fail":
+        finish_restore(run, "gate-failed", f"gate {first.name} failed: {verdict.why}", report)

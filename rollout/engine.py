@@ -1,0 +1,208 @@
+"""Effects on hosts, each journaled as an intent before it happens and reconciled after a crash."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollout.fleet import Fleet, HostResult
+from rollout.playbook import Playbook
+from rollout.store import Rollout
+from rollout.transports.base import FileState, SwapResult
+
+BASELINE, SHADOW, CANDIDATE, DRIFTED, UNKNOWN = "baseline", "shadow", "candidate", "drifted", "unknown"
+
+
+@dataclass
+class Run:
+    """One verb's working set: the rollout on disk, its frozen playbook, sessions to its hosts."""
+
+    rollout: Rollout
+    playbook: Playbook
+    fleet: Fleet
+
+    @property
+    def hosts(self) -> dict[str, dict[str, Any]]:
+        hosts: dict[str, dict[str, Any]] = self.rollout.state["hosts"]
+        return hosts
+
+    @property
+    def candidate_sha(self) -> str:
+        sha: str = self.rollout.state["candidate_sha256"]
+        return sha
+
+
+@dataclass
+class RestoreReport:
+    """Who holds the baseline again, and who does not (with why)."""
+
+    restored: list[str] = field(default_factory=list)
+    not_restored: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, str] = field(default_factory=dict)
+
+
+def classify(live: str | None, shadow: str | None, baseline: str | None, candidate: str) -> str:
+    """Return a host's state from the hashes it really holds."""
+    if live == baseline:
+        return SHADOW if shadow == candidate else BASELINE
+    if live == candidate:
+        return CANDIDATE
+    return DRIFTED
+
+
+def _begin(run: Run, action: str, hosts: list[str]) -> None:
+    run.rollout.state["intent"] = {"action": action, "hosts": hosts, "time": time.time()}
+    run.rollout.save()
+    run.rollout.log("intent", action=action, hosts=hosts)
+
+
+def _end(run: Run, event: str, **fields: Any) -> None:
+    run.rollout.state["intent"] = None
+    run.rollout.save()
+    run.rollout.log(event, **fields)
+
+
+def read_hosts(run: Run, hosts: list[str]) -> dict[str, HostResult[tuple[FileState, FileState]]]:
+    """Read each host's live and shadow file (hash only matters here)."""
+    pb = run.playbook
+    return run.fleet.map(
+        hosts, lambda s: (s.read(pb.path_on(s.host)), s.read(pb.shadow_on(s.host))), label="read"
+    )
+
+
+def reconcile(run: Run) -> dict[str, str] | None:
+    """Finish an interrupted intent: read the hosts' real hashes and record what they hold."""
+    intent = run.rollout.state.get("intent")
+    if not intent:
+        return None
+    found: dict[str, str] = {}
+    for host, r in read_hosts(run, list(intent["hosts"])).items():
+        rec = run.hosts[host]
+        if r.value is None:
+            rec.update(state=UNKNOWN, reason=r.error)
+            found[host] = f"{UNKNOWN}: {r.error}"
+            continue
+        live, shadow = r.value
+        state = classify(live.sha256, shadow.sha256, rec["baseline_sha256"], run.candidate_sha)
+        rec.update(state=state, sha256=live.sha256, shadow=shadow.sha256 == run.candidate_sha)
+        if state == CANDIDATE:
+            rec["touched"] = True
+            rec["switched_at"] = rec.get("switched_at") or intent["time"]
+        found[host] = state
+    _end(run, "reconciled", action=intent["action"], hosts=found)
+    return found
+
+
+def stage_shadow(run: Run) -> dict[str, str]:
+    """Write the candidate to every host's shadow path; return hosts that could not take it."""
+    pb, data, hosts = run.playbook, run.rollout.candidate(), list(run.playbook.hosts)
+    _begin(run, "shadow", hosts)
+
+    def put(s: Any) -> SwapResult:
+        rec = run.hosts[s.host]
+        mode = rec["baseline_mode"] if rec["baseline_mode"] is not None else 0o600
+        result: SwapResult = s.swap(pb.shadow_on(s.host), data, rec["shadow_before"], mode)
+        return result
+
+    failed: dict[str, str] = {}
+    for host, r in run.fleet.map(hosts, put, label="shadow").items():
+        rec = run.hosts[host]
+        if r.value is not None and r.value.swapped:
+            rec.update(state=SHADOW, shadow=True)
+        else:
+            failed[host] = r.error or (r.value.reason if r.value else "unknown")
+    _end(run, "shadow-staged", hosts=[h for h in hosts if h not in failed], failed=failed)
+    return failed
+
+
+def clear_shadow(run: Run, hosts: list[str]) -> dict[str, str]:
+    """Remove the shadow copies this rollout wrote (only if they are still the candidate)."""
+    hosts = [h for h in hosts if run.hosts[h].get("shadow")]
+    if not hosts:
+        return {}
+    _begin(run, "unshadow", hosts)
+    pb, cand = run.playbook, run.candidate_sha
+    left: dict[str, str] = {}
+    for host, r in run.fleet.map(hosts, lambda s: s.swap(pb.shadow_on(s.host), None, cand, None)).items():
+        rec = run.hosts[host]
+        if r.value is not None and (r.value.swapped or r.value.actual_sha256 is None):
+            rec["shadow"] = False
+            if rec["state"] == SHADOW:
+                rec["state"] = BASELINE
+        else:
+            left[host] = r.error or "shadow copy changed on the host; left in place"
+    _end(run, "shadow-cleared", hosts=[h for h in hosts if h not in left], left=left)
+    return left
+
+
+def activate(run: Run, hosts: list[str]) -> dict[str, str]:
+    """Switch hosts to the candidate with compare-and-swap against their baseline hash.
+    Return hosts not switched, with why (drifted hosts are left alone)."""
+    hosts = [h for h in hosts if run.hosts[h]["state"] in (BASELINE, SHADOW)]
+    if not hosts:
+        return {}
+    pb, data = run.playbook, run.rollout.candidate()
+    _begin(run, "activate", hosts)
+
+    def switch(s: Any) -> SwapResult:
+        rec = run.hosts[s.host]
+        result: SwapResult = s.swap(pb.path_on(s.host), data, rec["baseline_sha256"], rec["baseline_mode"])
+        return result
+
+    skipped: dict[str, str] = {}
+    now = time.time()
+    for host, r in run.fleet.map(hosts, switch, label="activate").items():
+        rec = run.hosts[host]
+        if r.value is None:
+            rec.update(state=UNKNOWN, reason=r.error)
+            skipped[host] = f"unreachable: {r.error}"
+        elif r.value.swapped:
+            rec.update(state=CANDIDATE, sha256=run.candidate_sha, touched=True, switched_at=now)
+        else:
+            why = f"drifted: live file is no longer the recorded baseline ({_short(r.value.actual_sha256)})"
+            rec.update(state=DRIFTED, sha256=r.value.actual_sha256, reason=why)
+            skipped[host] = why
+    switched = [h for h in hosts if h not in skipped]
+    _end(run, "activated", hosts=switched, skipped=skipped)
+    return skipped
+
+
+def restore(run: Run) -> RestoreReport:
+    """Put every touched host back to its baseline bytes (CAS against the candidate hash)."""
+    report = RestoreReport()
+    live = [h for h, rec in run.hosts.items() if rec["state"] in (CANDIDATE, UNKNOWN) or rec.get("touched")]
+    live = [h for h in live if run.hosts[h]["state"] != BASELINE]
+    shadows = [h for h, rec in run.hosts.items() if rec.get("shadow")]
+    if live:
+        pb, cand = run.playbook, run.candidate_sha
+        _begin(run, "restore", live)
+
+        def put_back(s: Any) -> SwapResult:
+            rec = run.hosts[s.host]
+            data = run.rollout.read_backup(s.host)
+            result: SwapResult = s.swap(pb.path_on(s.host), data, cand, rec["baseline_mode"])
+            return result
+
+        for host, r in run.fleet.map(live, put_back, label="restore").items():
+            rec = run.hosts[host]
+            if r.value is None:
+                rec.update(state=UNKNOWN, reason=r.error)
+                report.not_restored[host] = f"unreachable: {r.error}"
+            elif r.value.swapped or r.value.actual_sha256 == rec["baseline_sha256"]:
+                rec.update(state=BASELINE, sha256=rec["baseline_sha256"], reason=None)
+                report.restored.append(host)
+            else:
+                why = (
+                    f"changed on the host since the rollout switched it ({_short(r.value.actual_sha256)}); "
+                    "left alone"
+                )
+                rec.update(state=DRIFTED, sha256=r.value.actual_sha256, reason=why)
+                report.not_restored[host] = why
+        _end(run, "restored", hosts=report.restored, not_restored=report.not_restored)
+    report.warnings.update(clear_shadow(run, shadows))
+    return report
+
+
+def _short(sha: str | None) -> str:
+    return "file removed" if sha is None else f"sha256 {sha[:12]}"

@@ -1,0 +1,73 @@
+"""Run a stage's health checks against its cohort and judge them into a recorded verdict."""
+
+from __future__ import annotations
+
+from rollout import health
+from rollout.engine import BASELINE, CANDIDATE, SHADOW, Run
+from rollout.health.base import GateContext, Measurement
+from rollout.health.judge import Verdict, judge
+from rollout.playbook import Stage
+from rollout.redact import redact_text
+
+
+def context(run: Run, stage: Stage) -> GateContext:
+    """Return the gate context of `stage`: who carries the candidate, who is still on the baseline."""
+    pb, hosts = run.playbook, run.hosts
+    transport = run.fleet.transport
+    if stage.is_shadow:
+        canary = tuple(h for h in pb.hosts if hosts[h]["state"] == SHADOW)
+        paths = {h: transport.resolve_path(pb.shadow_on(h), h) for h in pb.hosts}
+        baseline: tuple[str, ...] = tuple(pb.hosts)
+    else:
+        canary = tuple(h for h in pb.hosts if hosts[h]["state"] == CANDIDATE)
+        paths = {h: transport.resolve_path(pb.path_on(h), h) for h in pb.hosts}
+        baseline = tuple(h for h in pb.hosts if hosts[h]["state"] in (BASELINE, SHADOW))
+    switched = {h: float(hosts[h]["switched_at"]) for h in canary if hosts[h].get("switched_at")}
+    return GateContext(
+        playbook=pb,
+        stage=stage,
+        canary=canary,
+        baseline_hosts=baseline,
+        config_paths=paths,
+        switched_at=switched,
+        fleet=run.fleet,
+        state_dir=run.rollout.dir,
+    )
+
+
+def measure(run: Run, stage: Stage) -> list[Measurement]:
+    """Run every check that applies to `stage`; a check that crashes is an error, not a crash."""
+    ctx = context(run, stage)
+    out: list[Measurement] = []
+    for check in run.playbook.health.checks:
+        if not check.applies_to(stage.name):
+            continue
+        try:
+            out.extend(health.kind(check.kind).evaluate(check, ctx))
+        except Exception as e:  # noqa: BLE001 - a broken check is a measurement error
+            why = redact_text(f"check could not run: {type(e).__name__}: {e}")
+            out.append(Measurement(check.name, None, "error", why, check.enforce))
+    return out
+
+
+def evaluate(run: Run, stage: Stage) -> Verdict:
+    """Measure and judge `stage`, carry the counters, and journal the verdict with its numbers."""
+    state = run.rollout.state
+    counters = state.setdefault("gate", {"failures": 0, "errors": {}})
+    verdict = judge(
+        measure(run, stage),
+        failure_limit=run.playbook.health.failure_limit,
+        consecutive_error_limit=run.playbook.health.consecutive_error_limit,
+        previous_failures=counters["failures"],
+        previous_errors=counters["errors"],
+    )
+    counters.update(failures=verdict.failures, errors=verdict.consecutive_errors)
+    state["last_verdict"] = {"stage": stage.name, **verdict.to_json()}
+    run.rollout.save()
+    run.rollout.log("gate", decision=verdict.decision, why=verdict.why, verdict=verdict.to_json())
+    return verdict
+
+
+def reset_counters(run: Run) -> None:
+    """Start a new stage's gate with clean counters."""
+    run.rollout.state["gate"] = {"failures": 0, "errors": {}}

@@ -1,0 +1,61 @@
+"""The rollout state machine: one table of states, the verbs each allows, and transitions."""
+
+from __future__ import annotations
+
+from rollout.errors import Refused
+
+SHADOW = "shadow"  # candidate staged beside the live file on every host; nothing live changed
+LIVE = "live"  # candidate live on the current stage's cohort
+COMPLETE = "complete"  # 100% passed its final gate
+ROLLED_BACK = "rolled-back"  # a health gate failed; every touched host restored
+ABORTED = "aborted"  # the operator aborted; every touched host restored
+REVERTED = "reverted"  # a complete rollout undone; every host restored
+ROLLBACK_FAILED = "rollback-failed"  # some hosts could not be restored; `abort` retries them
+
+ACTIVE = frozenset({SHADOW, LIVE, ROLLBACK_FAILED})
+
+# Verbs that change a rollout, per state. status/diff/history are always allowed.
+ALLOWED: dict[str, frozenset[str]] = {
+    SHADOW: frozenset({"advance", "abort", "run"}),
+    LIVE: frozenset({"advance", "abort", "run"}),
+    COMPLETE: frozenset({"undo"}),
+    ROLLED_BACK: frozenset(),
+    ABORTED: frozenset(),
+    REVERTED: frozenset(),
+    ROLLBACK_FAILED: frozenset({"abort"}),
+}
+
+# (state, event) -> next state. Every state change goes through `transition`.
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (SHADOW, "promote"): LIVE,
+    (LIVE, "promote"): LIVE,
+    (LIVE, "finish"): COMPLETE,
+    (SHADOW, "gate-failed"): ROLLED_BACK,
+    (LIVE, "gate-failed"): ROLLED_BACK,
+    (SHADOW, "abort"): ABORTED,
+    (LIVE, "abort"): ABORTED,
+    (ROLLBACK_FAILED, "abort"): ABORTED,
+    (COMPLETE, "undo"): REVERTED,
+    (ROLLBACK_FAILED, "gate-failed"): ROLLED_BACK,
+    (ROLLBACK_FAILED, "undo"): REVERTED,
+    (SHADOW, "restore-incomplete"): ROLLBACK_FAILED,
+    (LIVE, "restore-incomplete"): ROLLBACK_FAILED,
+    (COMPLETE, "restore-incomplete"): ROLLBACK_FAILED,
+    (ROLLBACK_FAILED, "restore-incomplete"): ROLLBACK_FAILED,
+}
+
+
+def require(state: str, verb: str) -> None:
+    """Raise Refused (exit 5) unless `verb` is allowed in `state`, saying what is allowed."""
+    allowed = ALLOWED.get(state, frozenset())
+    if verb not in allowed:
+        options = ", ".join(sorted(allowed | {"status", "diff", "history"}))
+        raise Refused(f"cannot {verb}: the rollout is {state} (allowed now: {options})")
+
+
+def transition(state: str, event: str) -> str:
+    """Return the state after `event`; a missing entry is a bug, not user input."""
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise AssertionError(f"no transition from {state!r} on {event!r}") from None

@@ -1,0 +1,188 @@
+"""State on disk: one folder per rollout, atomic state.json, append-only events.jsonl, a lock."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rollout import machine
+from rollout.errors import BadInput, Refused
+
+
+def now_iso(t: float | None = None) -> str:
+    """Return an ISO 8601 UTC timestamp."""
+    return datetime.fromtimestamp(time.time() if t is None else t, UTC).isoformat(timespec="milliseconds")
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write a state file: temp file in the same folder, fsync, rename, fsync the folder."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._@-]", "_", name)
+
+
+class Rollout:
+    """One rollout's folder: state, journal, frozen inputs, baseline backups, diffs."""
+
+    def __init__(self, folder: Path) -> None:
+        self.dir = folder
+        self.id = folder.name
+        self.state: dict[str, Any] = json.loads((folder / "state.json").read_text())
+
+    # -- state and journal -------------------------------------------------------------
+    def save(self) -> None:
+        """Write state.json atomically."""
+        self.state["updated"] = now_iso()
+        write_atomic(self.dir / "state.json", json.dumps(self.state, indent=2).encode())
+
+    def log(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Append one event to the journal and fsync it."""
+        record = {"time": now_iso(), "event": event, "stage": self.state.get("stage"), **fields}
+        line = json.dumps(record, default=str) + "\n"
+        fd = os.open(self.dir / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return record
+
+    def events(self) -> list[dict[str, Any]]:
+        """Return the journal; a torn last line (crash mid-write) is skipped."""
+        path = self.dir / "events.jsonl"
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                out.append(json.loads(line))
+        return out
+
+    # -- frozen inputs and backups ----------------------------------------------------
+    def backup_path(self, host: str) -> Path:
+        return self.dir / "baseline" / _safe(host)
+
+    def write_backup(self, host: str, data: bytes) -> None:
+        """Keep a host's baseline bytes, readable only by the owner (secrets live here)."""
+        write_atomic(self.backup_path(host), data, 0o600)
+
+    def read_backup(self, host: str) -> bytes | None:
+        """Return a host's baseline bytes, or None when it had no file."""
+        if self.state["hosts"][host]["baseline_sha256"] is None:
+            return None
+        return self.backup_path(host).read_bytes()
+
+    def candidate(self) -> bytes:
+        """Return the frozen candidate bytes."""
+        name: str = self.state["candidate_name"]
+        return (self.dir / "candidate" / name).read_bytes()
+
+    @property
+    def playbook_copy(self) -> Path:
+        return self.dir / "playbook.yml"
+
+    def crash_log(self) -> Path:
+        return self.dir / "crash.log"
+
+
+class Store:
+    """The state folder: holds rollouts and the one-operation-at-a-time lock."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the state folder's lock for one operation; refuse (exit 5) if another holds it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                raise Refused(
+                    f"another rollout operation holds the lock on {self.root} (pid {holder}); "
+                    "nothing changed, try again when it is done"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def rollouts(self) -> list[Rollout]:
+        """Return every rollout, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for folder in self.root.iterdir():
+            if (folder / "state.json").is_file():
+                found.append(Rollout(folder))
+        return sorted(found, key=lambda r: (r.state.get("created", ""), r.id))
+
+    def active(self) -> Rollout | None:
+        """Return the rollout still in progress (shadow, live or rollback-failed), if any."""
+        live = [r for r in self.rollouts() if r.state["state"] in machine.ACTIVE]
+        return live[-1] if live else None
+
+    def pick(self, rollout_id: str | None, verb: str, *, fallback_latest: bool = False) -> Rollout:
+        """Return the named rollout, else the active one (else the latest when allowed)."""
+        if rollout_id:
+            folder = self.root / rollout_id
+            if not (folder / "state.json").is_file():
+                raise BadInput(f"{self.root}: no rollout with id {rollout_id!r}")
+            return Rollout(folder)
+        found = self.active()
+        if found is None and fallback_latest:
+            every = self.rollouts()
+            found = every[-1] if every else None
+        if found is None:
+            raise Refused(f"cannot {verb}: no active rollout in {self.root} (start one first)")
+        return found
+
+    def create(self, name: str, state: dict[str, Any]) -> Rollout:
+        """Make a new rollout folder with its first state.json."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        base = f"{_safe(name)}-{stamp}"
+        rid, n = base, 1
+        while (self.root / rid).exists():
+            n += 1
+            rid = f"{base}-{n}"
+        folder = self.root / rid
+        for sub in ("", "baseline", "candidate", "diffs"):
+            (folder / sub).mkdir(mode=0o700 if sub == "baseline" else 0o755, exist_ok=True)
+        state["id"] = rid
+        write_atomic(folder / "state.json", json.dumps(state, indent=2).encode())
+        return Rollout(folder)

@@ -13,10 +13,14 @@ _REGISTRY: dict[str, str] = {
     "json": "rollout.configkinds.generic:JSON",
     "yaml": "rollout.configkinds.generic:YAML",
     "text": "rollout.configkinds.generic:TEXT",
+    "jsonc": "rollout.configkinds.jsonc:JSONC",
+    "opencode": "rollout.configkinds.opencode:OPENCODE",
+    "oh-my-opencode": "rollout.configkinds.ohmyopencode:OH_MY_OPENCODE",
+    "litellm": "rollout.configkinds.litellm:LITELLM",
 }
 
 # Keys of the playbook's `config:` block that belong to config kinds (beyond source/path/kind).
-OPTION_KEYS: frozenset[str] = frozenset()
+OPTION_KEYS: frozenset[str] = frozenset({"schema", "validate", "catalog"})
 
 
 def names() -> list[str]:
@@ -32,8 +36,20 @@ def get(name: str) -> ConfigKind:
 
 
 def infer(filename: str) -> str:
-    """Return the kind a file name suggests (json, yaml, text)."""
+    """Return the kind a file name suggests (LiteLLM's config.yaml is never guessed: say so)."""
+    name = Path(filename).name.lower()
+    if name in ("opencode.json", "opencode.jsonc"):
+        return "opencode"
+    if name in (
+        "oh-my-opencode.json",
+        "oh-my-opencode.jsonc",
+        "oh-my-openagent.json",
+        "oh-my-openagent.jsonc",
+    ):
+        return "oh-my-opencode"
     suffix = Path(filename).suffix.lower()
+    if suffix == ".jsonc":
+        return "jsonc"
     if suffix == ".json":
         return "json"
     if suffix in (".yml", ".yaml"):
@@ -43,7 +59,27 @@ def infer(filename: str) -> str:
 
 def parse_options(config: dict[str, Any], where: str, base_dir: Path) -> dict[str, Any]:
     """Validate the kind-specific keys of the `config:` block; return them as options."""
-    return {k: config[k] for k in OPTION_KEYS if k in config}
+    from rollout.configkinds import schema
+
+    options: dict[str, Any] = {}
+    if "schema" in config:
+        options["schema"] = schema.load_schema(config["schema"], where, base_dir)
+    if "validate" in config:
+        options["validate"] = schema.parse_validate(config["validate"], where)
+    if "catalog" in config:
+        from rollout import catalog
+        from rollout.errors import BadInput
+
+        value = config["catalog"]
+        if not isinstance(value, str) or not value.strip():
+            raise BadInput(f"{where}: config.catalog: must be a path to a models.dev catalog, got {value!r}")
+        path = (base_dir / Path(value).expanduser()).resolve()
+        try:
+            catalog.load(path)
+        except BadInput as e:
+            raise BadInput(f"{where}: config.catalog: {e}") from None
+        options["catalog"] = str(path)
+    return options
 
 
 def check_candidate(data: bytes, kind_name: str, ctx: ConfigContext) -> list[Problem]:
@@ -53,7 +89,15 @@ def check_candidate(data: bytes, kind_name: str, ctx: ConfigContext) -> list[Pro
         doc = kind.parse(data)
     except ConfigParseError as e:
         return [Problem("", str(e), e.line)]
-    return kind.check(doc, data, ctx)
+    problems = kind.check(doc, data, ctx)
+    from rollout.configkinds import schema
+
+    if "schema" in ctx.options:
+        problems += schema.check_schema(doc, data, ctx.options["schema"], kind_name)
+    if "validate" in ctx.options:
+        suffix = Path(ctx.source).suffix if ctx.source else ""
+        problems += schema.run_validate(ctx.options["validate"], data, ctx, suffix)
+    return problems
 
 
 def parse_lenient(data: bytes | None, kind_name: str) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from rollout.errors import BAD_INPUT, UNEXPECTED, RolloutError
+from rollout.errors import UNEXPECTED, RolloutError
 
 STATE_ENV = "ROLLOUT_STATE_DIR"
 
@@ -53,7 +53,26 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 rollout_id = click.argument("rollout_id", required=False)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class RolloutGroup(click.Group):
+    """Maps every error to the contract's exit codes, in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except RolloutError as e:
+            click.echo(f"error: {e}", err=True)
+            for problem in getattr(e, "problems", []):
+                click.echo(f"  {problem}", err=True)
+            ctx.exit(e.exit_code)
+        except Exception:
+            where = _crash_log()
+            click.echo(f"error: unexpected failure; traceback written to {where}", err=True)
+            ctx.exit(UNEXPECTED)
+
+
+@click.group(cls=RolloutGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @state_dir_option
 @click.version_option(package_name="rollout")
 def cli(state_dir: str | None) -> None:
@@ -215,28 +234,8 @@ def demo(ctx: click.Context, playbook: str, bad: bool, state_dir: str | None) ->
 
 
 def main() -> None:
-    """Run the CLI, mapping every error to the contract's exit codes."""
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(UNEXPECTED)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(BAD_INPUT if e.exit_code == 2 else e.exit_code)
-    except RolloutError as e:
-        click.echo(f"error: {e}", err=True)
-        for problem in getattr(e, "problems", []):
-            click.echo(f"  {problem}", err=True)
-        sys.exit(e.exit_code)
-    except SystemExit:
-        raise
-    except Exception:
-        where = _crash_log()
-        click.echo(f"error: unexpected failure; traceback written to {where}", err=True)
-        sys.exit(UNEXPECTED)
+    """Run the CLI (click maps usage errors to exit 2; RolloutGroup maps the rest)."""
+    cli.main(prog_name="rollout")
 
 
 def _crash_log() -> Path:

@@ -104,8 +104,8 @@ def _initial_state(pb: Any, data: bytes, snapshot: dict[str, Any]) -> dict[str, 
 def _freeze(run: Run, data: bytes, snapshot: dict[str, Any]) -> None:
     """Keep the playbook, candidate, baseline backups and diffs in the rollout's folder."""
     r, pb = run.rollout, run.playbook
-    write_atomic(r.playbook_copy, pb.file.read_bytes())
-    write_atomic(r.dir / "candidate" / pb.config_source.name, data)
+    write_atomic(r.playbook_copy, pb.file.read_bytes(), 0o600)
+    write_atomic(r.dir / "candidate" / pb.config_source.name, data, 0o600)
     baselines: dict[str, str | None] = {}
     for host in pb.hosts:
         live = snapshot[host][0]

@@ -1,0 +1,158 @@
+"""Open one fabric Connection with known_hosts enforced, bounded timeouts and deterministic auth."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import paramiko
+from fabric import Config, Connection
+
+from rollout.errors import TransportError
+from rollout.transports.ssh_options import SshOptions, parse_host
+
+if TYPE_CHECKING:
+    from paramiko.pkey import PKey
+
+KEEPALIVE_S = 15
+_KNOWN_HOSTS_LOCK = threading.Lock()
+_SSH_CONFIGS: dict[str, paramiko.SSHConfig] = {}
+_SSH_CONFIGS_LOCK = threading.Lock()
+
+
+def quiet_paramiko() -> None:
+    """Keep paramiko's transport-thread tracebacks (e.g. banner errors) off the terminal."""
+    log = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
+        log.addHandler(logging.NullHandler())
+    log.propagate = False
+
+
+class AcceptNewPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
+    """Accept a host seen for the first time and append its key to known_hosts (like OpenSSH)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: PKey) -> None:
+        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        with _KNOWN_HOSTS_LOCK:
+            Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a") as f:
+                f.write(line)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def _ssh_config(options: SshOptions) -> paramiko.SSHConfig:
+    """Return the parsed ssh_config the options ask for (empty when ssh_config is false)."""
+    if options.ssh_config is False:
+        return paramiko.SSHConfig()
+    if isinstance(options.ssh_config, str):
+        paths = [options.ssh_config]
+    else:
+        paths = [os.path.expanduser("~/.ssh/config"), "/etc/ssh/ssh_config"]
+    key = "\0".join(paths)
+    with _SSH_CONFIGS_LOCK:
+        found = _SSH_CONFIGS.get(key)
+        if found is None:
+            found = paramiko.SSHConfig()
+            for path in paths:
+                if isinstance(options.ssh_config, str) and not os.path.isfile(path):
+                    raise TransportError(f"ssh_config file not found: {path}")
+                if os.path.isfile(path):
+                    with open(path, encoding="utf-8") as f:
+                        found.parse(f)
+            _SSH_CONFIGS[key] = found
+    return found
+
+
+def open_connection(options: SshOptions, host: str) -> Connection:
+    """Connect and authenticate to `host`; raise TransportError with a reason on any failure."""
+    quiet_paramiko()
+    spec = parse_host(host)
+    timeout = options.connect_timeout
+    connect_kwargs: dict[str, Any] = {
+        "banner_timeout": timeout,
+        "auth_timeout": timeout,
+        "channel_timeout": timeout,
+    }
+    if options.key_file:
+        connect_kwargs.update(key_filename=[options.key_file], look_for_keys=False, allow_agent=False)
+    conn = Connection(
+        spec.hostname,
+        user=spec.user or options.user,
+        port=spec.port or options.port,
+        connect_kwargs=connect_kwargs,
+        config=Config(ssh_config=_ssh_config(options), lazy=True),
+    )
+    # fabric rounds connect_timeout down to whole seconds (0.5 -> no timeout): set it as given.
+    conn.connect_timeout = timeout
+    where = f"{conn.user}@{conn.host}:{conn.port}"
+    client = conn.client
+    known = options.known_hosts
+    if os.path.isfile(known):
+        try:
+            client.load_host_keys(known)
+        except (OSError, paramiko.SSHException) as e:
+            raise TransportError(f"cannot read known_hosts {known}: {e}") from None
+    if options.host_key_policy == "accept-new":
+        client.set_missing_host_key_policy(AcceptNewPolicy(known))
+    else:
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    started = time.monotonic()
+    try:
+        conn.open()
+        conn.transport.set_keepalive(KEEPALIVE_S)
+    except Exception as e:  # noqa: BLE001 - every failure becomes one reason
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+        reason = connect_failure(e, options, time.monotonic() - started)
+        raise TransportError(f"ssh {where}: {reason}") from None
+    return conn
+
+
+def connect_failure(e: BaseException, options: SshOptions, elapsed: float) -> str:
+    """Return a one-line reason for a failed connect that took `elapsed` seconds."""
+    t = f"{options.connect_timeout:g}s"
+    if isinstance(e, paramiko.BadHostKeyException):
+        return (
+            f"host key does not match the one in {options.known_hosts} "
+            "(refused: the host was reinstalled or someone is in the middle)"
+        )
+    if isinstance(e, paramiko.AuthenticationException):
+        return f"authentication failed ({e})"
+    if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError):
+        return f"connection refused ({_first_line(e)})"
+    if isinstance(e, socket.timeout | TimeoutError):
+        return f"connection timed out after {t}"
+    text = _first_line(e)
+    if "not found in known_hosts" in text:
+        return (
+            f"host key not found in {options.known_hosts} (host_key_policy strict refuses "
+            "unknown hosts; add its key or set targets.ssh.host_key_policy: accept-new)"
+        )
+    if "banner" in text.lower():
+        return f"no SSH banner within {t} ({text})"
+    if text in ("No existing session", "Negotiation failed."):
+        # paramiko's start_client gives up silently at the timeout; auth then finds no session.
+        if elapsed >= options.connect_timeout * 0.9:
+            return f"no SSH handshake within {t} (the port accepts TCP but does not speak SSH)"
+        return "the server closed the connection during the SSH handshake"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, socket.gaierror):
+        return f"cannot resolve host name ({text})"
+    return text
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

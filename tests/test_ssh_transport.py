@@ -1,0 +1,238 @@
+"""The ssh transport against a real sshd on loopback: SFTP bytes, CAS on the host, runs, host keys."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rollout import playbook
+from rollout.errors import BadInput, TransportError
+from rollout.transports import kind
+from rollout.transports.ssh import SshSession, SshTransport
+from rollout.transports.ssh_options import HostSpec, SshOptions, parse_host
+
+try:
+    from tests.sshd import Sshd, _no_real_home, free_port, own_sshd, silent_listener, sshd, sshd_keys
+except ImportError:  # tests/ is not a package: pytest put it on sys.path
+    from sshd import Sshd, _no_real_home, free_port, own_sshd, silent_listener, sshd, sshd_keys
+
+__all__ = ["_no_real_home", "own_sshd", "sshd", "sshd_keys"]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def transport_for(server: Sshd, tmp_path: Path, **overrides: object) -> SshTransport:
+    known = server.known_hosts(tmp_path / "known_hosts")
+    settings = {"key_file": str(server.key_file), "known_hosts": str(known), "connect_timeout": 30.0}
+    settings.update(overrides)  # type: ignore[arg-type]
+    options = SshOptions(**settings)  # type: ignore[arg-type]
+    return kind("ssh").build(options, tmp_path, tuple(server.specs()))  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def session(sshd: Sshd, tmp_path_factory: pytest.TempPathFactory) -> SshSession:
+    s = transport_for(sshd, tmp_path_factory.mktemp("session")).open(sshd.spec(sshd.hosts[0]))
+    yield s
+    s.close()
+
+
+def test_parse_host_forms() -> None:
+    assert parse_host("web-1") == HostSpec(None, "web-1", None)
+    assert parse_host("deploy@web-1") == HostSpec("deploy", "web-1", None)
+    assert parse_host("10.0.0.5:2222") == HostSpec(None, "10.0.0.5", 2222)
+    assert parse_host("ops@10.0.0.5:22") == HostSpec("ops", "10.0.0.5", 22)
+    assert parse_host("[::1]:2200") == HostSpec(None, "::1", 2200)
+    for bad in ("web:0", "web:http", "a b", "x;rm", "@web"):
+        with pytest.raises(ValueError):
+            parse_host(bad)
+
+
+def test_parse_options_defaults_and_errors() -> None:
+    ssh = kind("ssh")
+    opts = ssh.parse_options({"transport": "ssh", "hosts": ["a"]}, "pb.yml")
+    assert (opts.host_key_policy, opts.concurrency, opts.connect_timeout) == ("strict", 20, 10.0)
+    opts = ssh.parse_options(
+        {"hosts": ["a"], "ssh": {"host_key_policy": "accept-new", "connect_timeout": "2s"}}, "pb.yml"
+    )
+    assert (opts.host_key_policy, opts.connect_timeout) == ("accept-new", 2.0)
+    cases = {
+        "hostkey_policy": ("strict", "pb.yml: targets.ssh.hostkey_policy: unknown key (expected"),
+        "host_key_policy": ("yes", "pb.yml: targets.ssh.host_key_policy: must be one of strict, accept-new"),
+        "port": (0, "pb.yml: targets.ssh.port: must be a port number"),
+        "concurrency": (0, "pb.yml: targets.ssh.concurrency: must be a whole number >= 1, got 0"),
+        "connect_timeout": ("soon", "pb.yml: targets.ssh.connect_timeout: must be a duration"),
+        "ssh_config": (3, "pb.yml: targets.ssh.ssh_config: must be true, false or a file path"),
+    }
+    for key, (value, message) in cases.items():
+        with pytest.raises(BadInput) as e:
+            ssh.parse_options({"hosts": ["a"], "ssh": {key: value}}, "pb.yml")
+        assert str(e.value).startswith(message), str(e.value)
+    with pytest.raises(BadInput, match=r"^pb.yml: targets.hosts\[1\]: 'b:99999': invalid port"):
+        ssh.parse_options({"hosts": ["a", "b:99999"]}, "pb.yml")
+    with pytest.raises(BadInput, match=r"^pb.yml: targets.user: unknown key for transport 'ssh'"):
+        ssh.parse_options({"hosts": ["a"], "user": "x"}, "pb.yml")
+
+
+def test_playbook_names_file_and_field(tmp_path: Path) -> None:
+    (tmp_path / "new.json").write_text("{}")
+    book = tmp_path / "playbook.yml"
+    book.write_text(
+        "name: t\nconfig: {source: new.json, path: /etc/app.json}\n"
+        "targets: {transport: ssh, hosts: [a, b], ssh: {hostkey_policy: strict}}\n"
+    )
+    with pytest.raises(BadInput) as e:
+        playbook.load(book)
+    assert str(e.value).startswith(f"{book}: targets.ssh.hostkey_policy: unknown key")
+
+
+def test_read_swap_keep_mode_and_cas_drift(session: SshSession, tmp_path: Path) -> None:
+    target = tmp_path / "app" / "config.json"
+    assert session.read(str(target)).sha256 is None
+    created = session.swap(str(target), b"v1", None, 0o640)
+    assert (created.swapped, created.actual_sha256) == (True, sha(b"v1"))
+    assert target.read_bytes() == b"v1" and target.stat().st_mode & 0o777 == 0o640
+    os.chmod(target, 0o600)
+    got = session.read(str(target))
+    assert (got.sha256, got.mode, got.data) == (sha(b"v1"), 0o600, b"v1")
+
+    assert session.swap(str(target), b"v2", sha(b"v1"), 0o644).swapped
+    assert target.read_bytes() == b"v2" and target.stat().st_mode & 0o777 == 0o600
+
+    target.write_bytes(b"edited by a human")
+    result = session.swap(str(target), b"v3", sha(b"v2"), None)
+    assert (result.swapped, result.actual_sha256) == (False, sha(b"edited by a human"))
+    assert "changed since it was recorded" in result.reason
+    assert target.read_bytes() == b"edited by a human"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["config.json"]  # no temp left
+
+
+def test_swap_creates_folders_and_removes(session: SshSession, tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "er" / "x.yml"
+    assert session.swap(str(target), b"a: 1\n", None, None).swapped
+    assert target.read_bytes() == b"a: 1\n" and target.stat().st_mode & 0o777 == 0o644
+    drift = session.swap(str(target), None, sha(b"other"), None)
+    assert (drift.swapped, target.exists()) == (False, True)
+    removed = session.swap(str(target), None, sha(b"a: 1\n"), None)
+    assert (removed.swapped, removed.actual_sha256) == (True, None)
+    assert not target.exists()
+    absent = session.swap(str(target), None, sha(b"a: 1\n"), None)
+    assert (absent.swapped, absent.actual_sha256) == (False, None)
+
+
+def test_home_relative_paths(session: SshSession, sshd: Sshd) -> None:
+    assert session.swap("~/rel-test/a.txt", b"tilde", None, None).swapped
+    assert (sshd.home / "rel-test" / "a.txt").read_bytes() == b"tilde"
+    assert session.read("rel-test/a.txt").data == b"tilde"
+    assert session.run("cat rel-test/a.txt", {}, 10, None).output == "tilde"
+
+
+def test_hostile_path_is_never_shell_code(session: SshSession, tmp_path: Path, sshd: Sshd) -> None:
+    folder = tmp_path / "my dir $(touch pwned-a) `touch pwned-b`;touch pwned-c"
+    target = folder / 'it\'s a "config".json'
+    assert session.swap(str(target), b"{}", None, None).swapped
+    assert session.read(str(target)).data == b"{}"
+    assert session.swap(str(target), b'{"a":1}', sha(b"{}"), None).swapped
+    assert target.read_bytes() == b'{"a":1}'
+    env = {"ROLLOUT_CONFIG_PATH": str(target), "X": "$(touch pwned-d)"}
+    result = session.run('cat "$ROLLOUT_CONFIG_PATH"; echo "[$X]"', env, 10, str(folder))
+    assert (result.exit_code, result.output) == (0, '{"a":1}[$(touch pwned-d)]\n')
+    for where in (Path("/root"), sshd.home, folder, tmp_path, Path.cwd()):
+        assert not list(where.glob("pwned-*")), where
+
+
+def test_run_exit_code_output_env_and_cwd(session: SshSession, tmp_path: Path) -> None:
+    r = session.run("echo out; echo err >&2; exit 7", {}, 10, None)
+    assert (r.exit_code, r.output, r.error) == (7, "out\nerr\n", None)
+    r = session.run(
+        'echo "$ROLLOUT_HOST:$ROLLOUT_PERCENT:$(pwd)"',
+        {"ROLLOUT_HOST": "h 1", "ROLLOUT_PERCENT": "25"},
+        10,
+        str(tmp_path),
+    )
+    assert (r.exit_code, r.output) == (0, f"h 1:25:{tmp_path}\n")
+
+
+def test_run_timeout_kills_the_remote_process(session: SshSession) -> None:
+    token = f"{os.getpid() % 1000}.{free_port() % 1000}"
+    r = session.run(f"echo started; sleep 30{token}", {}, 1, None)
+    assert (r.exit_code, r.error) == (None, "timed out after 1s")
+    assert r.output in ("", "started\n")  # a loaded host may not have started it yet
+    left = subprocess.run(["pgrep", "-f", f"sleep 30{token}"], capture_output=True)
+    assert left.returncode == 1, left.stdout
+
+
+def test_unknown_host_key_refused_under_strict(sshd: Sshd, tmp_path: Path) -> None:
+    t = transport_for(sshd, tmp_path)
+    sshd.known_hosts(tmp_path / "known_hosts", sshd.hosts[:1])
+    with pytest.raises(TransportError) as e:
+        t.open(sshd.spec(sshd.hosts[1]))
+    assert f"ssh root@{sshd.hosts[1]}:{sshd.port}: host key not found in {tmp_path / 'known_hosts'}" in str(
+        e.value
+    )
+    assert "host_key_policy: accept-new" in str(e.value)
+    (tmp_path / "known_hosts").unlink()
+    with pytest.raises(TransportError, match="host key not found"):
+        t.open(sshd.spec(sshd.hosts[0]))
+
+
+def test_accept_new_records_key_and_changed_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    known = tmp_path / "fresh" / "known_hosts"
+    t = transport_for(sshd, tmp_path, known_hosts=str(known), host_key_policy="accept-new")
+    t.open(sshd.spec(sshd.hosts[2])).close()
+    assert known.read_text() == f"[{sshd.hosts[2]}]:{sshd.port} {sshd.keys.host_pub}\n"
+    strict = transport_for(sshd, tmp_path, known_hosts=str(known))
+    strict.open(sshd.spec(sshd.hosts[2])).close()
+
+    other = subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True
+    )
+    assert other.returncode == 0
+    wrong = " ".join((tmp_path / "other.pub").read_text().split()[:2])
+    known.write_text(f"[{sshd.hosts[2]}]:{sshd.port} {wrong}\n")
+    with pytest.raises(TransportError, match="host key does not match"):
+        t.open(sshd.spec(sshd.hosts[2]))
+    assert known.read_text() == f"[{sshd.hosts[2]}]:{sshd.port} {wrong}\n"
+
+
+def test_down_host_and_wrong_key_are_errors(sshd: Sshd, tmp_path: Path) -> None:
+    t = transport_for(sshd, tmp_path)
+    port = free_port()
+    with pytest.raises(TransportError, match=rf"ssh root@127.0.0.2:{port}: connection refused"):
+        t.open(f"127.0.0.2:{port}")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
+    stranger = transport_for(sshd, tmp_path, key_file=str(tmp_path / "k"))
+    with pytest.raises(TransportError, match="authentication failed"):
+        stranger.open(sshd.spec(sshd.hosts[0]))
+
+
+def test_silent_host_fails_within_timeouts(
+    sshd: Sshd, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    listener, port = silent_listener()
+    try:
+        t = transport_for(sshd, tmp_path, connect_timeout=1.0)
+        with pytest.raises(
+            TransportError, match=r"ssh root@127.0.0.1:\d+: no SSH (handshake|banner) within 1s"
+        ):
+            t.open(f"127.0.0.1:{port}")
+    finally:
+        listener.close()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_stopped_server_then_back(own_sshd: Sshd, tmp_path: Path) -> None:
+    t = transport_for(own_sshd, tmp_path)
+    spec = own_sshd.spec(own_sshd.hosts[0])
+    own_sshd.stop()
+    with pytest.raises(TransportError, match="connection refused"):
+        t.open(spec)
+    own_sshd.start()
+    s = t.open(spec)
+    assert s.run("echo back", {}, 10, None).output == "back\n"
+    s.close()

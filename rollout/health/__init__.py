@@ -9,6 +9,8 @@ from rollout.health.base import CheckKind
 # kind name -> module with a module-level KIND; imported only when a check of that kind is used.
 _REGISTRY: dict[str, str] = {
     "run": "rollout.health.command",
+    "metric": "rollout.health.metric",
+    "http": "rollout.health.http",
 }
 
 

@@ -1,0 +1,94 @@
+"""Where metric data comes from: usage logs and OpenCode stores on each host, or Prometheus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rollout.errors import BadInput
+from rollout.fleet import Fleet
+from rollout.metrics.opencode_store import DEFAULT_PATH, read_opencode_bytes
+from rollout.transports.base import HostSession
+from rollout.usage import UsageBatch, read_usage_bytes
+
+SOURCE_TYPES = ("usage-log", "prometheus", "opencode")
+
+
+@dataclass(frozen=True)
+class HostFileSource:
+    """A file on each host ({host} substituted), read through the transport."""
+
+    type: str  # "usage-log" | "opencode"
+    path: str
+
+
+@dataclass(frozen=True)
+class PrometheusSource:
+    """A PromQL query for the metric's value (and optionally one for the sample count)."""
+
+    url: str
+    query: str
+    samples_query: str | None = None
+    type: str = "prometheus"
+
+
+Source = HostFileSource | PrometheusSource
+
+
+def parse_source(value: Any, where: str) -> Source:
+    """Validate a check's `source:` mapping; raise BadInput naming the field."""
+    if not isinstance(value, dict):
+        raise BadInput(f"{where}.source: must be a mapping with a type ({', '.join(SOURCE_TYPES)})")
+    kind = value.get("type")
+    if kind not in SOURCE_TYPES:
+        raise BadInput(
+            f"{where}.source.type: unknown source type {kind!r} (known: {', '.join(SOURCE_TYPES)})"
+        )
+    allowed = {"usage-log": {"type", "path"}, "opencode": {"type", "path"}}.get(
+        kind, {"type", "url", "query", "samples_query"}
+    )
+    extra = sorted(set(value) - allowed, key=str)
+    if extra:
+        raise BadInput(
+            f"{where}.source.{extra[0]}: unknown key for source {kind!r} "
+            f"(expected: {', '.join(sorted(allowed))})"
+        )
+
+    def text(key: str, default: str | None = None) -> str:
+        found = value.get(key, default)
+        if not isinstance(found, str) or not found.strip():
+            raise BadInput(f"{where}.source.{key}: must be a non-empty string, got {found!r}")
+        return found
+
+    if kind == "usage-log":
+        return HostFileSource("usage-log", text("path"))
+    if kind == "opencode":
+        return HostFileSource("opencode", text("path", DEFAULT_PATH))
+    url = text("url")
+    if not url.startswith(("http://", "https://")):
+        raise BadInput(f"{where}.source.url: must start with http:// or https://, got {url!r}")
+    samples = text("samples_query") if "samples_query" in value else None
+    return PrometheusSource(url, text("query"), samples)
+
+
+def fetch_batches(
+    fleet: Fleet, source: HostFileSource, hosts: tuple[str, ...]
+) -> dict[str, UsageBatch | str]:
+    """Read the source on every host: a batch of records, or why the host could not be read."""
+
+    def one(session: HostSession) -> UsageBatch:
+        path = source.path.replace("{host}", session.host)
+        found = session.read(path)
+        if found.sha256 is None or found.data is None:
+            return UsageBatch()  # no traffic recorded yet on this host
+        if source.type == "usage-log":
+            return read_usage_bytes(found.data)
+        wal = session.read(path + "-wal")
+        return read_opencode_bytes(found.data, wal.data)
+
+    results = fleet.map(hosts, one, label=f"read {source.type}")
+    out: dict[str, UsageBatch | str] = {}
+    for host in hosts:
+        r = results[host]
+        out[host] = r.value if r.value is not None else f"cannot read {source.type} on {host}: {r.error}"
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rollout.errors import Refused
 
+STARTING = "starting"  # backing up hosts; nothing written to a host yet (only abort allowed)
 SHADOW = "shadow"  # candidate staged beside the live file on every host; nothing live changed
 LIVE = "live"  # candidate live on the current stage's cohort
 COMPLETE = "complete"  # 100% passed its final gate
@@ -12,10 +13,11 @@ ABORTED = "aborted"  # the operator aborted; every touched host restored
 REVERTED = "reverted"  # a complete rollout undone; every host restored
 ROLLBACK_FAILED = "rollback-failed"  # some hosts could not be restored; `abort` retries them
 
-ACTIVE = frozenset({SHADOW, LIVE, ROLLBACK_FAILED})
+ACTIVE = frozenset({STARTING, SHADOW, LIVE, ROLLBACK_FAILED})
 
 # Verbs that change a rollout, per state. status/diff/history are always allowed.
 ALLOWED: dict[str, frozenset[str]] = {
+    STARTING: frozenset({"abort"}),
     SHADOW: frozenset({"advance", "abort", "run"}),
     LIVE: frozenset({"advance", "abort", "run"}),
     COMPLETE: frozenset({"undo"}),
@@ -27,6 +29,9 @@ ALLOWED: dict[str, frozenset[str]] = {
 
 # (state, event) -> next state. Every state change goes through `transition`.
 TRANSITIONS: dict[tuple[str, str], str] = {
+    (STARTING, "staged"): SHADOW,
+    (STARTING, "promote"): LIVE,
+    (STARTING, "abort"): ABORTED,
     (SHADOW, "promote"): LIVE,
     (LIVE, "promote"): LIVE,
     (LIVE, "finish"): COMPLETE,

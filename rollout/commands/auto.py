@@ -10,7 +10,7 @@ from rollout import machine
 from rollout.commands.advance import advance_run, bake_left
 from rollout.commands.common import Report, open_run
 from rollout.commands.start import start
-from rollout.errors import OK, REFUSED
+from rollout.errors import OK, REFUSED, Refused
 from rollout.fleet import ProgressFn
 from rollout.store import Store
 
@@ -35,12 +35,15 @@ def run_auto(
         if first.exit_code != OK:
             return total
     store = Store(state_dir)
+    rollout_id: str | None = total.data.get("id")
     while True:
         with store.lock():
-            rollout = store.pick(None, "run")
-            total.data["id"] = rollout.id
-            if rollout.state["state"] not in (machine.SHADOW, machine.LIVE):
-                machine.require(rollout.state["state"], "run")
+            rollout = store.pick(rollout_id, "run")
+            if rollout_id is not None and rollout.state["state"] not in (machine.SHADOW, machine.LIVE):
+                # Someone else (an operator's `abort`) moved it on while we waited.
+                raise Refused(f"stopped: rollout {rollout.id} is now {rollout.state['state']}")
+            rollout_id = total.data["id"] = rollout.id
+            machine.require(rollout.state["state"], "run")
             run = open_run(rollout, progress)
             try:
                 wait = bake_left(run)

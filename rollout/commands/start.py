@@ -11,10 +11,12 @@ from typing import Any
 from rollout import cohorts, diffing, machine, transports
 from rollout.commands.common import Report, finish_restore, load_checked, sha256
 from rollout.commands.stage import go_live, report_verdict
+from rollout.cost import summary_lines
 from rollout.engine import Run, stage_shadow
 from rollout.errors import Refused
 from rollout.fleet import Fleet, ProgressFn
 from rollout.gate import evaluate, reset_counters
+from rollout.projection import project_for
 from rollout.store import Store, now_iso, write_atomic
 
 
@@ -36,9 +38,13 @@ def start(playbook_path: str | Path, state_dir: Path, progress: ProgressFn | Non
         fleet = Fleet(transport, progress)
         try:
             snapshot = _snapshot(fleet, pb)
+            projected = project_for(pb, data, {h: snapshot[h][0].data for h in pb.hosts}, fleet)
             rollout = store.create(pb.name, _initial_state(pb, data, snapshot))
             run = Run(rollout=rollout, playbook=pb, fleet=fleet)
             _freeze(run, data, snapshot)
+            if projected is not None:
+                rollout.log("cost-projection", cost=projected.to_json())
+                report.lines.extend(summary_lines(projected))
             report.data["id"] = rollout.id
             report.say(
                 f"rollout {rollout.id}: {len(pb.hosts)} host(s), stages "
@@ -85,7 +91,7 @@ def _initial_state(pb: Any, data: bytes, snapshot: dict[str, Any]) -> dict[str, 
         "id": None,
         "name": pb.name,
         "playbook_file": str(pb.file),
-        "state": machine.SHADOW if first.is_shadow else machine.LIVE,
+        "state": machine.STARTING,
         "stage_index": 0,
         "stage": first.name,
         "percent": first.percent,
@@ -135,6 +141,8 @@ def _start_first_stage(run: Run, report: Report) -> None:
     if not first.is_shadow:
         go_live(run, 0, report)
         return
+    run.rollout.state["state"] = machine.transition(machine.STARTING, "staged")
+    run.rollout.save()
     failed = stage_shadow(run)
     if failed:
         names = "; ".join(f"{h}: {why}" for h, why in failed.items())

@@ -53,6 +53,10 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
     transport = transports.kind(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
     with Fleet(transport, progress) as fleet:
         current = fleet.map(list(pb.hosts), lambda s: s.read(pb.path_on(s.host)), "read")
+        from rollout.projection import project_for
+
+        live = {h: r.value.data for h, r in current.items() if r.value is not None}
+        projected = project_for(pb, data, live, fleet)
     unreachable = {h: r.error for h, r in current.items() if r.value is None}
     baselines = {h: r.value.sha256 for h, r in current.items() if r.value is not None}
     for sha, hosts in diffing.group_by_baseline(baselines):
@@ -65,4 +69,9 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
     for host, why in unreachable.items():
         report.say(f"warning: {host}: could not read its current file: {why}")
     report.data["unreachable"] = unreachable
+    if projected is not None:
+        from rollout.cost import summary_lines
+
+        report.lines.extend(summary_lines(projected))
+        report.data["cost"] = projected.to_json()
     return report

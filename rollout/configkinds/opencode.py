@@ -46,10 +46,10 @@ def check_model(report: Report, path: Path, value: Any, owner: str, known: catal
     return value
 
 
-def config_models(doc: dict[str, Any]) -> dict[str, catalogs.ModelInfo]:
+def config_models(doc: Any) -> dict[str, catalogs.ModelInfo]:
     """Return the models a config's own `provider` block defines (custom providers)."""
     found: dict[str, catalogs.ModelInfo] = {}
-    providers = doc.get("provider")
+    providers = doc.get("provider") if isinstance(doc, dict) else None
     if not isinstance(providers, dict):
         return found
     for provider_id, provider in providers.items():

@@ -132,6 +132,8 @@ def _change(rel: float | None) -> str:
         return "better"
     if math.isinf(rel):
         return "worse (baseline is 0)"
+    if abs(rel) < 0.0005:
+        return "no change"
     return f"{abs(rel) * 100:.1f}% {'worse' if rel > 0 else 'better'}"
 
 

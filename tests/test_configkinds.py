@@ -182,6 +182,14 @@ def test_schema_violations_are_problems_with_lines(tmp_path):
     ]
 
 
+def test_schema_problems_never_show_secret_values(tmp_path):
+    schema = tmp_path / "s.json"
+    schema.write_text('{"properties": {"apiKey": {"type": "integer"}}}')
+    assert rendered('{"apiKey": "sk-live-123"}', "json", "app.json", schema=str(schema)) == [
+        "app.json:1: apiKey: schema: value does not satisfy the schema's 'type' rule (value hidden)"
+    ]
+
+
 def test_schema_applies_to_yaml_with_lines(tmp_path):
     schema = tmp_path / "s.json"
     schema.write_text('{"properties": {"a": {"type": "array", "items": {"type": "string"}}}}')

@@ -12,7 +12,7 @@ from typing import Any
 from rollout.configkinds.base import ConfigContext, Problem
 from rollout.configkinds.locate import Report, json_lines, yaml_lines
 from rollout.errors import BadInput
-from rollout.redact import redact_text
+from rollout.redact import is_secret_key, redact_text
 
 VALIDATE_TIMEOUT = 60.0
 _OUTPUT_TAIL = 400
@@ -68,7 +68,12 @@ def check_schema(doc: Any, data: bytes, schema_file: str, kind: str) -> list[Pro
             lines = {}
     report = Report(lines)
     for error in sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
-        report.error(tuple(error.absolute_path), f"schema: {redact_text(error.message)}")
+        path = tuple(error.absolute_path)
+        if any(is_secret_key(part) for part in path):
+            message = f"value does not satisfy the schema's {error.validator!r} rule (value hidden)"
+        else:
+            message = redact_text(error.message)
+        report.error(path, f"schema: {message}")
     return report.result()
 
 

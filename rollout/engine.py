@@ -94,9 +94,10 @@ def reconcile(run: Run) -> dict[str, str] | None:
     return found
 
 
-def stage_shadow(run: Run) -> dict[str, str]:
-    """Write the candidate to every host's shadow path; return hosts that could not take it."""
-    pb, data, hosts = run.playbook, run.rollout.candidate(), list(run.playbook.hosts)
+def stage_shadow(run: Run, hosts: list[str] | None = None) -> dict[str, str]:
+    """Write the candidate to the hosts' shadow paths; return hosts that could not take it."""
+    pb, data = run.playbook, run.rollout.candidate()
+    hosts = list(pb.hosts) if hosts is None else hosts
     _begin(run, "shadow", hosts)
 
     def put(s: Any) -> SwapResult:

@@ -230,3 +230,29 @@ def test_invariant_8_secrets_never_in_diffs_logs_or_output(tmp_path: Path) -> No
         assert not any(s in result.output for s in secrets)
     assert "***REDACTED (changed)***" in outputs[1].output
     assert b"sk-baseline-SECRET-1" in (folder / "baseline" / "dev-01").read_bytes()
+
+
+def test_invariant_6_kill_9_mid_shadow_staging_then_abort_cleans_up(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path)
+    fleet.rewrite(targets={"transport": "local", "hosts": fleet.hosts, "concurrency": 1})
+    env = {**os.environ, "ROLLOUT_TEST_SWAP_PAUSE": "0.5", "ROLLOUT_STATE_DIR": str(fleet.state)}
+    proc = subprocess.Popen([sys.executable, "-m", "rollout", "start", str(fleet.playbook)], env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sum(fleet.shadow(h).exists() for h in fleet.hosts) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    staged = {h for h in fleet.hosts if fleet.shadow(h).exists()}
+    assert 2 <= len(staged) < len(fleet.hosts)
+
+    status = fleet.status()
+    assert {h for h, rec in status["hosts"].items() if rec["state"] == "shadow"} == staged
+    result = fleet.cli("advance")  # finishes the staging on the hosts that lack it, then gates
+    assert result.exit_code == 0, result.output
+    assert (
+        f"staged the shadow copy on {len(fleet.hosts) - len(staged)} host(s) that lacked it" in result.stdout
+    )
+    result = fleet.cli("abort", "--reason", "crash")
+    assert result.exit_code == 0, result.output
+    assert all(b == fleet.baseline for b in fleet.bytes_on().values())
+    assert not any(fleet.shadow(h).exists() for h in fleet.hosts)

@@ -9,7 +9,7 @@ from rollout import machine
 from rollout.commands.common import Report, finish_restore, open_run
 from rollout.commands.stage import go_live, report_verdict
 from rollout.durations import format_duration
-from rollout.engine import Run, reconcile
+from rollout.engine import BASELINE, Run, reconcile, stage_shadow
 from rollout.errors import REFUSED, Refused
 from rollout.fleet import ProgressFn
 from rollout.gate import evaluate
@@ -52,6 +52,14 @@ def advance_run(run: Run) -> Report:
             f"cannot advance: stage {stage.name} is baking, {format_duration(left)} left "
             f"(of {format_duration(stage.bake)}); nothing changed"
         )
+    if stage.is_shadow:
+        # After a crash mid-staging some hosts may lack their shadow copy: finish staging first.
+        missing = [
+            h for h in pb.hosts if run.hosts[h]["state"] == BASELINE and not run.hosts[h].get("shadow")
+        ]
+        if missing:
+            failed = stage_shadow(run, missing)
+            report.say(f"staged the shadow copy on {len(missing) - len(failed)} host(s) that lacked it")
     verdict = evaluate(run, stage)
     report_verdict(run, stage, verdict, report)
     report.data["decision"] = verdict.decision

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,17 +20,25 @@ STATE_ENV = "ROLLOUT_STATE_DIR"
 
 
 def _state_dir(ctx: click.Context, local: str | None) -> Path:
-    root = ctx.find_root().params.get("state_dir")
-    return Path(local or root or os.environ.get(STATE_ENV) or "state")
+    root = ctx.find_root()
+    folder = Path(local or root.params.get("state_dir") or os.environ.get(STATE_ENV) or "state")
+    root.meta["rollout.state_dir"] = folder  # where a crash report goes
+    return folder
 
 
 def _progress(quiet: bool) -> Callable[[str, str, Any], None] | None:
     if quiet:
         return None
+    # On a terminal every host is shown as it finishes; otherwise only the hosts that failed.
+    every_host = sys.stderr.isatty()
+    lock = threading.Lock()
 
     def show(label: str, host: str, result: Any) -> None:
-        if not result.ok:
-            click.echo(f"  {label}: {host}: {result.error}", err=True)
+        with lock:
+            if not result.ok:
+                click.echo(f"  {label}: {host}: {result.error}", err=True)
+            elif every_host:
+                click.echo(f"  {label or 'hosts'}: {host} ok", err=True)
 
     return show
 
@@ -67,7 +76,7 @@ class RolloutGroup(click.Group):
                 click.echo(f"  {problem}", err=True)
             ctx.exit(e.exit_code)
         except Exception:
-            where = _crash_log()
+            where = _crash_log(ctx.meta.get("rollout.state_dir"))
             click.echo(f"error: unexpected failure; traceback written to {where}", err=True)
             ctx.exit(UNEXPECTED)
 
@@ -238,18 +247,24 @@ def main() -> None:
     cli.main(prog_name="rollout")
 
 
-def _crash_log() -> Path:
-    root = Path(os.environ.get(STATE_ENV) or "state")
-    for i, arg in enumerate(sys.argv):
-        if arg == "--state-dir" and i + 1 < len(sys.argv):
-            root = Path(sys.argv[i + 1])
-        elif arg.startswith("--state-dir="):
-            root = Path(arg.split("=", 1)[1])
+def _crash_log(state_dir: Path | None) -> Path:
+    """Write the traceback (redacted) to the active rollout's crash.log, else to the state folder."""
+    from rollout.redact import redact_text
+    from rollout.store import Store
+
+    root = state_dir or Path(os.environ.get(STATE_ENV) or "state")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    text = redact_text(f"{stamp} rollout {' '.join(sys.argv[1:])}\n{traceback.format_exc()}\n")
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        path = root / f"crash-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.log"
-        path.write_text(f"rollout {' '.join(sys.argv[1:])}\n{traceback.format_exc()}")
-    except OSError:
-        path = Path("/dev/stderr")
-        traceback.print_exc()
+        active = Store(root).active() if root.is_dir() else None
+        if active is not None:
+            path = active.crash_log()
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            path = root / "crash.log"
+        with path.open("a") as f:
+            f.write(text)
+    except Exception:  # noqa: BLE001 - the crash report must not crash
+        click.echo(text, err=True)
+        return Path("<stderr>")
     return path.resolve()

@@ -204,3 +204,15 @@ def test_diff_groups_hosts_with_the_same_baseline(fleet: LocalFleet) -> None:
         'Value of root[\'model\'] changed from "anthropic/claude-sonnet-4-5" to "openai/gpt-5.2".'
         in result.stdout
     )
+
+
+def test_unexpected_failure_exits_1_and_says_where_the_traceback_is(fleet: LocalFleet) -> None:
+    assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
+    journal = fleet.rollout_dir() / "candidate" / "candidate.json"
+    journal.unlink()  # the frozen candidate vanished: not user input, a broken state folder
+    result = fleet.cli("advance")
+    assert result.exit_code == 1
+    assert "error: unexpected failure; traceback written to" in result.stderr
+    log = fleet.rollout_dir() / "crash.log"
+    assert "FileNotFoundError" in log.read_text()
+    assert "Traceback" not in result.stderr

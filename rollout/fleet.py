@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from rollout.errors import RolloutError
 from rollout.transports.base import HostSession, Transport
 
 T = TypeVar("T")
@@ -102,4 +103,6 @@ class Fleet:
 
 def _reason(e: Exception) -> str:
     text = str(e).strip() or type(e).__name__
+    if isinstance(e, RolloutError):
+        return text  # written for users already (e.g. "ssh root@web-1:22: connection refused")
     return f"{type(e).__name__}: {text}" if not text.startswith(type(e).__name__) else text

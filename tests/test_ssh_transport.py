@@ -130,6 +130,8 @@ def test_home_relative_paths(session: SshSession, sshd: Sshd) -> None:
     assert (sshd.home / "rel-test" / "a.txt").read_bytes() == b"tilde"
     assert session.read("rel-test/a.txt").data == b"tilde"
     assert session.run("cat rel-test/a.txt", {}, 10, None).output == "tilde"
+    env = {"ROLLOUT_CONFIG_PATH": "~/rel-test/a.txt"}
+    assert session.run('cat "$ROLLOUT_CONFIG_PATH"', env, 10, "/").output == "tilde"
 
 
 def test_hostile_path_is_never_shell_code(session: SshSession, tmp_path: Path, sshd: Sshd) -> None:

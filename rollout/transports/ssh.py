@@ -177,6 +177,9 @@ class SshSession:
         started = time.monotonic()
         try:
             workdir = self.abspath(cwd) if cwd else self.home()
+            if env.get("ROLLOUT_CONFIG_PATH", "").startswith("~"):
+                # The shell never sees a quoted `~` expanded: hand the check the real path.
+                env = {**env, "ROLLOUT_CONFIG_PATH": self.abspath(env["ROLLOUT_CONFIG_PATH"])}
             line = run_command(command, env, timeout, workdir)
             result = self.conn.run(
                 line,

@@ -1,0 +1,167 @@
+"""Benchmark: a staged rollout over SSH vs bare parallel SFTP uploads, on N loopback hosts.
+
+    python bench/ssh_fleet.py [--hosts 20] [--size 4096] [--no-check]
+
+Starts its own sshd (tests/sshd.py), serving hosts 127.0.0.2 .. 127.0.0.(N+1) on one port, and prints:
+(a) bare uploads: the candidate put over SFTP to every host, one connection each (connect included),
+    in a bounded thread pool; (b) `rollout run --auto` through shadow, 25, 50, 100 with bake 0;
+(c) the same rollout verb by verb (start, advance x4), one process-free call each; (d) a rollback:
+`abort` with the candidate live on every host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import yaml  # noqa: E402
+
+from rollout.commands.abort import abort  # noqa: E402
+from rollout.commands.advance import advance  # noqa: E402
+from rollout.commands.auto import run_auto  # noqa: E402
+from rollout.commands.start import start  # noqa: E402
+from tests.sshd import Sshd, start_sshd  # noqa: E402
+
+CHECK = 'test -s "$ROLLOUT_CONFIG_PATH"'
+
+
+def candidate_bytes(size: int) -> bytes:
+    """Return a JSON config of about `size` bytes."""
+    agents = {f"agent-{i}": {"model": "openai/gpt-5.2", "temperature": 0.1} for i in range(size // 60)}
+    return (json.dumps({"model": "openai/gpt-5.2", "agent": agents}, indent=1) + "\n").encode()
+
+
+def bare_uploads(server: Sshd, known: Path, data: bytes, folder: Path, workers: int) -> float:
+    """Upload `data` to every host over SFTP, one fabric Connection each; return wall seconds."""
+    import paramiko
+    from fabric import Config, Connection
+
+    def one(host: str) -> None:
+        c = Connection(
+            host,
+            user="root",
+            port=server.port,
+            connect_timeout=30,
+            connect_kwargs={
+                "key_filename": [str(server.key_file)],
+                "look_for_keys": False,
+                "allow_agent": False,
+            },
+            config=Config(ssh_config=paramiko.SSHConfig(), lazy=True),
+        )
+        c.client.load_host_keys(str(known))
+        c.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            c.put(io.BytesIO(data), str(folder / host / "opencode.json"))
+        finally:
+            c.close()
+
+    for host in server.hosts:
+        (folder / host).mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=min(workers, len(server.hosts))) as pool:
+        list(pool.map(one, server.hosts))
+    return time.monotonic() - started
+
+
+def make_playbook(root: Path, server: Sshd, known: Path, data: bytes, check: bool, name: str) -> Path:
+    """Write baseline files, the candidate and a playbook for every host of `server`."""
+    for host in server.hosts:
+        f = root / "fleet" / server.spec(host) / "opencode.json"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text('{"model": "anthropic/claude-sonnet-4-5"}\n')
+    (root / "candidate.json").write_bytes(data)
+    book = {
+        "name": name,
+        "config": {"source": "candidate.json", "path": str(root / "fleet" / "{host}" / "opencode.json")},
+        "targets": {
+            "transport": "ssh",
+            "hosts": server.specs(),
+            "ssh": {"key_file": str(server.key_file), "known_hosts": str(known), "connect_timeout": "30s"},
+        },
+        "stages": ["shadow", 25, 50, 100],
+        "health": {"checks": [{"name": "non-empty", "run": CHECK}] if check else []},
+    }
+    path = root / "playbook.yml"
+    path.write_text(yaml.safe_dump(book, sort_keys=False))
+    return path
+
+
+def timed(label: str, fn, times: list[tuple[str, float]]):  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    report = fn()
+    times.append((label, time.monotonic() - started))
+    if report.exit_code != 0:
+        raise SystemExit(f"{label}: exit {report.exit_code}: {report.lines}")
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=20)
+    parser.add_argument("--size", type=int, default=4096, help="candidate size in bytes")
+    parser.add_argument("--no-check", action="store_true", help="no health check command")
+    args = parser.parse_args()
+    data = candidate_bytes(args.size)
+    with tempfile.TemporaryDirectory(prefix="ssh-fleet-") as tmp:
+        root = Path(tmp)
+        server = start_sshd(root / "sshd", args.hosts)
+        try:
+            known = server.known_hosts(root / "known_hosts")
+            bare = bare_uploads(server, known, data, root / "bare", 20)
+
+            auto_root = root / "auto"
+            auto_root.mkdir()
+            book = make_playbook(auto_root, server, known, data, not args.no_check, "bench-auto")
+            started = time.monotonic()
+            report = run_auto(auto_root / "state", book)
+            auto = time.monotonic() - started
+            if report.exit_code != 0:
+                raise SystemExit(f"run --auto: exit {report.exit_code}: {report.lines}")
+
+            verbs: list[tuple[str, float]] = []
+            manual_root = root / "manual"
+            manual_root.mkdir()
+            book = make_playbook(manual_root, server, known, data, not args.no_check, "bench-verbs")
+            state = manual_root / "state"
+            timed("start (snapshot, shadow, checks)", lambda: start(book, state), verbs)
+            for to in ("25%", "50%", "100%"):
+                timed(f"advance -> {to}", lambda: advance(state), verbs)
+            timed("advance -> complete", lambda: advance(state), verbs)
+
+            back_root = root / "rollback"
+            back_root.mkdir()
+            book = make_playbook(back_root, server, known, data, not args.no_check, "bench-abort")
+            state = back_root / "state"
+            setup: list[tuple[str, float]] = []
+            timed("start", lambda: start(book, state), setup)
+            for _ in range(3):
+                timed("advance", lambda: advance(state), setup)
+            rollback: list[tuple[str, float]] = []
+            timed(f"abort (restore {args.hosts} hosts)", lambda: abort(state), rollback)
+        finally:
+            server.stop()
+
+    check = "no check" if args.no_check else "one `run` check per host"
+    print(f"{args.hosts} loopback hosts, candidate {len(data)} bytes, stages shadow/25/50/100, bake 0, {check}")
+    print(f"(a) bare parallel SFTP uploads (connect + put):   {bare:7.2f} s")
+    print(f"(b) rollout run --auto, every stage:              {auto:7.2f} s  = {auto / bare:.2f}x (a)")
+    print("(c) the same rollout verb by verb:")
+    for label, seconds in verbs:
+        print(f"      {label:34s} {seconds:7.2f} s")
+    print(f"      {'total':34s} {sum(s for _, s in verbs):7.2f} s")
+    print("(d) rollback with the candidate live on every host:")
+    for label, seconds in rollback:
+        print(f"      {label:34s} {seconds:7.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -40,23 +40,36 @@ class Catalog:
 
     source: str
     models: dict[str, ModelInfo] = field(default_factory=dict)
+    by_provider: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for model_id in self.models:
+            self.by_provider.setdefault(model_id.split("/", 1)[0], []).append(model_id)
 
     @property
     def providers(self) -> set[str]:
-        return {m.provider for m in self.models.values()}
+        return set(self.by_provider)
 
     def get(self, model_id: str) -> ModelInfo | None:
         """Return the model with this `provider/model` id, if the catalog knows it."""
         return self.models.get(model_id)
 
     def closest(self, model_id: str) -> str | None:
-        """Return the known id nearest to `model_id` (difflib), or None when nothing is close."""
-        found = difflib.get_close_matches(model_id, list(self.models), n=1, cutoff=0.5)
+        """Return the known id nearest to `model_id` (difflib), or None when nothing is close.
+
+        Looks within the same (or the nearest-named) provider first: a full models.dev catalog
+        has thousands of ids, and a typo is almost always in the model part.
+        """
+        provider, _, tail = model_id.partition("/")
+        found = difflib.get_close_matches(model_id, self.by_provider.get(provider, []), n=1, cutoff=0.5)
         if found:
             return found[0]
-        tail = model_id.split("/", 1)[-1]
+        for near in difflib.get_close_matches(provider, list(self.by_provider), n=1, cutoff=0.6):
+            found = difflib.get_close_matches(model_id, self.by_provider[near], n=1, cutoff=0.5)
+            if found:
+                return found[0]
         by_tail = {known.split("/", 1)[1]: known for known in self.models}
-        found = difflib.get_close_matches(tail, list(by_tail), n=1, cutoff=0.5)
+        found = difflib.get_close_matches(tail, list(by_tail), n=1, cutoff=0.6)
         return by_tail[found[0]] if found else None
 
     def with_models(self, extra: dict[str, ModelInfo]) -> Catalog:

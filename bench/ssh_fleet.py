@@ -151,7 +151,7 @@ def main() -> None:
             server.stop()
 
     check = "no check" if args.no_check else "one `run` check per host"
-    print(f"{args.hosts} loopback hosts, candidate {len(data)} bytes, stages shadow/25/50/100, bake 0, {check}")
+    print(f"{args.hosts} loopback hosts, {len(data)} bytes, stages shadow/25/50/100, bake 0,", check)
     print(f"(a) bare parallel SFTP uploads (connect + put):   {bare:7.2f} s")
     print(f"(b) rollout run --auto, every stage:              {auto:7.2f} s  = {auto / bare:.2f}x (a)")
     print("(c) the same rollout verb by verb:")

@@ -11,7 +11,7 @@ from rollout.commands.advance import advance_run, bake_left
 from rollout.commands.common import Report, open_run
 from rollout.commands.start import start
 from rollout.errors import OK, REFUSED, Refused
-from rollout.fleet import ProgressFn
+from rollout.fleet import Fleet, ProgressFn
 from rollout.store import Store
 
 Say = Callable[[str], None]
@@ -36,6 +36,7 @@ def run_auto(
             return total
     store = Store(state_dir)
     rollout_id: str | None = total.data.get("id")
+    fleet: Fleet | None = None  # connections kept from stage to stage while there is no bake to wait
     while True:
         with store.lock():
             rollout = store.pick(rollout_id, "run")
@@ -44,7 +45,8 @@ def run_auto(
                 raise Refused(f"stopped: rollout {rollout.id} is now {rollout.state['state']}")
             rollout_id = total.data["id"] = rollout.id
             machine.require(rollout.state["state"], "run")
-            run = open_run(rollout, progress)
+            run = open_run(rollout, progress, fleet)
+            fleet, keep = run.fleet, False
             try:
                 wait = bake_left(run)
                 if wait <= 0:
@@ -57,8 +59,10 @@ def run_auto(
                     if state == machine.COMPLETE:
                         return total
                     wait = bake_left(run) if decision != "retry" else run.playbook.health.interval
+                keep = wait <= 0
             finally:
-                run.fleet.close()
+                if not keep:
+                    run.fleet.close()
         # The lock is released while waiting so `status` and `abort` stay usable.
         if wait > 0:
             emit(f"waiting {wait:.0f}s")

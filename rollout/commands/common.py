@@ -65,12 +65,14 @@ def frozen_playbook(rollout: Rollout) -> Playbook:
     return playbook.from_dict(data, Path(rollout.state["playbook_file"]), require_source=False)
 
 
-def open_run(rollout: Rollout, progress: ProgressFn | None = None) -> Run:
-    """Return a Run over the rollout's frozen playbook with a Fleet to its hosts."""
+def open_run(rollout: Rollout, progress: ProgressFn | None = None, fleet: Fleet | None = None) -> Run:
+    """Return a Run over the rollout's frozen playbook with a Fleet to its hosts (or `fleet`, reused)."""
     pb = frozen_playbook(rollout)
-    kind = transports.kind(pb.transport)
-    transport = kind.build(pb.transport_options, pb.base_dir, pb.hosts)
-    return Run(rollout=rollout, playbook=pb, fleet=Fleet(transport, progress))
+    if fleet is None:
+        kind = transports.kind(pb.transport)
+        transport = kind.build(pb.transport_options, pb.base_dir, pb.hosts)
+        fleet = Fleet(transport, progress)
+    return Run(rollout=rollout, playbook=pb, fleet=fleet)
 
 
 def finish_restore(run: Run, event: str, reason: str, report: Report) -> RestoreReport:

@@ -55,14 +55,15 @@ def project_for(
         if len(counts) > 1:
             notes.append(f"hosts differ: baseline taken from the file {hosts} of {len(live)} host(s) hold")
     else:
-        notes.append("no host has a current file: baseline models come from the recorded usage")
+        what = "has a current file" if live else "could be read"
+        notes.append(f"no host {what}: baseline models come from the recorded usage")
     candidate_assignment = _assignment(kind, candidate) or {}
     from rollout.metrics.sources import fetch_batches
 
     records: list[UsageRecord] = []
     for host, batch in fetch_batches(fleet, source, pb.hosts).items():
         if isinstance(batch, str):
-            notes.append(f"{host}: {batch}")
+            notes.append(batch)
             continue
         records.extend(batch.records)
         if batch.bad_lines:

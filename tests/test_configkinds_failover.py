@@ -231,3 +231,28 @@ def test_litellm_assignment_shares_by_weight():
     got = configkinds.get("litellm").assignment(yaml.safe_load(LITELLM))  # type: ignore[attr-defined]
     assert got["coder"] == {"openai/gpt-5-mini": 0.75, "anthropic/claude-haiku-4-5": 0.25}
     assert got["cheap"] == {"google/gemini-2.0-flash": 1.0}
+
+
+def test_litellm_is_checked_only_when_named_in_the_playbook(tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from rollout.cli import cli
+
+    source = tmp_path / "config.yaml"
+    source.write_text(LITELLM + '  context_window_fallbacks: [{"premium": ["cheap"]}]\n')
+    config = {"source": "config.yaml", "path": "fleet/{host}/config.yaml"}
+    doc = {"name": "gateway", "config": config, "targets": {"transport": "local", "hosts": ["gw-1"]}}
+    (tmp_path / "pb.yml").write_text(yaml.safe_dump(doc))
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "pb.yml")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith("candidate yaml\n")
+    doc["config"]["kind"] = "litellm"
+    (tmp_path / "pb.yml").write_text(yaml.safe_dump(doc))
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "pb.yml")])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {source}: the candidate config (litellm) is invalid: 1 error(s)\n"
+        f"  {source}:17: router_settings.fallbacks[0].cheap: fallback cycle cheap -> coder -> premium -> "
+        "cheap (through model group cheap, model group premium)\n"
+    )

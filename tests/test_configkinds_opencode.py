@@ -144,6 +144,19 @@ def test_custom_provider_models_are_known():
     assert check(doc) == []
 
 
+def test_models_of_disabled_or_not_enabled_providers():
+    doc = {"disabled_providers": ["openai"], "agent": {"build": {"model": "openai/gpt-5.2"}}}
+    assert check(doc) == [
+        "opencode.json:7: agent.build.model: agent build: provider openai of openai/gpt-5.2 is in "
+        "disabled_providers"
+    ]
+    doc = {"enabled_providers": ["anthropic"], "small_model": "google/gemini-2.0-flash-lite"}
+    assert check(doc) == [
+        "opencode.json:5: small_model: small_model: provider google of google/gemini-2.0-flash-lite is not "
+        "in enabled_providers"
+    ]
+
+
 def test_all_problems_at_once_in_file_order():
     text = (
         '{\n  "theme": "x",\n  "agentz": 1,\n  "agent": {\n    "build": {\n'

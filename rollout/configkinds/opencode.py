@@ -104,6 +104,7 @@ class OpenCodeKind:
             agents = {}
         for name, agent in agents.items():
             self._agent(report, name, agent, known)
+        self._providers(report, doc, agents)
         if "default_agent" in doc:
             self._default_agent(report, doc["default_agent"], agents)
         return report.result()
@@ -141,6 +142,24 @@ class OpenCodeKind:
             report.error(
                 path, f"{owner}: a custom agent needs a description (OpenCode shows it to pick the agent)"
             )
+
+    def _providers(self, report: Report, doc: dict[str, Any], agents: dict[str, Any]) -> None:
+        """A model whose provider OpenCode will not load fails at the first call: say so now."""
+        disabled, enabled = doc.get("disabled_providers"), doc.get("enabled_providers")
+        uses: list[tuple[Path, str, Any]] = [((k,), k, doc.get(k)) for k in ("model", "small_model")]
+        uses += [
+            (("agent", n, "model"), f"agent {n}", a.get("model"))
+            for n, a in agents.items()
+            if isinstance(a, dict)
+        ]
+        for path, owner, model in uses:
+            if not isinstance(model, str) or "/" not in model:
+                continue
+            provider = model.split("/", 1)[0]
+            if isinstance(disabled, list) and provider in disabled:
+                report.error(path, f"{owner}: provider {provider} of {model} is in disabled_providers")
+            elif isinstance(enabled, list) and provider not in enabled:
+                report.error(path, f"{owner}: provider {provider} of {model} is not in enabled_providers")
 
     def assignment(self, doc: Any) -> dict[str, dict[str, float]]:
         """Return agent -> {model: share} ('*' is the top-level default model)."""

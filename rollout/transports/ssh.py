@@ -113,7 +113,12 @@ class SshSession:
             folder, name = posixpath.split(target)
             tmp = posixpath.join(folder, f".{name}.{secrets.token_hex(6)}.rollout-tmp")
             self._upload(target, tmp, data, mode)
-        rc, out = self._exec(cas_command(target, tmp, expect_sha256))
+        try:
+            rc, out = self._exec(cas_command(target, tmp, expect_sha256))
+        except TimeoutError:
+            raise TransportError(
+                f"swap of {target} timed out after {self.options.command_timeout:g}s"
+            ) from None
         words = out.split()
         if rc == 0 and words[-1:] == ["swapped"]:
             return SwapResult(True, hashlib.sha256(data).hexdigest() if data is not None else None)
@@ -152,28 +157,31 @@ class SshSession:
         except Exception:  # noqa: BLE001 - best effort; the temp name is unique and hidden
             pass
 
-    def _exec(self, command: str) -> tuple[int, str]:
-        """Run one of rollout's own short commands on a raw channel (fewer round trips)."""
+    def _exec(self, command: str, timeout: float | None = None) -> tuple[int, str]:
+        """Run a command on a raw channel (no invoke threads); return exit code, stdout+stderr."""
         transport = self.conn.transport
         if transport is None or not transport.is_active():
             raise TransportError("connection is closed")
+        chan = None
         try:
             chan = transport.open_session(timeout=self.options.connect_timeout)
-            chan.settimeout(self.options.command_timeout)
+            chan.settimeout(timeout or self.options.command_timeout)
             chan.set_combine_stderr(True)
             chan.exec_command(command)
             chunks = []
             while chunk := chan.recv(65536):
                 chunks.append(chunk)
             rc = chan.recv_exit_status()
-            chan.close()
+        except TimeoutError:
+            raise
         except Exception as e:  # noqa: BLE001 - channel failures become a reason
             raise TransportError(f"remote command failed: {e or type(e).__name__}") from None
+        finally:
+            if chan is not None:
+                chan.close()
         return rc, b"".join(chunks).decode(errors="replace")
 
     def run(self, command: str, env: dict[str, str], timeout: float, cwd: str | None) -> CommandResult:
-        from invoke.exceptions import CommandTimedOut
-
         started = time.monotonic()
         try:
             workdir = self.abspath(cwd) if cwd else self.home()
@@ -181,24 +189,16 @@ class SshSession:
                 # The shell never sees a quoted `~` expanded: hand the check the real path.
                 env = {**env, "ROLLOUT_CONFIG_PATH": self.abspath(env["ROLLOUT_CONFIG_PATH"])}
             line = run_command(command, env, timeout, workdir)
-            result = self.conn.run(
-                line,
-                hide=True,
-                warn=True,
-                in_stream=False,
-                pty=False,
-                timeout=timeout + KILL_GRACE_S + self.options.connect_timeout,
-            )
-        except CommandTimedOut as e:
-            out = e.result.stdout if e.result is not None else ""
-            return CommandResult(None, out, f"timed out after {timeout:g}s", _since(started))
+            # The host's `timeout` ends the command; this bound only covers a host that stops answering.
+            rc, out = self._exec(line, timeout + KILL_GRACE_S + self.options.connect_timeout)
+        except TimeoutError:
+            return CommandResult(None, "", f"timed out after {timeout:g}s", _since(started))
         except Exception as e:  # noqa: BLE001 - a broken channel is a result, not a crash
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             return CommandResult(None, "", f"ssh failed: {reason}", _since(started))
-        out = result.stdout + result.stderr
-        if result.exited in (124, 128 + 9):
+        if rc in (124, 128 + 9):
             return CommandResult(None, out, f"timed out after {timeout:g}s", _since(started))
-        return CommandResult(result.exited, out, None, _since(started))
+        return CommandResult(rc, out, None, _since(started))
 
     def close(self) -> None:
         self.conn.close()

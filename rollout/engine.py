@@ -94,6 +94,27 @@ def reconcile(run: Run) -> dict[str, str] | None:
     return found
 
 
+def refresh_unknown(run: Run) -> dict[str, str]:
+    """Read hosts whose state is unknown (unreachable earlier) and record what they hold now."""
+    hosts = [h for h, rec in run.hosts.items() if rec["state"] == UNKNOWN]
+    if not hosts:
+        return {}
+    found: dict[str, str] = {}
+    for host, r in read_hosts(run, hosts).items():
+        rec = run.hosts[host]
+        if r.value is None:
+            rec["reason"] = r.error
+            found[host] = f"{UNKNOWN}: {r.error}"
+            continue
+        live, shadow = r.value
+        state = classify(live.sha256, shadow.sha256, rec["baseline_sha256"], run.candidate_sha)
+        rec.update(state=state, sha256=live.sha256, shadow=shadow.sha256 == run.candidate_sha, reason=None)
+        found[host] = state
+    run.rollout.save()
+    run.rollout.log("refreshed", hosts=found)
+    return found
+
+
 def stage_shadow(run: Run, hosts: list[str] | None = None) -> dict[str, str]:
     """Write the candidate to the hosts' shadow paths; return hosts that could not take it."""
     pb, data = run.playbook, run.rollout.candidate()
@@ -140,9 +161,12 @@ def clear_shadow(run: Run, hosts: list[str]) -> dict[str, str]:
 def activate(run: Run, hosts: list[str]) -> dict[str, str]:
     """Switch hosts to the candidate with compare-and-swap against their baseline hash.
     Return hosts not switched, with why (drifted hosts are left alone)."""
+    skipped: dict[str, str] = {
+        h: f"unreachable: {run.hosts[h].get('reason')}" for h in hosts if run.hosts[h]["state"] == UNKNOWN
+    }
     hosts = [h for h in hosts if run.hosts[h]["state"] in (BASELINE, SHADOW)]
     if not hosts:
-        return {}
+        return skipped
     pb, data = run.playbook, run.rollout.candidate()
     _begin(run, "activate", hosts)
 
@@ -151,7 +175,6 @@ def activate(run: Run, hosts: list[str]) -> dict[str, str]:
         result: SwapResult = s.swap(pb.path_on(s.host), data, rec["baseline_sha256"], rec["baseline_mode"])
         return result
 
-    skipped: dict[str, str] = {}
     now = time.time()
     for host, r in run.fleet.map(hosts, switch, label="activate").items():
         rec = run.hosts[host]
@@ -165,7 +188,7 @@ def activate(run: Run, hosts: list[str]) -> dict[str, str]:
             rec.update(state=DRIFTED, sha256=r.value.actual_sha256, reason=why)
             skipped[host] = why
     switched = [h for h in hosts if h not in skipped]
-    _end(run, "activated", hosts=switched, skipped=skipped)
+    _end(run, "activated", hosts=switched, skipped={h: skipped[h] for h in hosts if h in skipped})
     return skipped
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rollout import health
-from rollout.engine import BASELINE, CANDIDATE, SHADOW, Run
+from rollout import cohorts, health
+from rollout.engine import BASELINE, CANDIDATE, SHADOW, UNKNOWN, Run
 from rollout.health.base import GateContext, Measurement
 from rollout.health.judge import Verdict, judge
 from rollout.playbook import Stage
@@ -39,6 +39,17 @@ def measure(run: Run, stage: Stage) -> list[Measurement]:
     """Run every check that applies to `stage`; a check that crashes is an error, not a crash."""
     ctx = context(run, stage)
     out: list[Measurement] = []
+    if run.playbook.health.checks:
+        # A cohort host that cannot be reached is not measured: that is an error, never a pass.
+        cohort = (
+            run.playbook.hosts
+            if stage.is_shadow
+            else cohorts.cohort_for(stage.percent, run.rollout.state["order"])
+        )
+        for host in cohort:
+            if run.hosts[host]["state"] == UNKNOWN:
+                why = f"host unreachable: {run.hosts[host].get('reason') or 'no answer'}"
+                out.append(Measurement("reachable", host, "error", why))
     for check in run.playbook.health.checks:
         if not check.applies_to(stage.name):
             continue

@@ -216,3 +216,27 @@ def test_unexpected_failure_exits_1_and_says_where_the_traceback_is(fleet: Local
     log = fleet.rollout_dir() / "crash.log"
     assert "FileNotFoundError" in log.read_text()
     assert "Traceback" not in result.stderr
+
+
+def test_unreachable_cohort_host_is_a_gate_error_then_rejoins(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path, n=4, stages=["shadow", 50, 100])
+    assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
+    order = json.loads((fleet.rollout_dir() / "state.json").read_text())["order"]
+    first = order[0]
+    fleet.file(first).unlink()
+    fleet.file(first).mkdir()  # the host's file cannot be read or replaced: like a host that is down
+    result = fleet.cli("advance")
+    assert result.exit_code == 0
+    assert f"warning: {first} not switched: unreachable" in result.stdout
+    assert fleet.status()["hosts"][first]["state"] == "unknown"
+    result = fleet.cli("advance")
+    assert result.exit_code == 5
+    assert f"reachable on {first}: host unreachable" in result.stdout
+    fleet.file(first).rmdir()
+    fleet.file(first).write_bytes(fleet.baseline)  # the host is back
+    result = fleet.cli("advance")
+    assert result.exit_code == 0, result.output
+    assert f"{first}: baseline" in result.stdout
+    assert fleet.cli("advance").exit_code == 0
+    assert all(b == fleet.candidate for b in fleet.bytes_on().values())
+    assert fleet.status()["state"] == "complete"

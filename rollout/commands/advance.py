@@ -9,7 +9,7 @@ from rollout import machine
 from rollout.commands.common import Report, finish_restore, open_run
 from rollout.commands.stage import go_live, report_verdict
 from rollout.durations import format_duration
-from rollout.engine import BASELINE, Run, reconcile, stage_shadow
+from rollout.engine import BASELINE, CANDIDATE, Run, reconcile, refresh_unknown, stage_shadow
 from rollout.errors import REFUSED, Refused
 from rollout.fleet import ProgressFn
 from rollout.gate import evaluate
@@ -42,6 +42,8 @@ def advance_run(run: Run) -> Report:
     reconciled = reconcile(run)
     if reconciled:
         report.say(f"reconciled an unfinished operation: {reconciled}")
+    for host, now in refresh_unknown(run).items():
+        report.say(f"{host}: {now}")
     state, pb = run.rollout.state, run.playbook
     machine.require(state["state"], "advance")
     index = state["stage_index"]
@@ -76,7 +78,12 @@ def advance_run(run: Run) -> Report:
         state["state"] = machine.transition(state["state"], "finish")
         run.rollout.save()
         run.rollout.log("complete", hosts=list(pb.hosts))
-        report.say(f"rollout {run.rollout.id} complete: the candidate is live on every host")
+        off = {h: rec["state"] for h, rec in run.hosts.items() if rec["state"] != CANDIDATE}
+        if off:
+            names = ", ".join(f"{h} ({state})" for h, state in sorted(off.items()))
+            report.say(f"rollout {run.rollout.id} complete, except: {names}")
+        else:
+            report.say(f"rollout {run.rollout.id} complete: the candidate is live on every host")
         return report
     go_live(run, index + 1, report)
     return report

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rollout import machine
+from rollout import machine, playbook, transports
 from rollout.commands.advance import advance_run, bake_left
 from rollout.commands.common import Report, open_run
 from rollout.commands.start import start
@@ -29,14 +29,20 @@ def run_auto(
     stops with exit 5 on an inconclusive gate."""
     emit = say or (lambda line: None)
     total = Report()
+    fleet: Fleet | None = None  # connections kept from stage to stage while there is no bake to wait
     if playbook_path is not None:
-        first = start(playbook_path, state_dir, progress)
+        fleet = _fleet_for(playbook_path, progress)
+        try:
+            first = start(playbook_path, state_dir, progress, fleet)
+        except BaseException:
+            fleet.close()
+            raise
         _relay(first, total, emit)
         if first.exit_code != OK:
+            fleet.close()
             return total
     store = Store(state_dir)
     rollout_id: str | None = total.data.get("id")
-    fleet: Fleet | None = None  # connections kept from stage to stage while there is no bake to wait
     while True:
         with store.lock():
             rollout = store.pick(rollout_id, "run")
@@ -67,6 +73,12 @@ def run_auto(
         if wait > 0:
             emit(f"waiting {wait:.0f}s")
             sleep(wait)
+
+
+def _fleet_for(playbook_path: str | Path, progress: ProgressFn | None) -> Fleet:
+    """Return a Fleet to the playbook's hosts, for `start` and then every stage to share."""
+    pb = playbook.load(playbook_path)
+    return Fleet(transports.kind(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts), progress)
 
 
 def _relay(step: Report, total: Report, emit: Say) -> None:

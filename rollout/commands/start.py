@@ -20,8 +20,14 @@ from rollout.projection import project_for
 from rollout.store import Store, now_iso, write_atomic
 
 
-def start(playbook_path: str | Path, state_dir: Path, progress: ProgressFn | None = None) -> Report:
-    """Start a rollout; nothing is written to a host before every host is read and backed up."""
+def start(
+    playbook_path: str | Path,
+    state_dir: Path,
+    progress: ProgressFn | None = None,
+    fleet: Fleet | None = None,
+) -> Report:
+    """Start a rollout; nothing is written to a host before every host is read and backed up.
+    A `fleet` given by the caller (run --auto) is used and left open for the stages that follow."""
     pb, data, problems = load_checked(playbook_path)
     store = Store(state_dir)
     report = Report()
@@ -34,8 +40,10 @@ def start(playbook_path: str | Path, state_dir: Path, progress: ProgressFn | Non
                 f"cannot start: rollout {active.id} is still {active.state['state']} "
                 "(advance it to completion or abort it first)"
             )
-        transport = transports.kind(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
-        fleet = Fleet(transport, progress)
+        own = fleet is None
+        if fleet is None:
+            transport = transports.kind(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
+            fleet = Fleet(transport, progress)
         try:
             snapshot = _snapshot(fleet, pb)
             projected = project_for(pb, data, {h: snapshot[h][0].data for h in pb.hosts}, fleet)
@@ -53,7 +61,8 @@ def start(playbook_path: str | Path, state_dir: Path, progress: ProgressFn | Non
             report.say(f"baseline of every host backed up in {rollout.dir / 'baseline'}")
             _start_first_stage(run, report)
         finally:
-            fleet.close()
+            if own:
+                fleet.close()
     return report
 
 

@@ -37,10 +37,11 @@ def status_text(data: dict[str, Any]) -> str:
             table = Table("check", "cohort", "baseline", "bound", "verdict", "why", box=None)
             for m in rows:
                 d = m["details"]
+                shown = d.get("shown") or {}
                 table.add_row(
                     m["check"],
-                    _num(d.get("value")),
-                    _num(d.get("baseline")),
+                    shown.get("value") or _num(d.get("value")),
+                    shown.get("baseline") or _num(d.get("baseline")),
                     str(d.get("bound", "")),
                     m["outcome"] + ("" if m["enforce"] else " (observe)"),
                     m["why"],

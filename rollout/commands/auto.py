@@ -8,10 +8,13 @@ from pathlib import Path
 
 from rollout import machine, playbook, transports
 from rollout.commands.advance import advance_run, bake_left
-from rollout.commands.common import Report, open_run
+from rollout.commands.common import Report, finish_restore, open_run
+from rollout.commands.stage import report_verdict
 from rollout.commands.start import start
+from rollout.engine import Run, reconcile
 from rollout.errors import OK, REFUSED, Refused
 from rollout.fleet import Fleet, ProgressFn
+from rollout.gate import evaluate
 from rollout.store import Store
 
 Say = Callable[[str], None]
@@ -25,7 +28,8 @@ def run_auto(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Report:
     """Start (when given a playbook) and advance until complete, rolled back or stopped.
-    Waits out bake times; retries a gate that could not measure every `health.interval`;
+    Waits out bake times, measuring the gate every `health.interval` meanwhile (a failure rolls
+    back at once); retries a gate that could not measure every `health.interval`;
     stops with exit 5 on an inconclusive gate."""
     emit = say or (lambda line: None)
     total = Report()
@@ -43,6 +47,7 @@ def run_auto(
             return total
     store = Store(state_dir)
     rollout_id: str | None = total.data.get("id")
+    sample_due = False  # set after sleeping inside a bake: measure the gate before sleeping again
     while True:
         with store.lock():
             rollout = store.pick(rollout_id, "run")
@@ -55,6 +60,12 @@ def run_auto(
             fleet, keep = run.fleet, False
             try:
                 wait = bake_left(run)
+                interval = run.playbook.health.interval
+                if wait > 0 and sample_due:
+                    sampled = _sample_bake(run)
+                    if sampled is not None:
+                        _relay(sampled, total, emit)
+                        return total
                 if wait <= 0:
                     step = advance_run(run)
                     _relay(step, total, emit)
@@ -64,15 +75,31 @@ def run_auto(
                         return total
                     if state == machine.COMPLETE:
                         return total
-                    wait = bake_left(run) if decision != "retry" else run.playbook.health.interval
+                    wait = bake_left(run) if decision != "retry" else interval
                 keep = wait <= 0
             finally:
                 if not keep:
                     run.fleet.close()
         # The lock is released while waiting so `status` and `abort` stay usable.
         if wait > 0:
+            wait = min(wait, interval)
             emit(f"waiting {wait:.0f}s")
             sleep(wait)
+            sample_due = True
+
+
+def _sample_bake(run: Run) -> Report | None:
+    """Measure a baking stage's gate (every `health.interval`); roll back now if it fails."""
+    reconcile(run)
+    stage = run.playbook.stages[run.rollout.state["stage_index"]]
+    verdict = evaluate(run, stage)
+    if verdict.decision != "fail":
+        return None
+    report = Report(data={"id": run.rollout.id, "decision": "fail"})
+    report_verdict(run, stage, verdict, report)
+    report.say(f"rolling back: gate {stage.name} failed while baking")
+    finish_restore(run, "gate-failed", f"gate {stage.name} failed: {verdict.why}", report)
+    return report
 
 
 def _fleet_for(playbook_path: str | Path, progress: ProgressFn | None) -> Fleet:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from rollout.commands.auto import run_auto
 from rollout.commands.common import Report
 from rollout.commands.show import status
 from rollout.demo import prepare_fleet
+from rollout.demo_traffic import for_demo
 from rollout.errors import BadInput
 from rollout.store import Store
 
@@ -19,6 +21,8 @@ def demo(playbook_path: Path, state_dir: Path, bad: bool, say: Callable[[str], N
     """Reset the demo fleet, roll the demo candidate through every stage, show the final status."""
     from rollout.render import status_text
 
+    if bad:
+        playbook_path = playbook_path.with_name(f"{playbook_path.stem}-bad{playbook_path.suffix}")
     if not playbook_path.is_file():
         raise BadInput(
             f"{playbook_path}: demo playbook not found (run `rollout demo` from the repository root)"
@@ -29,7 +33,17 @@ def demo(playbook_path: Path, state_dir: Path, bad: bool, say: Callable[[str], N
         abort(state_dir, active.id, "a new demo started")
     pb = prepare_fleet(playbook_path)
     say(f"demo fleet ready: {len(pb.hosts)} hosts under {pb.base_dir / 'demo' / 'fleet'}")
-    result = run_auto(state_dir, playbook_path, None, say)
+    traffic = for_demo(pb)
+    if traffic is not None:
+        traffic.reset()
+        say(f"simulating agent traffic on every host into {traffic.path}, from the models live there")
+
+    def sleep(seconds: float) -> None:  # agents keep calling their models while a stage bakes
+        time.sleep(seconds)
+        if traffic is not None:
+            traffic.tick()
+
+    result = run_auto(state_dir, playbook_path, None, say, sleep=sleep)
     say("")
     say(status_text(status(state_dir, result.data.get("id")).data))
     if (

@@ -59,6 +59,9 @@ def assess(metric: MetricDef, bounds: Bounds, canary: Cohort, baseline: Cohort |
         "p_value": None,
         "regression": None,
     }
+    details["shown"] = {"value": format_value(metric, canary.value)}
+    if baseline is not None:
+        details["shown"]["baseline"] = format_value(metric, baseline.value)
     notes = "".join(f" ({n})" for n in canary.notes + (baseline.notes if baseline else []))
 
     def verdict(outcome: Outcome, why: str, **extra: Any) -> Assessment:

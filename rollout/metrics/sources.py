@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +14,10 @@ from rollout.transports.base import HostSession
 from rollout.usage import UsageBatch, read_usage_bytes
 
 SOURCE_TYPES = ("usage-log", "prometheus", "opencode")
+_CACHE_SIZE = 64
+# Several checks of one gate read the same files: parse each distinct content once.
+_parsed_cache: dict[str, UsageBatch] = {}
+_cache_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -82,9 +88,10 @@ def fetch_batches(
         if found.sha256 is None or found.data is None:
             return UsageBatch()  # no traffic recorded yet on this host
         if source.type == "usage-log":
-            return read_usage_bytes(found.data)
+            return _parsed(found.sha256, lambda: read_usage_bytes(found.data or b""))
         wal = session.read(path + "-wal")
-        return read_opencode_bytes(found.data, wal.data)
+        key = f"{found.sha256}+{wal.sha256}"
+        return _parsed(key, lambda: read_opencode_bytes(found.data or b"", wal.data))
 
     results = fleet.map(hosts, one, label=f"read {source.type}")
     out: dict[str, UsageBatch | str] = {}
@@ -92,3 +99,16 @@ def fetch_batches(
         r = results[host]
         out[host] = r.value if r.value is not None else f"cannot read {source.type} on {host}: {r.error}"
     return out
+
+
+def _parsed(key: str, parse: Callable[[], UsageBatch]) -> UsageBatch:
+    """Return the parsed batch for content `key` (a sha256), parsing it on first sight."""
+    with _cache_lock:
+        found = _parsed_cache.get(key)
+    if found is None:
+        found = parse()
+        with _cache_lock:
+            if len(_parsed_cache) >= _CACHE_SIZE:
+                _parsed_cache.pop(next(iter(_parsed_cache)))
+            _parsed_cache[key] = found
+    return UsageBatch(list(found.records), list(found.bad_lines))

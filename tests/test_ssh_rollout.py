@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,3 +198,28 @@ def test_unknown_host_key_refuses_start_and_writes_nothing(fleet: SshFleet) -> N
     assert f"  snapshot: {stranger}: ssh root@{stranger}: host key not found in" in result.stderr
     assert fleet.bytes_on() == dict.fromkeys(fleet.hosts, BASELINE)
     assert fleet.leftovers() == []
+
+
+def test_run_auto_in_a_real_process_over_ssh(tmp_path: Path, sshd: Sshd) -> None:
+    fleet = make_fleet(tmp_path, [sshd], [50, 100])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rollout",
+            "--state-dir",
+            str(fleet.state),
+            "run",
+            str(fleet.playbook),
+            "--auto",
+        ],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "candidate live on 4/8 host(s)" in proc.stdout
+    assert proc.stderr == ""  # not a terminal: only failed hosts would be listed
+    assert fleet.status()["state"] == "complete"
+    assert fleet.bytes_on() == dict.fromkeys(fleet.hosts, CANDIDATE)

@@ -135,8 +135,9 @@ def connect_failure(e: BaseException, options: SshOptions, elapsed: float) -> st
         return f"connection timed out after {t}"
     text = _first_line(e)
     if "not found in known_hosts" in text:
+        missing = "" if os.path.isfile(options.known_hosts) else ", a file that does not exist"
         return (
-            f"host key not found in {options.known_hosts} (host_key_policy strict refuses "
+            f"host key not found in {options.known_hosts}{missing} (host_key_policy strict refuses "
             "unknown hosts; add its key or set targets.ssh.host_key_policy: accept-new)"
         )
     if "banner" in text.lower():

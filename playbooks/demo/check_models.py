@@ -1,4 +1,4 @@
-"""Demo health check: every agent in the file being checked names a `provider/model` id."""
+"""Demo health check: the file being checked parses as JSON and every agent names a `provider/model` id."""
 
 import json
 import os

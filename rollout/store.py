@@ -8,7 +8,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,32 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from rollout import machine
+from rollout.atomic import write_atomic
 from rollout.errors import BadInput, Refused
 
 
 def now_iso(t: float | None = None) -> str:
     """Return an ISO 8601 UTC timestamp."""
     return datetime.fromtimestamp(time.time() if t is None else t, UTC).isoformat(timespec="milliseconds")
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write a state file: temp file in the same folder, fsync, rename, fsync the folder."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _safe(name: str) -> str:

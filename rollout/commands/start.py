@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout import cohorts, diffing, machine, transports
+from rollout.atomic import write_atomic
 from rollout.commands.common import Report, finish_restore, load_checked, sha256
 from rollout.commands.stage import go_live, report_verdict
 from rollout.cost import summary_lines
@@ -17,7 +18,7 @@ from rollout.errors import Refused
 from rollout.fleet import Fleet, ProgressFn
 from rollout.gate import evaluate, reset_counters
 from rollout.projection import project_for
-from rollout.store import Store, now_iso, write_atomic
+from rollout.store import Store, now_iso
 
 
 def start(

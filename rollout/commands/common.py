@@ -12,7 +12,7 @@ import yaml
 from rollout import configkinds, machine, playbook, transports
 from rollout.configkinds.base import ConfigContext, Problem
 from rollout.engine import RestoreReport, Run, restore
-from rollout.errors import BAD_INPUT, OK, REFUSED, ROLLBACK_INCOMPLETE, ROLLED_BACK, BadInput
+from rollout.errors import OK, ROLLBACK_INCOMPLETE, ROLLED_BACK, BadInput
 from rollout.fleet import Fleet, ProgressFn
 from rollout.playbook import Playbook
 from rollout.store import Rollout
@@ -100,5 +100,3 @@ def finish_restore(run: Run, event: str, reason: str, report: Report) -> Restore
     run.rollout.log(state["state"], reason=reason, restored=result.restored, not_restored=result.not_restored)
     return result
 
-
-__all__ = ["BAD_INPUT", "REFUSED", "Report"]

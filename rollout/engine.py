@@ -160,20 +160,30 @@ def clear_shadow(run: Run, hosts: list[str]) -> dict[str, str]:
 
 def activate(run: Run, hosts: list[str]) -> dict[str, str]:
     """Switch hosts to the candidate with compare-and-swap against their baseline hash.
-    Return hosts not switched, with why (drifted hosts are left alone)."""
+    A host holding the shadow copy has it promoted in place (the bytes the shadow gate checked,
+    never sent again); others get the candidate uploaded. Return hosts not switched, with why
+    (drifted hosts are left alone)."""
     skipped: dict[str, str] = {
         h: f"unreachable: {run.hosts[h].get('reason')}" for h in hosts if run.hosts[h]["state"] == UNKNOWN
     }
     hosts = [h for h in hosts if run.hosts[h]["state"] in (BASELINE, SHADOW)]
     if not hosts:
         return skipped
-    pb, data = run.playbook, run.rollout.candidate()
+    pb, data, cand = run.playbook, run.rollout.candidate(), run.candidate_sha
     _begin(run, "activate", hosts)
 
-    def switch(s: Any) -> SwapResult:
+    def switch(s: Any) -> tuple[SwapResult, bool]:
+        """Return the swap's result and whether this rollout's shadow copy is still on the host."""
         rec = run.hosts[s.host]
-        result: SwapResult = s.swap(pb.path_on(s.host), data, rec["baseline_sha256"], rec["baseline_mode"])
-        return result
+        live, expect, mode = pb.path_on(s.host), rec["baseline_sha256"], rec["baseline_mode"]
+        if rec.get("shadow"):
+            promoted: SwapResult = s.promote(pb.shadow_on(s.host), live, cand, expect, mode)
+            if not promoted.source_changed:
+                return promoted, not promoted.swapped
+            # Someone changed the shadow copy: it is theirs now; send the candidate instead.
+            run.rollout.log("shadow-changed", host=s.host)
+        result: SwapResult = s.swap(live, data, expect, mode)
+        return result, False
 
     now = time.time()
     for host, r in run.fleet.map(hosts, switch, label="activate").items():
@@ -181,11 +191,13 @@ def activate(run: Run, hosts: list[str]) -> dict[str, str]:
         if r.value is None:
             rec.update(state=UNKNOWN, reason=r.error)
             skipped[host] = f"unreachable: {r.error}"
-        elif r.value.swapped:
-            rec.update(state=CANDIDATE, sha256=run.candidate_sha, touched=True, switched_at=now)
+            continue
+        result, rec["shadow"] = r.value
+        if result.swapped:
+            rec.update(state=CANDIDATE, sha256=cand, touched=True, switched_at=now)
         else:
-            why = f"drifted: live file is no longer the recorded baseline ({_short(r.value.actual_sha256)})"
-            rec.update(state=DRIFTED, sha256=r.value.actual_sha256, reason=why)
+            why = f"drifted: live file is no longer the recorded baseline ({_short(result.actual_sha256)})"
+            rec.update(state=DRIFTED, sha256=result.actual_sha256, reason=why)
             skipped[host] = why
     switched = [h for h in hosts if h not in skipped]
     _end(run, "activated", hosts=switched, skipped={h: skipped[h] for h in hosts if h in skipped})

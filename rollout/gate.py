@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from rollout import cohorts, health
 from rollout.engine import BASELINE, CANDIDATE, SHADOW, UNKNOWN, Run
 from rollout.health.base import GateContext, Measurement
@@ -73,7 +76,7 @@ def evaluate(run: Run, stage: Stage) -> Verdict:
         previous_errors=counters["errors"],
     )
     counters.update(failures=verdict.failures, errors=verdict.consecutive_errors)
-    state["last_verdict"] = {"stage": stage.name, **verdict.to_json()}
+    state["last_verdict"] = {"stage": stage.name, "measured_at": time.time(), **verdict.to_json()}
     run.rollout.save()
     run.rollout.log("gate", decision=verdict.decision, why=verdict.why, verdict=verdict.to_json())
     return verdict
@@ -82,3 +85,16 @@ def evaluate(run: Run, stage: Stage) -> Verdict:
 def reset_counters(run: Run) -> None:
     """Start a new stage's gate with clean counters."""
     run.rollout.state["gate"] = {"failures": 0, "errors": {}}
+
+
+def recent_pass(run: Run, stage: Stage) -> dict[str, Any] | None:
+    """Return the stage's last verdict if it passed after the bake ended and within
+    `health.interval`: measuring again at once would only repeat it (and cost every host a check)."""
+    last = run.rollout.state.get("last_verdict") or {}
+    if last.get("stage") != stage.name or last.get("decision") != "pass" or "measured_at" not in last:
+        return None
+    measured = float(last["measured_at"])
+    bake_over = float(run.rollout.state["stage_entered_at"]) + stage.bake
+    if measured < bake_over or not 0 <= time.time() - measured <= run.playbook.health.interval:
+        return None
+    return dict(last)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -143,10 +144,24 @@ def test_run_auto_rolls_back_on_failed_gate_at_50(tmp_path: Path) -> None:
 def test_local_check_runs_once_on_control_machine(tmp_path: Path) -> None:
     check = {"name": "count", "on": "local", "run": 'echo "$ROLLOUT_STAGE $ROLLOUT_HOSTS" >> calls.log'}
     fleet = make_fleet(tmp_path, n=4, checks=[check], stages=["shadow", 50, 100])
-    assert fleet.cli("run", str(fleet.playbook), "--auto").exit_code == 0
+    fleet.rewrite(health={"interval": "10m", "checks": [check]})
+    result = fleet.cli("run", str(fleet.playbook), "--auto")
+    assert result.exit_code == 0
     calls = (fleet.root / "calls.log").read_text().splitlines()
-    assert [c.split()[0] for c in calls] == ["shadow", "shadow", "50%", "100%"]
-    assert len(calls[2].split()) == 3  # 50% of 4 hosts, plus the stage name
+    # The shadow gate passed at start, within health.interval: advancing does not measure it again.
+    assert [c.split()[0] for c in calls] == ["shadow", "50%", "100%"]
+    assert "gate shadow: PASS" in result.stdout and "within health.interval" in result.stdout
+    assert len(calls[1].split()) == 3  # 50% of 4 hosts, plus the stage name
+
+
+def test_a_gate_passed_longer_ago_than_the_interval_is_measured_again(tmp_path: Path) -> None:
+    check = {"name": "count", "on": "local", "run": 'echo "$ROLLOUT_STAGE" >> calls.log'}
+    fleet = make_fleet(tmp_path, n=4, checks=[check], stages=["shadow", 100])
+    fleet.rewrite(health={"interval": "0.2s", "checks": [check]})
+    assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
+    time.sleep(0.5)
+    assert fleet.cli("advance").exit_code == 0
+    assert (fleet.root / "calls.log").read_text().split() == ["shadow", "shadow"]
 
 
 def test_unmeasurable_check_retries_then_fails_at_the_consecutive_error_limit(tmp_path: Path) -> None:
@@ -236,7 +251,8 @@ def test_unreachable_cohort_host_is_a_gate_error_then_rejoins(tmp_path: Path) ->
     fleet.file(first).write_bytes(fleet.baseline)  # the host is back
     result = fleet.cli("advance")
     assert result.exit_code == 0, result.output
-    assert f"{first}: baseline" in result.stdout
+    assert f"{first}: shadow" in result.stdout  # still on the baseline, its shadow copy kept
     assert fleet.cli("advance").exit_code == 0
     assert all(b == fleet.candidate for b in fleet.bytes_on().values())
     assert fleet.status()["state"] == "complete"
+    assert not any(fleet.shadow(h).exists() for h in fleet.hosts)

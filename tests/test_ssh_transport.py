@@ -125,6 +125,60 @@ def test_swap_creates_folders_and_removes(session: SshSession, tmp_path: Path) -
     assert (absent.swapped, absent.actual_sha256) == (False, None)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another owner needs root")
+def test_swap_keeps_the_owner_and_mode_of_the_file_it_replaces(session: SshSession, tmp_path: Path) -> None:
+    target = tmp_path / "owned.json"
+    target.write_bytes(b"v1")
+    os.chown(target, 4242, 4343)
+    os.chmod(target, 0o640)
+    assert session.swap(str(target), b"v2", sha(b"v1"), 0o600).swapped
+    st = target.stat()
+    assert (target.read_bytes(), st.st_uid, st.st_gid, st.st_mode & 0o777) == (b"v2", 4242, 4343, 0o640)
+
+
+def test_promote_renames_the_staged_copy_in_place(session: SshSession, tmp_path: Path) -> None:
+    folder = tmp_path / "app"
+    folder.mkdir()
+    target, staged = folder / "app.json", folder / "app.json.rollout-shadow"
+    target.write_bytes(b"baseline")
+    os.chmod(target, 0o640)
+    if os.geteuid() == 0:
+        os.chown(target, 4242, 4343)
+    staged.write_bytes(b"candidate")
+    os.chmod(staged, 0o600)
+
+    changed = session.promote(str(staged), str(target), sha(b"something else"), sha(b"baseline"), 0o600)
+    assert (changed.swapped, changed.source_changed) == (False, True)
+    drift = session.promote(str(staged), str(target), sha(b"candidate"), sha(b"an older baseline"), 0o600)
+    assert (drift.swapped, drift.source_changed, drift.actual_sha256) == (False, False, sha(b"baseline"))
+    assert (target.read_bytes(), staged.read_bytes()) == (b"baseline", b"candidate")  # nothing moved
+
+    done = session.promote(str(staged), str(target), sha(b"candidate"), sha(b"baseline"), 0o600)
+    assert (done.swapped, done.actual_sha256) == (True, sha(b"candidate"))
+    assert target.read_bytes() == b"candidate" and not staged.exists()
+    st = target.stat()
+    assert st.st_mode & 0o777 == 0o640
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (4242, 4343)
+    gone = session.promote(str(staged), str(target), sha(b"candidate"), sha(b"candidate"), 0o600)
+    assert (gone.swapped, gone.source_changed) == (False, True)
+    assert sorted(p.name for p in folder.iterdir()) == ["app.json"]  # no temp left
+
+
+def test_many_requests_share_one_channel_and_survive_a_dead_helper(session: SshSession, tmp_path: Path) -> None:
+    target = tmp_path / "n.txt"
+    before = None
+    for n in range(30):
+        data = b"%d" % n
+        assert session.swap(str(target), data, before, None).swapped
+        before = sha(data)
+        assert session.run('cat "$F"', {"F": str(target)}, 10, None).output == data.decode()
+    helper = session.helper()
+    helper.close()  # the channel dies (as if the host killed it): the next request starts a new one
+    assert session.run("echo back", {}, 10, None).output == "back\n"
+    assert session.helper() is not helper
+
+
 def test_home_relative_paths(session: SshSession, sshd: Sshd) -> None:
     assert session.swap("~/rel-test/a.txt", b"tilde", None, None).swapped
     assert (sshd.home / "rel-test" / "a.txt").read_bytes() == b"tilde"

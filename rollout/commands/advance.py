@@ -9,10 +9,18 @@ from rollout import machine
 from rollout.commands.common import Report, finish_restore, open_run
 from rollout.commands.stage import go_live, report_verdict
 from rollout.durations import format_duration
-from rollout.engine import BASELINE, CANDIDATE, Run, reconcile, refresh_unknown, stage_shadow
+from rollout.engine import (
+    BASELINE,
+    CANDIDATE,
+    Run,
+    clear_shadow,
+    reconcile,
+    refresh_unknown,
+    stage_shadow,
+)
 from rollout.errors import REFUSED, Refused
 from rollout.fleet import ProgressFn
-from rollout.gate import evaluate
+from rollout.gate import evaluate, recent_pass
 from rollout.store import Store
 
 
@@ -42,7 +50,8 @@ def advance_run(run: Run) -> Report:
     reconciled = reconcile(run)
     if reconciled:
         report.say(f"reconciled an unfinished operation: {reconciled}")
-    for host, now in refresh_unknown(run).items():
+    refreshed = refresh_unknown(run)
+    for host, now in refreshed.items():
         report.say(f"{host}: {now}")
     state, pb = run.rollout.state, run.playbook
     machine.require(state["state"], "advance")
@@ -54,6 +63,7 @@ def advance_run(run: Run) -> Report:
             f"cannot advance: stage {stage.name} is baking, {format_duration(left)} left "
             f"(of {format_duration(stage.bake)}); nothing changed"
         )
+    missing: list[str] = []
     if stage.is_shadow:
         # After a crash mid-staging some hosts may lack their shadow copy: finish staging first.
         missing = [
@@ -62,6 +72,15 @@ def advance_run(run: Run) -> Report:
         if missing:
             failed = stage_shadow(run, missing)
             report.say(f"staged the shadow copy on {len(missing) - len(failed)} host(s) that lacked it")
+    recent = None if (reconciled or refreshed or missing) else recent_pass(run, stage)
+    if recent is not None:
+        ago = time.time() - float(recent["measured_at"])
+        report.data.update(decision="pass", verdict=recent)
+        report.say(
+            f"gate {stage.name}: PASS: {recent['why']} (measured {ago:.0f}s ago, within health.interval)"
+        )
+        run.rollout.log("gate-reused", stage=stage.name, measured_at=recent["measured_at"])
+        return _promote(run, index, report)
     verdict = evaluate(run, stage)
     report_verdict(run, stage, verdict, report)
     report.data["decision"] = verdict.decision
@@ -74,7 +93,15 @@ def advance_run(run: Run) -> Report:
         report.say(f"not advancing{more}; nothing changed, nothing rolled back")
         report.exit_code = REFUSED
         return report
+    return _promote(run, index, report)
+
+
+def _promote(run: Run, index: int, report: Report) -> Report:
+    """The gate of stage `index` passed: go live on the next cohort, or complete."""
+    state, pb = run.rollout.state, run.playbook
     if index == len(pb.stages) - 1:
+        for host, why in sorted(clear_shadow(run, list(pb.hosts)).items()):
+            report.say(f"warning: {host}: shadow copy not removed: {why}")
         state["state"] = machine.transition(state["state"], "finish")
         run.rollout.save()
         run.rollout.log("complete", hosts=list(pb.hosts))

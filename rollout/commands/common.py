@@ -99,4 +99,3 @@ def finish_restore(run: Run, event: str, reason: str, report: Report) -> Restore
     run.rollout.save()
     run.rollout.log(state["state"], reason=reason, restored=result.restored, not_restored=result.not_restored)
     return result
-

@@ -7,20 +7,17 @@ import time
 from rollout import cohorts, machine
 from rollout.commands.common import Report
 from rollout.durations import format_duration
-from rollout.engine import CANDIDATE, Run, activate, clear_shadow
+from rollout.engine import CANDIDATE, Run, activate
 from rollout.gate import reset_counters
 from rollout.health.judge import Verdict
 from rollout.playbook import Stage
 
 
 def go_live(run: Run, index: int, report: Report) -> None:
-    """Enter stage `index`: switch its cohort (hosts not yet on the candidate) to the candidate."""
+    """Enter stage `index`: switch its cohort (hosts not yet on the candidate) to the candidate.
+    Hosts outside the cohort keep their shadow copy until their own stage promotes it."""
     state, pb = run.rollout.state, run.playbook
     stage = pb.stages[index]
-    if index > 0 and pb.stages[index - 1].is_shadow:
-        left = clear_shadow(run, list(pb.hosts))
-        for host, why in sorted(left.items()):
-            report.say(f"warning: {host}: shadow copy not removed: {why}")
     cohort = cohorts.cohort_for(stage.percent, state["order"])
     skipped = activate(run, cohort)
     state.update(stage_index=index, stage=stage.name, percent=stage.percent, stage_entered_at=time.time())

@@ -18,11 +18,12 @@ class FileState:
 
 @dataclass(frozen=True)
 class SwapResult:
-    """Outcome of a compare-and-swap: `swapped`, `drifted` (hash was not the expected one)."""
+    """Outcome of a compare-and-swap: `swapped`, or not (`actual_sha256` is what the target holds)."""
 
     swapped: bool
     actual_sha256: str | None
     reason: str = ""
+    source_changed: bool = False  # promote only: the file to promote was not the expected bytes
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,13 @@ class HostSession(Protocol):
 
     def swap(self, path: str, data: bytes | None, expect_sha256: str | None, mode: int | None) -> SwapResult:
         """Atomically replace `path` with `data` (None: remove it) if its hash is `expect_sha256`."""
+
+    def promote(
+        self, src: str, path: str, expect_src: str, expect_sha256: str | None, mode: int | None
+    ) -> SwapResult:
+        """Atomically put the bytes of the host's file `src` in place of `path` if `src` hashes to
+        `expect_src` and `path` to `expect_sha256`, keeping `path`'s mode (`mode` for a new file),
+        then remove `src`. The bytes never leave the host."""
 
     def run(self, command: str, env: dict[str, str], timeout: float, cwd: str | None) -> CommandResult:
         """Run a shell command on the host with `env` added, killed after `timeout` seconds."""

@@ -76,6 +76,24 @@ class LocalSession:
         _test_pause()
         return SwapResult(True, sha256_bytes(data) if data is not None else None)
 
+    def promote(
+        self, src: str, path: str, expect_src: str, expect_sha256: str | None, mode: int | None
+    ) -> SwapResult:
+        source, target = self._abs(src), self._abs(path)
+        first, second = sorted((str(source), str(target)))
+        with _path_lock(first), _path_lock(second):
+            staged = read_file(source)
+            if staged.sha256 != expect_src or staged.data is None:
+                return SwapResult(False, None, "the file to promote changed", source_changed=True)
+            current = read_file(target)
+            if current.sha256 != expect_sha256:
+                return SwapResult(False, current.sha256, "file changed since it was recorded")
+            keep = current.mode if current.mode is not None else mode
+            atomic_write(target, staged.data, keep if keep is not None else 0o644)
+            source.unlink(missing_ok=True)
+        _test_pause()
+        return SwapResult(True, expect_src)
+
     def run(self, command: str, env: dict[str, str], timeout: float, cwd: str | None) -> CommandResult:
         started = time.monotonic()
         proc = subprocess.Popen(

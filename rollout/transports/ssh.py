@@ -11,54 +11,33 @@ import secrets
 import shlex
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rollout.errors import TransportError
 from rollout.transports.base import CommandResult, FileState, SwapResult
+from rollout.transports.ssh_helper import KILL_GRACE_S, HostHelper
 from rollout.transports.ssh_options import SshOptions, parse_options
 
 if TYPE_CHECKING:
     from fabric import Connection
-    from paramiko import SFTPClient
+    from paramiko import SFTPAttributes, SFTPClient, SFTPFile
 
-KILL_GRACE_S = 5
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-# Compare-and-swap on the host. The script text is constant; target, temp file and expected hash
-# arrive as quoted positional arguments, so no path or value is ever parsed as shell code.
-CAS_SCRIPT = r"""t=$1 tmp=$2 want=$3
-if command -v sha256sum >/dev/null 2>&1; then h() { sha256sum; }; else h() { shasum -a 256; }; fi
-if [ -e "$t" ]; then
-  have=$(h < "$t") || { [ -z "$tmp" ] || rm -f -- "$tmp"; echo "error cannot hash $t"; exit 3; }
-  have=${have%% *}
-else have=absent; fi
-if [ "$have" != "$want" ]; then [ -z "$tmp" ] || rm -f -- "$tmp"; echo "drifted $have"; exit 0; fi
-if [ -n "$tmp" ]; then mv -f -- "$tmp" "$t" || exit 4; else rm -f -- "$t" || exit 4; fi
-echo swapped"""
 
-
-def cas_command(target: str, tmp: str | None, expect_sha256: str | None) -> str:
-    """Return the shell command that swaps `tmp` over `target` only if its hash is expected."""
-    args = [target, tmp or "", expect_sha256 or "absent"]
-    return f"sh -c {shlex.quote(CAS_SCRIPT)} rollout-cas " + " ".join(map(shlex.quote, args))
-
-
-def run_command(command: str, env: dict[str, str], timeout: float, workdir: str) -> str:
-    """Return the shell line running `command` in `workdir` with `env`, killed after `timeout`."""
+def run_line(command: str, env: dict[str, str], workdir: str) -> str:
+    """Return the shell line that runs `command` in `workdir` with `env` exported (all quoted)."""
     for name in env:
         if not _ENV_NAME.match(name):
             raise ValueError(f"invalid environment variable name {name!r}")
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    limit = max(1, math.ceil(timeout))
-    inner = shlex.quote(command)
     return (
         f"cd {shlex.quote(workdir)} && "
         + (f"export {exports} && " if exports else "")
-        + "if command -v timeout >/dev/null 2>&1; then "
-        + f"exec timeout -k {KILL_GRACE_S} {limit} sh -c {inner} 2>&1; "
-        + f"else exec sh -c {inner} 2>&1; fi"
+        + f"exec sh -c {shlex.quote(command)}"
     )
 
 
@@ -70,6 +49,7 @@ class SshSession:
     conn: Connection
     options: SshOptions
     _home: str | None = field(default=None, repr=False)
+    _helper: HostHelper | None = field(default=None, repr=False)
 
     def _sftp(self) -> SFTPClient:
         sftp: SFTPClient = self.conn.sftp()
@@ -96,10 +76,12 @@ class SshSession:
         try:
             with self._sftp().open(target, "rb") as f:
                 st = f.stat()
-                if (st.st_size or 0) > 32768:
-                    f.prefetch(st.st_size)
-                mode = st.st_mode
-                data = f.read()
+                size, mode = st.st_size or 0, st.st_mode
+                if size > 32768:
+                    f.prefetch(size)
+                # Read exactly the size stat gave (one round trip for a small file); bytes added
+                # meanwhile change the hash, and the compare-and-swap on the host catches that.
+                data = f.read(size) if size else f.read()
         except OSError as e:
             if e.errno == errno.ENOENT:
                 return FileState(sha256=None)
@@ -108,48 +90,78 @@ class SshSession:
 
     def swap(self, path: str, data: bytes | None, expect_sha256: str | None, mode: int | None) -> SwapResult:
         target = self.abspath(path)
-        tmp = None
+        new = None
         if data is not None:
-            folder, name = posixpath.split(target)
-            tmp = posixpath.join(folder, f".{name}.{secrets.token_hex(6)}.rollout-tmp")
-            self._upload(target, tmp, data, mode)
-        try:
-            rc, out = self._exec(cas_command(target, tmp, expect_sha256))
-        except TimeoutError:
-            raise TransportError(
-                f"swap of {target} timed out after {self.options.command_timeout:g}s"
-            ) from None
-        words = out.split()
-        if rc == 0 and words[-1:] == ["swapped"]:
-            return SwapResult(True, hashlib.sha256(data).hexdigest() if data is not None else None)
-        if rc == 0 and len(words) >= 2 and words[-2] == "drifted":
-            actual = None if words[-1] == "absent" else words[-1]
-            return SwapResult(False, actual, f"file changed since it was recorded (now {actual})")
-        if tmp is not None:
-            self._remove_quietly(tmp)
-        raise TransportError(f"swap of {target} failed (exit {rc}): {out.strip()[-300:]}")
+            new = self._scratch(target)
+            self._upload(target, new, data, mode if mode is not None else 0o644)
+        reply = self._ask(target, lambda h, t: h.cas(target, new, expect_sha256, t))
+        return _swap_result(reply, hashlib.sha256(data).hexdigest() if data is not None else None, target)
 
-    def _upload(self, target: str, tmp: str, data: bytes, mode: int | None) -> None:
+    def promote(
+        self, src: str, path: str, expect_src: str, expect_sha256: str | None, mode: int | None
+    ) -> SwapResult:
+        source, target = self.abspath(src), self.abspath(path)
+        try:
+            sftp = self._sftp()
+            staged = sftp.stat(source)
+            keep = mode if mode is not None else 0o644
+            _take_attributes(sftp, source, staged, self._attributes(target), keep)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                return SwapResult(False, None, "the file to promote is gone", source_changed=True)
+            raise TransportError(f"cannot prepare {source}: {e.strerror or e}") from None
+        reply = self._ask(target, lambda h, t: h.promote(source, target, expect_src, expect_sha256, t))
+        return _swap_result(reply, expect_src, target)
+
+    def _attributes(self, target: str) -> SFTPAttributes | None:
+        """Return the target's attributes (owner, mode), None when it does not exist."""
+        try:
+            found: SFTPAttributes = self._sftp().stat(target)
+            return found
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                return None
+            raise
+
+    def _ask(self, target: str, request: Callable[[HostHelper, float], str]) -> str:
+        timeout = self.options.command_timeout
+        try:
+            return request(self.helper(), timeout)
+        except TimeoutError:
+            raise TransportError(f"swap of {target} timed out after {timeout:g}s") from None
+
+    @staticmethod
+    def _scratch(target: str) -> str:
+        """Return a fresh hidden name beside `target` (same folder, so a rename is atomic)."""
+        folder, name = posixpath.split(target)
+        return posixpath.join(folder, f".{name}.{secrets.token_hex(6)}.rollout-tmp")
+
+    def _upload(self, target: str, tmp: str, data: bytes, mode: int) -> None:
+        """Write `data` to the new file `tmp` over SFTP, with the target's owner and mode (`mode`
+        for a new file) set while it is still empty, so a secret is never readable by others."""
         sftp = self._sftp()
         try:
-            keep = stat.S_IMODE(sftp.stat(target).st_mode or 0)
-        except OSError:
-            keep = mode if mode is not None else 0o644
-        try:
-            try:
-                f = sftp.open(tmp, "wb")
-            except OSError as e:
-                if e.errno != errno.ENOENT:
-                    raise
-                self._exec("mkdir -p -- " + shlex.quote(posixpath.dirname(tmp)))
-                f = sftp.open(tmp, "wb")
-            with f:
+            current = self._attributes(target)
+            with self._create(sftp, tmp) as f:
+                _take_attributes(sftp, tmp, None, current, mode, handle=f)
                 f.set_pipelined(True)
                 f.write(data)
-            sftp.chmod(tmp, keep)
         except OSError as e:
             self._remove_quietly(tmp)
             raise TransportError(f"cannot upload {tmp}: {e.strerror or e}") from None
+
+    def _create(self, sftp: SFTPClient, tmp: str) -> SFTPFile:
+        """Open the new file `tmp` for writing, creating its folder when it is missing."""
+        try:
+            return sftp.open(tmp, "wbx")
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                raise
+        folder = posixpath.dirname(tmp)
+        rc, out = self.helper().mkdir(folder, self.options.command_timeout)
+        if rc != 0:
+            raise TransportError(f"cannot create {folder}: {out.strip()[-300:]}")
+        return sftp.open(tmp, "wbx")
 
     def _remove_quietly(self, tmp: str) -> None:
         try:
@@ -157,29 +169,17 @@ class SshSession:
         except Exception:  # noqa: BLE001 - best effort; the temp name is unique and hidden
             pass
 
-    def _exec(self, command: str, timeout: float | None = None) -> tuple[int, str]:
-        """Run a command on a raw channel (no invoke threads); return exit code, stdout+stderr."""
-        transport = self.conn.transport
-        if transport is None or not transport.is_active():
-            raise TransportError("connection is closed")
-        chan = None
-        try:
-            chan = transport.open_session(timeout=self.options.connect_timeout)
-            chan.settimeout(timeout or self.options.command_timeout)
-            chan.set_combine_stderr(True)
-            chan.exec_command(command)
-            chunks = []
-            while chunk := chan.recv(65536):
-                chunks.append(chunk)
-            rc = chan.recv_exit_status()
-        except TimeoutError:
-            raise
-        except Exception as e:  # noqa: BLE001 - channel failures become a reason
-            raise TransportError(f"remote command failed: {e or type(e).__name__}") from None
-        finally:
-            if chan is not None:
-                chan.close()
-        return rc, b"".join(chunks).decode(errors="replace")
+    def helper(self) -> HostHelper:
+        """Return the helper loop on the host, starting it on first use (or after it died)."""
+        if self._helper is None or not self._helper.alive:
+            transport = self.conn.transport
+            if transport is None or not transport.is_active():
+                raise TransportError("connection is closed")
+            try:
+                self._helper = HostHelper(transport, self.options.connect_timeout)
+            except Exception as e:  # noqa: BLE001 - a refused channel becomes a reason
+                raise TransportError(f"cannot start a command channel: {e or type(e).__name__}") from None
+        return self._helper
 
     def run(self, command: str, env: dict[str, str], timeout: float, cwd: str | None) -> CommandResult:
         started = time.monotonic()
@@ -188,9 +188,10 @@ class SshSession:
             if env.get("ROLLOUT_CONFIG_PATH", "").startswith("~"):
                 # The shell never sees a quoted `~` expanded: hand the check the real path.
                 env = {**env, "ROLLOUT_CONFIG_PATH": self.abspath(env["ROLLOUT_CONFIG_PATH"])}
-            line = run_command(command, env, timeout, workdir)
+            line = run_line(command, env, workdir)
             # The host's `timeout` ends the command; this bound only covers a host that stops answering.
-            rc, out = self._exec(line, timeout + KILL_GRACE_S + self.options.connect_timeout)
+            wait = timeout + KILL_GRACE_S + self.options.connect_timeout
+            rc, out = self.helper().run(line, max(1, math.ceil(timeout)), wait)
         except TimeoutError:
             return CommandResult(None, "", f"timed out after {timeout:g}s", _since(started))
         except Exception as e:  # noqa: BLE001 - a broken channel is a result, not a crash
@@ -201,7 +202,52 @@ class SshSession:
         return CommandResult(rc, out, None, _since(started))
 
     def close(self) -> None:
+        if self._helper is not None:
+            self._helper.close()
         self.conn.close()
+
+
+def _take_attributes(
+    sftp: SFTPClient,
+    path: str,
+    has: SFTPAttributes | None,
+    want: SFTPAttributes | None,
+    mode: int,
+    handle: SFTPFile | None = None,
+) -> None:
+    """Give `path` (or its open `handle`), whose attributes are `has` (None: just created), the
+    mode and owner of `want`, the file it will replace (`mode` when there is none). An owner we may
+    not give (we are not root) is left as it is."""
+    new_mode = stat.S_IMODE(want.st_mode) if want is not None and want.st_mode is not None else mode
+    if has is None or has.st_mode is None or stat.S_IMODE(has.st_mode) != new_mode:
+        if handle is not None:
+            handle.chmod(new_mode)
+        else:
+            sftp.chmod(path, new_mode)
+    if want is None or want.st_uid is None or want.st_gid is None:
+        return
+    if has is not None and (has.st_uid, has.st_gid) == (want.st_uid, want.st_gid):
+        return
+    try:
+        if handle is not None:
+            handle.chown(want.st_uid, want.st_gid)
+        else:
+            sftp.chown(path, want.st_uid, want.st_gid)
+    except PermissionError:
+        pass
+
+
+def _swap_result(reply: str, new_sha256: str | None, target: str) -> SwapResult:
+    """Turn the helper's reply to a swap or promote into a SwapResult (or raise on an error)."""
+    words = reply.split()
+    if words == ["swapped"]:
+        return SwapResult(True, new_sha256)
+    if len(words) == 2 and words[0] in ("drifted", "source-changed"):
+        actual = None if words[1] == "absent" else words[1]
+        if words[0] == "source-changed":
+            return SwapResult(False, None, f"the file to promote changed (now {actual})", source_changed=True)
+        return SwapResult(False, actual, f"file changed since it was recorded (now {actual})")
+    raise TransportError(f"swap of {target} failed: {reply[:300]}")
 
 
 def _since(started: float) -> float:

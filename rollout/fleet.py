@@ -38,6 +38,7 @@ class Fleet:
         self.progress = progress
         self._sessions: dict[str, HostSession] = {}
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None  # kept from map to map: threads are not free
 
     def session(self, host: str) -> HostSession:
         """Return the open session to `host`, opening it if needed."""
@@ -78,21 +79,30 @@ class Fleet:
 
         if not hosts:
             return {}
-        workers = max(1, min(self.transport.concurrency, len(hosts)))
-        if workers == 1:
+        if self.transport.concurrency == 1 or len(hosts) == 1:
             return {h: one(h) for h in hosts}
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rollout-host") as pool:
-            return dict(zip(hosts, pool.map(one, hosts), strict=True))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.transport.concurrency, thread_name_prefix="rollout-host")
+        return dict(zip(hosts, self._pool.map(one, hosts), strict=True))
 
     def close(self) -> None:
         """Close every open session."""
         with self._lock:
             sessions, self._sessions = list(self._sessions.values()), {}
-        for s in sessions:
+            pool, self._pool = self._pool, None
+
+        def close(s: HostSession) -> None:
             try:
                 s.close()
             except Exception:  # noqa: BLE001
                 pass
+
+        if pool is not None:
+            list(pool.map(close, sessions))  # a session's close waits for its transport thread
+            pool.shutdown()
+        else:
+            for s in sessions:
+                close(s)
 
     def __enter__(self) -> Fleet:
         return self

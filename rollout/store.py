@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout import machine
-from rollout.atomic import write_atomic
+from rollout.atomic import fsync_dir, write_atomic
 from rollout.errors import BadInput, Refused
 
 
@@ -69,9 +70,29 @@ class Rollout:
     def backup_path(self, host: str) -> Path:
         return self.dir / "baseline" / _safe(host)
 
-    def write_backup(self, host: str, data: bytes) -> None:
-        """Keep a host's baseline bytes, readable only by the owner (secrets live here)."""
-        write_atomic(self.backup_path(host), data, 0o600)
+    def write_backups(self, baselines: dict[str, bytes]) -> None:
+        """Keep each host's baseline bytes in `baseline/<host>`, readable only by the owner
+        (secrets live here). Hosts holding the same bytes share one file (hard links), so a
+        fleet of identical configs costs one write and one fsync, not one per host."""
+        folder = self.dir / "baseline"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        groups: dict[bytes, list[str]] = {}
+        for host, data in baselines.items():
+            groups.setdefault(data, []).append(host)
+        for data, hosts in groups.items():
+            fd, tmp = tempfile.mkstemp(prefix=".backup.", dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    os.fchmod(f.fileno(), 0o600)
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                for host in hosts:
+                    self.backup_path(host).unlink(missing_ok=True)
+                    os.link(tmp, self.backup_path(host))
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        fsync_dir(folder)
 
     def read_backup(self, host: str) -> bytes | None:
         """Return a host's baseline bytes, or None when it had no file."""

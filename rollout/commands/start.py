@@ -122,12 +122,8 @@ def _freeze(run: Run, data: bytes, snapshot: dict[str, Any]) -> None:
     r, pb = run.rollout, run.playbook
     write_atomic(r.playbook_copy, pb.file.read_bytes(), 0o600)
     write_atomic(r.dir / "candidate" / pb.config_source.name, data, 0o600)
-    baselines: dict[str, str | None] = {}
-    for host in pb.hosts:
-        live = snapshot[host][0]
-        if live.data is not None:
-            r.write_backup(host, live.data)
-        baselines[host] = live.sha256
+    r.write_backups({h: snapshot[h][0].data for h in pb.hosts if snapshot[h][0].data is not None})
+    baselines: dict[str, str | None] = {h: snapshot[h][0].sha256 for h in pb.hosts}
     index = []
     for n, (sha, hosts) in enumerate(diffing.group_by_baseline(baselines), start=1):
         as_json, text = diffing.diff_one(snapshot[hosts[0]][0].data, data, pb.config_kind)

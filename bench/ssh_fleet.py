@@ -112,6 +112,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of (a) and (b)")
     args = parser.parse_args()
     data = candidate_bytes(args.size)
+    # Both sides start with their libraries loaded: fabric/paramiko for (a), and also deepdiff
+    # (the diffs `start` writes) for (b). A `rollout` process pays this once; it is printed apart.
+    started = time.monotonic()
+    import deepdiff  # noqa: F401
+    import fabric  # noqa: F401
+
+    imports = time.monotonic() - started
     with tempfile.TemporaryDirectory(prefix="ssh-fleet-") as tmp:
         root = Path(tmp)
         server = start_sshd(root / "sshd", args.hosts)
@@ -156,6 +163,7 @@ def main() -> None:
 
     check = "no check" if args.no_check else "one `run` check per host"
     print(f"{args.hosts} loopback hosts, {len(data)} bytes, stages shadow/25/50/100, bake 0,", check)
+    print(f"library imports before timing (fabric, paramiko, deepdiff): {imports:.2f} s")
     for n, (bare, auto) in enumerate(zip(bares, autos, strict=True), start=1):
         print(f"round {n}:")
         print(f"(a) bare parallel SFTP uploads (connect + put):   {bare:7.2f} s")

@@ -1,12 +1,14 @@
 """Benchmark: a staged rollout over SSH vs bare parallel SFTP uploads, on N loopback hosts.
 
-    python bench/ssh_fleet.py [--hosts 20] [--size 4096] [--rounds 2] [--no-check]
+    python bench/ssh_fleet.py [--hosts 20] [--size 4096] [--rounds 2] [--no-check] [--ansible PATH]
 
 Starts its own sshd (tests/sshd.py), serving hosts 127.0.0.2 .. 127.0.0.(N+1) on one port, and prints:
 (a) bare uploads: the candidate put over SFTP to every host, one connection each (connect included),
     in a bounded thread pool; (b) `rollout run --auto` through shadow, 25, 50, 100 with bake 0;
 (c) the same rollout verb by verb (start, advance x4), one process-free call each; (d) a rollback:
-`abort` with the candidate live on every host.
+`abort` with the candidate live on every host; (e) with --ansible (a path to ansible-playbook, e.g.
+from `pip install ansible-core` in a venv): the same staged copy by ansible-core (serial 25%/50%/100%,
+copy with backup, the same check), over the same sshd.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -95,6 +99,55 @@ def make_playbook(root: Path, server: Sshd, known: Path, data: bytes, check: boo
     return path
 
 
+ANSIBLE_PLAY = """\
+- hosts: fleet
+  gather_facts: false
+  serial: ["25%", "50%", "100%"]
+  tasks:
+    - name: copy the candidate, keeping a backup
+      ansible.builtin.copy: {{src: "{src}", dest: "{{{{ dest }}}}", backup: true}}
+    - name: check
+      ansible.builtin.shell: 'test -s "{{{{ dest }}}}"'
+"""
+
+
+def ansible_rollout(ansible: str, root: Path, server: Sshd, known: Path, data: bytes) -> float:
+    """Run the same staged copy with ansible-core over the same sshd; return wall seconds."""
+    root.mkdir()
+    (root / "candidate.json").write_bytes(data)
+    lines = ["[fleet]"]
+    for n, host in enumerate(server.hosts):
+        dest = root / "fleet" / host / "opencode.json"
+        dest.parent.mkdir(parents=True)
+        dest.write_text('{"model": "anthropic/claude-sonnet-4-5"}\n')
+        lines.append(f"h{n} ansible_host={host} ansible_port={server.port} dest={dest}")
+    (root / "inventory.ini").write_text("\n".join(lines) + "\n")
+    (root / "play.yml").write_text(ANSIBLE_PLAY.format(src=root / "candidate.json"))
+    env = {
+        **os.environ,
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_SSH_ARGS": f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes",
+        "ANSIBLE_REMOTE_USER": "root",
+        "ANSIBLE_PRIVATE_KEY_FILE": str(server.key_file),
+        "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
+        "ANSIBLE_FORKS": "20",
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [ansible, "-i", str(root / "inventory.ini"), str(root / "play.yml")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.monotonic() - started
+    if done.returncode != 0:
+        raise SystemExit(
+            f"ansible-playbook exit {done.returncode}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+    return seconds
+
+
 def timed(label: str, fn, times: list[tuple[str, float]]):  # type: ignore[no-untyped-def]
     started = time.monotonic()
     report = fn()
@@ -110,6 +163,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096, help="candidate size in bytes")
     parser.add_argument("--no-check", action="store_true", help="no health check command")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of (a) and (b)")
+    parser.add_argument("--ansible", help="path to ansible-playbook: also time ansible-core's staged copy")
     args = parser.parse_args()
     data = candidate_bytes(args.size)
     # Both sides start with their libraries loaded: fabric/paramiko for (a), and also deepdiff
@@ -158,6 +212,9 @@ def main() -> None:
                 timed("advance", lambda: advance(state), setup)
             rollback: list[tuple[str, float]] = []
             timed(f"abort (restore {args.hosts} hosts)", lambda: abort(state), rollback)
+            ansible = (
+                ansible_rollout(args.ansible, root / "ansible", server, known, data) if args.ansible else None
+            )
         finally:
             server.stop()
 
@@ -178,6 +235,9 @@ def main() -> None:
     print("(d) rollback with the candidate live on every host:")
     for label, seconds in rollback:
         print(f"      {label:34s} {seconds:7.2f} s")
+    if ansible is not None:
+        print(f"(e) ansible-core, the same staged copy and check:  {ansible:7.2f} s")
+        print(f"    = {ansible / min(autos):.1f}x the best (b)")
 
 
 if __name__ == "__main__":

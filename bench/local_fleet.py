@@ -67,10 +67,15 @@ def main() -> None:
         runs = []
         for _ in range(5):
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "rollout", "--state-dir", str(state), "status", "--json"],
-                           check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "rollout", "--state-dir", str(state), "status", "--json"],
+                check=True,
+                capture_output=True,
+            )
             runs.append(time.perf_counter() - t)
-        print(f"{'status --json (subprocess)':28} {min(runs):7.3f} s  best of 5 (median {sorted(runs)[2]:.3f} s)")
+        print(
+            f"{'status --json (subprocess)':28} {min(runs):7.3f} s  best of 5 (median {sorted(runs)[2]:.3f} s)"
+        )
 
 
 if __name__ == "__main__":

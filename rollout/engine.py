@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,14 +177,17 @@ def activate(run: Run, hosts: list[str]) -> dict[str, str]:
         """Return the swap's result and whether this rollout's shadow copy is still on the host."""
         rec = run.hosts[s.host]
         live, expect, mode = pb.path_on(s.host), rec["baseline_sha256"], rec["baseline_mode"]
-        if rec.get("shadow"):
-            promoted: SwapResult = s.promote(pb.shadow_on(s.host), live, cand, expect, mode)
+        shadow, kept = pb.shadow_on(s.host), bool(rec.get("shadow"))
+        # A rename is atomic only within one folder: a shadow kept elsewhere is not promoted.
+        if kept and posixpath.dirname(shadow) == posixpath.dirname(live):
+            promoted: SwapResult = s.promote(shadow, live, cand, expect, mode)
             if not promoted.source_changed:
                 return promoted, not promoted.swapped
             # Someone changed the shadow copy: it is theirs now; send the candidate instead.
             run.rollout.log("shadow-changed", host=s.host)
+            kept = False
         result: SwapResult = s.swap(live, data, expect, mode)
-        return result, False
+        return result, kept
 
     now = time.time()
     for host, r in run.fleet.map(hosts, switch, label="activate").items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -99,6 +100,10 @@ def fleet(tmp_path: Path, sshd: Sshd) -> SshFleet:
 
 
 def test_full_rollout_to_100_percent_over_ssh(fleet: SshFleet) -> None:
+    owned = os.geteuid() == 0  # as root, the files belong to someone else: the rollout must keep that
+    if owned:
+        for host in fleet.hosts:
+            os.chown(fleet.file(host), 4242, 4343)
     result = fleet.cli("start", str(fleet.playbook))
     assert result.exit_code == 0, result.output
     assert "shadow: candidate staged beside the live file on 8 host(s)" in result.stdout
@@ -116,6 +121,10 @@ def test_full_rollout_to_100_percent_over_ssh(fleet: SshFleet) -> None:
     assert {h: v["state"] for h, v in status["hosts"].items()} == dict.fromkeys(fleet.hosts, "candidate")
     assert fleet.bytes_on() == dict.fromkeys(fleet.hosts, CANDIDATE)
     assert {stat.S_IMODE(fleet.file(h).stat().st_mode) for h in fleet.hosts} == {0o640}
+    if owned:
+        assert {(fleet.file(h).stat().st_uid, fleet.file(h).stat().st_gid) for h in fleet.hosts} == {
+            (4242, 4343)
+        }
     assert fleet.leftovers() == []
 
 

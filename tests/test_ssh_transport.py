@@ -165,7 +165,9 @@ def test_promote_renames_the_staged_copy_in_place(session: SshSession, tmp_path:
     assert sorted(p.name for p in folder.iterdir()) == ["app.json"]  # no temp left
 
 
-def test_many_requests_share_one_channel_and_survive_a_dead_helper(session: SshSession, tmp_path: Path) -> None:
+def test_many_requests_share_one_channel_and_survive_a_dead_helper(
+    session: SshSession, tmp_path: Path
+) -> None:
     target = tmp_path / "n.txt"
     before = None
     for n in range(30):

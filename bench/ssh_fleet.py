@@ -154,6 +154,7 @@ def timed(label: str, fn, times: list[tuple[str, float]]):  # type: ignore[no-un
     times.append((label, time.monotonic() - started))
     if report.exit_code != 0:
         raise SystemExit(f"{label}: exit {report.exit_code}: {report.lines}")
+    say(f"      {label:34s} {times[-1][1]:7.2f} s")
     return report
 
 
@@ -173,6 +174,9 @@ def main() -> None:
     import fabric  # noqa: F401
 
     imports = time.monotonic() - started
+    check = "no check" if args.no_check else "one `run` check per host"
+    say(f"{args.hosts} loopback hosts, {len(data)} bytes, stages shadow/25/50/100, bake 0, {check}")
+    say(f"library imports before timing (fabric, paramiko, deepdiff): {imports:.2f} s")
     with tempfile.TemporaryDirectory(prefix="ssh-fleet-") as tmp:
         root = Path(tmp)
         server = start_sshd(root / "sshd", args.hosts)
@@ -191,7 +195,15 @@ def main() -> None:
                 autos.append(time.monotonic() - started)
                 if report.exit_code != 0:
                     raise SystemExit(f"run --auto: exit {report.exit_code}: {report.lines}")
+                say(f"round {n + 1}:")
+                say(f"(a) bare parallel SFTP uploads (connect + put):   {bares[-1]:7.2f} s")
+                say(
+                    f"(b) rollout run --auto, every stage:              {autos[-1]:7.2f} s  = {autos[-1] / bares[-1]:.2f}x (a)"
+                )
+            best = min(autos)
+            say(f"best of {args.rounds}: (a) {min(bares):.2f} s, (b) {best:.2f} s = {best / min(bares):.2f}x")
 
+            say("(c) the same rollout verb by verb:")
             verbs: list[tuple[str, float]] = []
             manual_root = root / "manual"
             manual_root.mkdir()
@@ -201,43 +213,28 @@ def main() -> None:
             for to in ("25%", "50%", "100%"):
                 timed(f"advance -> {to}", lambda: advance(state), verbs)
             timed("advance -> complete", lambda: advance(state), verbs)
+            say(f"      {'total':34s} {sum(s for _, s in verbs):7.2f} s")
 
+            say("(d) rollback with the candidate live on every host:")
             back_root = root / "rollback"
             back_root.mkdir()
             book = make_playbook(back_root, server, known, data, not args.no_check, "bench-abort")
             state = back_root / "state"
-            setup: list[tuple[str, float]] = []
-            timed("start", lambda: start(book, state), setup)
+            start(book, state)
             for _ in range(3):
-                timed("advance", lambda: advance(state), setup)
-            rollback: list[tuple[str, float]] = []
-            timed(f"abort (restore {args.hosts} hosts)", lambda: abort(state), rollback)
-            ansible = (
-                ansible_rollout(args.ansible, root / "ansible", server, known, data) if args.ansible else None
-            )
+                advance(state)
+            timed(f"abort (restore {args.hosts} hosts)", lambda: abort(state), [])
+            if args.ansible:
+                ansible = ansible_rollout(args.ansible, root / "ansible", server, known, data)
+                say(
+                    f"(e) ansible-core, the same staged copy and check:  {ansible:7.2f} s = {ansible / best:.1f}x the best (b)"
+                )
         finally:
             server.stop()
 
-    check = "no check" if args.no_check else "one `run` check per host"
-    print(f"{args.hosts} loopback hosts, {len(data)} bytes, stages shadow/25/50/100, bake 0,", check)
-    print(f"library imports before timing (fabric, paramiko, deepdiff): {imports:.2f} s")
-    for n, (bare, auto) in enumerate(zip(bares, autos, strict=True), start=1):
-        print(f"round {n}:")
-        print(f"(a) bare parallel SFTP uploads (connect + put):   {bare:7.2f} s")
-        print(f"(b) rollout run --auto, every stage:              {auto:7.2f} s  = {auto / bare:.2f}x (a)")
-    print(
-        f"best of {args.rounds}: (a) {min(bares):.2f} s, (b) {min(autos):.2f} s = {min(autos) / min(bares):.2f}x"
-    )
-    print("(c) the same rollout verb by verb:")
-    for label, seconds in verbs:
-        print(f"      {label:34s} {seconds:7.2f} s")
-    print(f"      {'total':34s} {sum(s for _, s in verbs):7.2f} s")
-    print("(d) rollback with the candidate live on every host:")
-    for label, seconds in rollback:
-        print(f"      {label:34s} {seconds:7.2f} s")
-    if ansible is not None:
-        print(f"(e) ansible-core, the same staged copy and check:  {ansible:7.2f} s")
-        print(f"    = {ansible / min(autos):.1f}x the best (b)")
+
+def say(line: str) -> None:
+    print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -294,3 +294,13 @@ def test_stopped_server_then_back(own_sshd: Sshd, tmp_path: Path) -> None:
     s = t.open(spec)
     assert s.run("echo back", {}, 10, None).output == "back\n"
     s.close()
+
+
+def test_a_server_hanging_up_mid_handshake_has_a_reason() -> None:
+    from rollout.transports.ssh_connect import connect_failure
+
+    for error in (EOFError(), ConnectionResetError(104, "Connection reset by peer")):
+        assert (
+            connect_failure(error, SshOptions(), 0.1)
+            == "the server closed the connection during the SSH handshake"
+        )

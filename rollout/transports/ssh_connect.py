@@ -147,6 +147,9 @@ def connect_failure(e: BaseException, options: SshOptions, elapsed: float) -> st
         if elapsed >= options.connect_timeout * 0.9:
             return f"no SSH handshake within {t} (the port accepts TCP but does not speak SSH)"
         return "the server closed the connection during the SSH handshake"
+    if isinstance(e, EOFError | ConnectionResetError):
+        # sshd hung up mid-handshake: overloaded (MaxStartups), or refusing this client.
+        return "the server closed the connection during the SSH handshake"
     if isinstance(e, ConnectionRefusedError):
         return "connection refused"
     if isinstance(e, socket.gaierror):

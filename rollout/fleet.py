@@ -56,10 +56,7 @@ class Fleet:
         with self._lock:
             stale = self._sessions.pop(host, None)
         if stale is not None:
-            try:
-                stale.close()
-            except Exception:  # noqa: BLE001 - closing a dead session must not mask the result
-                pass
+            _close_quietly(stale)
 
     def map(
         self, hosts: Iterable[str], fn: Callable[[HostSession], T], label: str = ""
@@ -90,25 +87,26 @@ class Fleet:
         with self._lock:
             sessions, self._sessions = list(self._sessions.values()), {}
             pool, self._pool = self._pool, None
-
-        def close(s: HostSession) -> None:
-            try:
-                s.close()
-            except Exception:  # noqa: BLE001
-                pass
-
         if pool is not None:
-            list(pool.map(close, sessions))  # a session's close waits for its transport thread
+            list(pool.map(_close_quietly, sessions))  # a close waits for its transport thread
             pool.shutdown()
         else:
             for s in sessions:
-                close(s)
+                _close_quietly(s)
 
     def __enter__(self) -> Fleet:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _close_quietly(session: HostSession) -> None:
+    """Close a session; a dead one failing to close must not mask a result."""
+    try:
+        session.close()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _reason(e: Exception) -> str:

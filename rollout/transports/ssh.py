@@ -143,7 +143,7 @@ class SshSession:
         try:
             current = self._attributes(target)
             with self._create(sftp, tmp) as f:
-                _take_attributes(sftp, tmp, None, current, mode, handle=f)
+                _take_attributes(sftp, tmp, None, current, mode)  # while it is still empty
                 f.set_pipelined(True)
                 f.write(data)
         except OSError as e:
@@ -208,31 +208,20 @@ class SshSession:
 
 
 def _take_attributes(
-    sftp: SFTPClient,
-    path: str,
-    has: SFTPAttributes | None,
-    want: SFTPAttributes | None,
-    mode: int,
-    handle: SFTPFile | None = None,
+    sftp: SFTPClient, path: str, has: SFTPAttributes | None, want: SFTPAttributes | None, mode: int
 ) -> None:
-    """Give `path` (or its open `handle`), whose attributes are `has` (None: just created), the
-    mode and owner of `want`, the file it will replace (`mode` when there is none). An owner we may
-    not give (we are not root) is left as it is."""
+    """Give `path`, whose attributes are `has` (None: just created), the mode and owner of `want`,
+    the file it will replace (`mode` when there is none). An owner we may not give (we are not
+    root) is left as it is."""
     new_mode = stat.S_IMODE(want.st_mode) if want is not None and want.st_mode is not None else mode
     if has is None or has.st_mode is None or stat.S_IMODE(has.st_mode) != new_mode:
-        if handle is not None:
-            handle.chmod(new_mode)
-        else:
-            sftp.chmod(path, new_mode)
+        sftp.chmod(path, new_mode)
     if want is None or want.st_uid is None or want.st_gid is None:
         return
     if has is not None and (has.st_uid, has.st_gid) == (want.st_uid, want.st_gid):
         return
     try:
-        if handle is not None:
-            handle.chown(want.st_uid, want.st_gid)
-        else:
-            sftp.chown(path, want.st_uid, want.st_gid)
+        sftp.chown(path, want.st_uid, want.st_gid)
     except PermissionError:
         pass
 

@@ -55,6 +55,7 @@ class Sshd:
     keys: Keys
     hosts: list[str]
     home: Path  # where SFTP starts: `~/x` and relative paths land here
+    file_size_limit: int | None = None  # bytes any file the server writes may hold (a full disk)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -98,6 +99,7 @@ class Sshd:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                preexec_fn=self._limit_file_size if self.file_size_limit is not None else None,
             )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -108,6 +110,16 @@ class Sshd:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"sshd did not answer on port {self.port}: {self.log.read_text()}")
+
+    def _limit_file_size(self) -> None:
+        """In the sshd child before exec: writes past the limit fail with EFBIG, as on a full disk
+        (SIGXFSZ ignored, which exec keeps, so the writer gets the error instead of dying)."""
+        import resource
+        import signal
+
+        assert self.file_size_limit is not None
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_size_limit, self.file_size_limit))
 
     def stop(self) -> None:
         """Stop the listening sshd (every host of it is then down)."""
@@ -141,7 +153,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_sshd(folder: Path, n_hosts: int = 8, keys: Keys | None = None) -> Sshd:
+def start_sshd(
+    folder: Path, n_hosts: int = 8, keys: Keys | None = None, file_size_limit: int | None = None
+) -> Sshd:
     """Start an sshd serving `n_hosts` loopback hosts 127.0.0.2.. from `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     keys = keys or make_keys(folder / "keys")
@@ -150,7 +164,7 @@ def start_sshd(folder: Path, n_hosts: int = 8, keys: Keys | None = None) -> Sshd
     home.mkdir(exist_ok=True)
     hosts = [f"127.0.0.{i}" for i in range(2, 2 + n_hosts)]
     for attempt in range(3):
-        server = Sshd(folder, free_port(), keys, hosts, home)
+        server = Sshd(folder, free_port(), keys, hosts, home, file_size_limit)
         try:
             server.start()
             return server

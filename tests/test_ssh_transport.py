@@ -16,9 +16,29 @@ from rollout.transports.ssh import SshSession, SshTransport
 from rollout.transports.ssh_options import HostSpec, SshOptions, parse_host
 
 try:
-    from tests.sshd import Sshd, _no_real_home, free_port, own_sshd, silent_listener, sshd, sshd_keys
+    from tests.sshd import (
+        Keys,
+        Sshd,
+        _no_real_home,
+        free_port,
+        own_sshd,
+        silent_listener,
+        sshd,
+        sshd_keys,
+        start_sshd,
+    )
 except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    from sshd import Sshd, _no_real_home, free_port, own_sshd, silent_listener, sshd, sshd_keys
+    from sshd import (  # type: ignore[no-redef]
+        Keys,
+        Sshd,
+        _no_real_home,
+        free_port,
+        own_sshd,
+        silent_listener,
+        sshd,
+        sshd_keys,
+        start_sshd,
+    )
 
 __all__ = ["_no_real_home", "own_sshd", "sshd", "sshd_keys"]
 
@@ -123,6 +143,26 @@ def test_swap_creates_folders_and_removes(session: SshSession, tmp_path: Path) -
     assert not target.exists()
     absent = session.swap(str(target), None, sha(b"a: 1\n"), None)
     assert (absent.swapped, absent.actual_sha256) == (False, None)
+
+
+def test_a_write_the_host_fails_is_an_error_and_nothing_goes_live(sshd_keys: Keys, tmp_path: Path) -> None:
+    # This host's server cannot write past 4 KiB, as on a full disk (writes fail with EFBIG).
+    server = start_sshd(tmp_path / "full-sshd", 1, sshd_keys, file_size_limit=4096)
+    try:
+        session = transport_for(server, tmp_path).open(server.spec(server.hosts[0]))
+        target = tmp_path / "app" / "config.json"
+        target.parent.mkdir()
+        target.write_bytes(b"v1")
+        with pytest.raises(
+            TransportError, match=r"cannot upload .*config\.json.*rollout-tmp: the host failed the write"
+        ):
+            session.swap(str(target), b"x" * 10_000, sha(b"v1"), None)
+        assert target.read_bytes() == b"v1"
+        assert sorted(p.name for p in target.parent.iterdir()) == ["config.json"]  # no temp left
+        assert session.swap(str(target), b"small", sha(b"v1"), None).swapped  # the session still works
+        session.close()
+    finally:
+        server.stop()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another owner needs root")

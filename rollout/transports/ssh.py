@@ -144,11 +144,17 @@ class SshSession:
             current = self._attributes(target)
             with self._create(sftp, tmp) as f:
                 _take_attributes(sftp, tmp, None, current, mode)  # while it is still empty
-                f.set_pipelined(True)
+                # Not pipelined: paramiko drops the replies to pipelined writes, so a full disk
+                # would go unnoticed and a truncated file be renamed into place.
                 f.write(data)
+                f.flush()
+                _fsync(sftp, f)
         except OSError as e:
             self._remove_quietly(tmp)
-            raise TransportError(f"cannot upload {tmp}: {e.strerror or e}") from None
+            reason = e.strerror or str(e)
+            if reason == "Failure":  # SFTP's generic status: the host did not say why
+                reason = "the host failed the write (is its disk full?)"
+            raise TransportError(f"cannot upload {tmp}: {reason}") from None
 
     def _create(self, sftp: SFTPClient, tmp: str) -> SFTPFile:
         """Open the new file `tmp` for writing, creating its folder when it is missing."""
@@ -224,6 +230,19 @@ def _take_attributes(
         sftp.chown(path, want.st_uid, want.st_gid)
     except PermissionError:
         pass
+
+
+def _fsync(sftp: SFTPClient, f: SFTPFile) -> None:
+    """Have the host flush `f` to disk (OpenSSH's fsync@openssh.com), so a crash after the rename
+    cannot leave an empty file in place. A server without the extension is let be."""
+    from paramiko.sftp import CMD_EXTENDED
+
+    try:
+        # paramiko has no public call for it; posix_rename is built the same way.
+        sftp._request(CMD_EXTENDED, "fsync@openssh.com", f.handle)
+    except OSError as e:
+        if "unsupported" not in str(e).lower():
+            raise
 
 
 def _swap_result(reply: str, new_sha256: str | None, target: str) -> SwapResult:

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from rollout import configkinds, health, transports
+from rollout import configkinds, health, transports, yamlload
 from rollout.durations import parse_duration
 from rollout.errors import BadInput
 from rollout.health.base import CheckSpec
@@ -119,7 +119,7 @@ def load(path: str | Path) -> Playbook:
     except (OSError, UnicodeDecodeError) as e:
         raise BadInput(f"{file}: cannot read playbook ({e})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yamlload.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

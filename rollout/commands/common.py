@@ -7,9 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from rollout import configkinds, machine, playbook, transports
+from rollout import configkinds, machine, playbook, transports, yamlload
 from rollout.configkinds.base import ConfigContext, Problem
 from rollout.engine import RestoreReport, Run, restore
 from rollout.errors import OK, ROLLBACK_INCOMPLETE, ROLLED_BACK, BadInput
@@ -61,7 +59,7 @@ def sha256(data: bytes) -> str:
 
 def frozen_playbook(rollout: Rollout) -> Playbook:
     """Return the playbook as it was frozen at start (paths resolved from its original folder)."""
-    data = yaml.safe_load(rollout.playbook_copy.read_text())
+    data = yamlload.safe_load(rollout.playbook_copy.read_text())
     return playbook.from_dict(data, Path(rollout.state["playbook_file"]), require_source=False)
 
 

@@ -29,8 +29,10 @@ class YamlKind:
     def parse(self, data: bytes) -> Any:
         import yaml
 
+        from rollout import yamlload
+
         try:
-            return yaml.safe_load(data.decode("utf-8"))
+            return yamlload.safe_load(data.decode("utf-8"))
         except UnicodeDecodeError as e:
             raise ConfigParseError(f"not UTF-8 ({e.reason})") from None
         except yaml.YAMLError as e:

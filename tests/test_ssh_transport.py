@@ -14,31 +14,17 @@ from rollout.errors import BadInput, TransportError
 from rollout.transports import kind
 from rollout.transports.ssh import SshSession, SshTransport
 from rollout.transports.ssh_options import HostSpec, SshOptions, parse_host
-
-try:
-    from tests.sshd import (
-        Keys,
-        Sshd,
-        _no_real_home,
-        free_port,
-        own_sshd,
-        silent_listener,
-        sshd,
-        sshd_keys,
-        start_sshd,
-    )
-except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    from sshd import (  # type: ignore[no-redef]
-        Keys,
-        Sshd,
-        _no_real_home,
-        free_port,
-        own_sshd,
-        silent_listener,
-        sshd,
-        sshd_keys,
-        start_sshd,
-    )
+from tests.sshd import (
+    Keys,
+    Sshd,
+    _no_real_home,
+    free_port,
+    own_sshd,
+    silent_listener,
+    sshd,
+    sshd_keys,
+    start_sshd,
+)
 
 __all__ = ["_no_real_home", "own_sshd", "sshd", "sshd_keys"]
 

@@ -132,12 +132,21 @@ def advance(ctx: click.Context, rollout_id: str | None, state_dir: str | None, a
     _emit(run(_state_dir(ctx, state_dir), rollout_id, _progress(as_json)), as_json)
 
 
+def _restore_verb(fn: Callable[..., None]) -> Callable[..., None]:
+    """The arguments `abort` and `undo` share: which rollout, why, where its state is, --json."""
+    for decorate in (
+        click.pass_context,
+        json_option,
+        state_dir_option,
+        click.option("--reason", default="", help="Why, recorded in the journal."),
+        rollout_id,
+    ):
+        fn = decorate(fn)
+    return fn
+
+
 @cli.command()
-@rollout_id
-@click.option("--reason", default="", help="Why, recorded in the journal.")
-@state_dir_option
-@json_option
-@click.pass_context
+@_restore_verb
 def abort(
     ctx: click.Context, rollout_id: str | None, reason: str, state_dir: str | None, as_json: bool
 ) -> None:
@@ -148,11 +157,7 @@ def abort(
 
 
 @cli.command()
-@rollout_id
-@click.option("--reason", default="", help="Why, recorded in the journal.")
-@state_dir_option
-@json_option
-@click.pass_context
+@_restore_verb
 def undo(
     ctx: click.Context, rollout_id: str | None, reason: str, state_dir: str | None, as_json: bool
 ) -> None:

@@ -77,6 +77,25 @@ def bare_uploads(server: Sshd, known: Path, data: bytes, folder: Path, workers: 
     return time.monotonic() - started
 
 
+def cpu_seconds(server: Sshd) -> tuple[float, float]:
+    """Return CPU seconds used so far by this process and by sshd with every process it started
+    (counted once sshd has reaped them, so this first waits for its connections to end)."""
+    import resource
+
+    assert server.proc is not None
+    pid = server.proc.pid
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+        Path(f"/proc/{pid}/task/{tid}/children").read_text().strip()
+        for tid in os.listdir(f"/proc/{pid}/task")
+    ):
+        time.sleep(0.05)
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime, sum(int(x) for x in fields[11:15]) / ticks
+
+
 def make_playbook(
     root: Path, server: Sshd, known: Path, data: bytes, check: bool, name: str, hosts: list[str] | None = None
 ) -> Path:
@@ -198,8 +217,13 @@ def main() -> None:
             # Alternate (a) and (b) so a busy machine slows both alike; report every round.
             bares: list[float] = []
             autos: list[float] = []
+            # CPU seconds (client, sshd) are printed too: on a shared machine wall time moves with
+            # the neighbours, the work each side asks of the CPU much less.
+            cpus: list[tuple[float, float]] = []
             for n in range(args.rounds):
+                before = cpu_seconds(server)
                 bares.append(bare_uploads(server, known, data, root / f"bare-{n}", 20))
+                middle = cpu_seconds(server)
                 auto_root = root / f"auto-{n}"
                 auto_root.mkdir()
                 book = make_playbook(auto_root, server, known, data, not args.no_check, f"bench-auto-{n}")
@@ -208,15 +232,28 @@ def main() -> None:
                 autos.append(time.monotonic() - started)
                 if report.exit_code != 0:
                     raise SystemExit(f"run --auto: exit {report.exit_code}: {report.lines}")
+                after = cpu_seconds(server)
+                a_cpu = (middle[0] - before[0], middle[1] - before[1])
+                b_cpu = (after[0] - middle[0], after[1] - middle[1])
+                cpus.append((sum(a_cpu), sum(b_cpu)))
                 say(f"round {n + 1}:")
-                say(f"(a) bare parallel SFTP uploads (connect + put):   {bares[-1]:7.2f} s")
                 say(
-                    f"(b) rollout run --auto, every stage:              {autos[-1]:7.2f} s  = {autos[-1] / bares[-1]:.2f}x (a)"
+                    f"(a) bare parallel SFTP uploads (connect + put):   {bares[-1]:7.2f} s"
+                    f"   cpu: client {a_cpu[0]:5.2f} s, sshd {a_cpu[1]:5.2f} s"
+                )
+                say(
+                    f"(b) rollout run --auto, every stage:              {autos[-1]:7.2f} s"
+                    f"   cpu: client {b_cpu[0]:5.2f} s, sshd {b_cpu[1]:5.2f} s"
+                    f"   = {autos[-1] / bares[-1]:.2f}x (a) in time, {cpus[-1][1] / cpus[-1][0]:.2f}x in cpu"
                 )
             best = min(autos)
             say(f"best of {args.rounds}: (a) {min(bares):.2f} s, (b) {best:.2f} s = {best / min(bares):.2f}x")
             ratios = sorted(b / a for a, b in zip(bares, autos, strict=True))
             say(f"median of the {args.rounds} rounds' ratios (b)/(a): {statistics.median(ratios):.2f}x")
+            say(
+                f"cpu, all rounds: (a) {sum(a for a, _ in cpus):.2f} s, (b) {sum(b for _, b in cpus):.2f} s"
+                f" = {sum(b for _, b in cpus) / sum(a for a, _ in cpus):.2f}x"
+            )
 
             say("(c) the same rollout verb by verb:")
             verbs: list[tuple[str, float]] = []

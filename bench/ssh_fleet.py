@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -171,6 +172,49 @@ def ansible_rollout(ansible: str, root: Path, server: Sshd, known: Path, data: b
     return seconds
 
 
+@dataclass
+class Round:
+    """One round: wall seconds of (a) and (b), and the CPU seconds (client, sshd) each used."""
+
+    bare: float
+    auto: float
+    bare_cpu: tuple[float, float]
+    auto_cpu: tuple[float, float]
+
+
+def one_round(n: int, server: Sshd, known: Path, data: bytes, root: Path, check: bool) -> Round:
+    """Time (a) then (b) once and print them. CPU seconds are printed too: on a shared machine wall
+    time moves with the neighbours, the work each side asks of the CPU much less."""
+    before = cpu_seconds(server)
+    bare = bare_uploads(server, known, data, root / f"bare-{n}", 20)
+    middle = cpu_seconds(server)
+    auto_root = root / f"auto-{n}"
+    auto_root.mkdir()
+    book = make_playbook(auto_root, server, known, data, check, f"bench-auto-{n}")
+    started = time.monotonic()
+    report = run_auto(auto_root / "state", book)
+    auto = time.monotonic() - started
+    if report.exit_code != 0:
+        raise SystemExit(f"run --auto: exit {report.exit_code}: {report.lines}")
+    after = cpu_seconds(server)
+    r = Round(bare, auto, _minus(middle, before), _minus(after, middle))
+    say(f"round {n + 1}:")
+    say(
+        f"(a) bare parallel SFTP uploads (connect + put):   {bare:7.2f} s"
+        f"   cpu: client {r.bare_cpu[0]:5.2f} s, sshd {r.bare_cpu[1]:5.2f} s"
+    )
+    say(
+        f"(b) rollout run --auto, every stage:              {auto:7.2f} s"
+        f"   cpu: client {r.auto_cpu[0]:5.2f} s, sshd {r.auto_cpu[1]:5.2f} s"
+        f"   = {auto / bare:.2f}x (a) in time, {sum(r.auto_cpu) / sum(r.bare_cpu):.2f}x in cpu"
+    )
+    return r
+
+
+def _minus(later: tuple[float, float], earlier: tuple[float, float]) -> tuple[float, float]:
+    return later[0] - earlier[0], later[1] - earlier[1]
+
+
 def timed(label: str, fn, times: list[tuple[str, float]]):  # type: ignore[no-untyped-def]
     started = time.monotonic()
     report = fn()
@@ -215,45 +259,14 @@ def main() -> None:
                 raise SystemExit("warm-up rollout failed")
             say(f"untimed warm-up, one host through every stage: {time.monotonic() - started:.2f} s")
             # Alternate (a) and (b) so a busy machine slows both alike; report every round.
-            bares: list[float] = []
-            autos: list[float] = []
-            # CPU seconds (client, sshd) are printed too: on a shared machine wall time moves with
-            # the neighbours, the work each side asks of the CPU much less.
-            cpus: list[tuple[float, float]] = []
-            for n in range(args.rounds):
-                before = cpu_seconds(server)
-                bares.append(bare_uploads(server, known, data, root / f"bare-{n}", 20))
-                middle = cpu_seconds(server)
-                auto_root = root / f"auto-{n}"
-                auto_root.mkdir()
-                book = make_playbook(auto_root, server, known, data, not args.no_check, f"bench-auto-{n}")
-                started = time.monotonic()
-                report = run_auto(auto_root / "state", book)
-                autos.append(time.monotonic() - started)
-                if report.exit_code != 0:
-                    raise SystemExit(f"run --auto: exit {report.exit_code}: {report.lines}")
-                after = cpu_seconds(server)
-                a_cpu = (middle[0] - before[0], middle[1] - before[1])
-                b_cpu = (after[0] - middle[0], after[1] - middle[1])
-                cpus.append((sum(a_cpu), sum(b_cpu)))
-                say(f"round {n + 1}:")
-                say(
-                    f"(a) bare parallel SFTP uploads (connect + put):   {bares[-1]:7.2f} s"
-                    f"   cpu: client {a_cpu[0]:5.2f} s, sshd {a_cpu[1]:5.2f} s"
-                )
-                say(
-                    f"(b) rollout run --auto, every stage:              {autos[-1]:7.2f} s"
-                    f"   cpu: client {b_cpu[0]:5.2f} s, sshd {b_cpu[1]:5.2f} s"
-                    f"   = {autos[-1] / bares[-1]:.2f}x (a) in time, {cpus[-1][1] / cpus[-1][0]:.2f}x in cpu"
-                )
+            rounds = [one_round(n, server, known, data, root, not args.no_check) for n in range(args.rounds)]
+            bares, autos = [r.bare for r in rounds], [r.auto for r in rounds]
             best = min(autos)
             say(f"best of {args.rounds}: (a) {min(bares):.2f} s, (b) {best:.2f} s = {best / min(bares):.2f}x")
-            ratios = sorted(b / a for a, b in zip(bares, autos, strict=True))
+            ratios = [r.auto / r.bare for r in rounds]
             say(f"median of the {args.rounds} rounds' ratios (b)/(a): {statistics.median(ratios):.2f}x")
-            say(
-                f"cpu, all rounds: (a) {sum(a for a, _ in cpus):.2f} s, (b) {sum(b for _, b in cpus):.2f} s"
-                f" = {sum(b for _, b in cpus) / sum(a for a, _ in cpus):.2f}x"
-            )
+            a_cpu, b_cpu = sum(sum(r.bare_cpu) for r in rounds), sum(sum(r.auto_cpu) for r in rounds)
+            say(f"cpu, all rounds: (a) {a_cpu:.2f} s, (b) {b_cpu:.2f} s = {b_cpu / a_cpu:.2f}x")
 
             say("(c) the same rollout verb by verb:")
             verbs: list[tuple[str, float]] = []

@@ -118,6 +118,18 @@ def test_read_swap_keep_mode_and_cas_drift(session: SshSession, tmp_path: Path) 
     assert sorted(p.name for p in target.parent.iterdir()) == ["config.json"]  # no temp left
 
 
+def test_creating_a_file_never_clobbers_one_that_appeared(session: SshSession, tmp_path: Path) -> None:
+    # Recorded as absent, but a file is there by the time of the swap: it is left alone.
+    target = tmp_path / "app" / "new.json"
+    target.parent.mkdir()
+    target.write_bytes(b"written on the host meanwhile")
+    result = session.swap(str(target), b"candidate", None, None)
+    assert (result.swapped, result.actual_sha256) == (False, sha(b"written on the host meanwhile"))
+    assert "changed since it was recorded" in result.reason
+    assert target.read_bytes() == b"written on the host meanwhile"
+    assert [p.name for p in target.parent.iterdir()] == ["new.json"]  # no temp left
+
+
 def test_swap_creates_folders_and_removes(session: SshSession, tmp_path: Path) -> None:
     target = tmp_path / "deep" / "er" / "x.yml"
     assert session.swap(str(target), b"a: 1\n", None, None).swapped
@@ -191,6 +203,22 @@ def test_promote_renames_the_staged_copy_in_place(session: SshSession, tmp_path:
     assert sorted(p.name for p in folder.iterdir()) == ["app.json"]  # no temp left
 
 
+@pytest.mark.parametrize("name", ["back\\slash.json", "new\nline.json"])
+def test_promote_with_names_the_hash_tool_escapes(session: SshSession, tmp_path: Path, name: str) -> None:
+    # sha256sum escapes a name holding a backslash or a newline: both hashes must still be read right.
+    folder = tmp_path / name.replace(".json", " dir")
+    folder.mkdir()
+    target, staged = folder / name, folder / f"{name}.rollout-shadow"
+    target.write_bytes(b"baseline")
+    staged.write_bytes(b"candidate")
+    drift = session.promote(str(staged), str(target), sha(b"candidate"), sha(b"older"), None)
+    assert (drift.swapped, drift.source_changed, drift.actual_sha256) == (False, False, sha(b"baseline"))
+    changed = session.promote(str(staged), str(target), sha(b"other"), sha(b"baseline"), None)
+    assert (changed.swapped, changed.source_changed) == (False, True)
+    done = session.promote(str(staged), str(target), sha(b"candidate"), sha(b"baseline"), None)
+    assert done.swapped and target.read_bytes() == b"candidate" and not staged.exists()
+
+
 def test_many_requests_share_one_channel_and_survive_a_dead_helper(
     session: SshSession, tmp_path: Path
 ) -> None:
@@ -240,6 +268,11 @@ def test_run_exit_code_output_env_and_cwd(session: SshSession, tmp_path: Path) -
         str(tmp_path),
     )
     assert (r.exit_code, r.output) == (0, f"h 1:25:{tmp_path}\n")
+    odd = 'a=b\nit\'s \\ "$(x)" `y`'  # values are data, whatever they hold
+    r = session.run('printf %s "$V"', {"V": odd, "EMPTY": ""}, 10, None)
+    assert (r.exit_code, r.output) == (0, odd)
+    r = session.run("echo never", {}, 10, str(tmp_path / "missing"))
+    assert r.exit_code != 0 and "never" not in r.output
 
 
 def test_run_timeout_kills_the_remote_process(session: SshSession) -> None:

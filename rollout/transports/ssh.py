@@ -6,9 +6,7 @@ import errno
 import hashlib
 import math
 import posixpath
-import re
 import secrets
-import shlex
 import stat
 import time
 from collections.abc import Callable
@@ -24,21 +22,6 @@ from rollout.transports.ssh_options import SshOptions, parse_options
 if TYPE_CHECKING:
     from fabric import Connection
     from paramiko import SFTPAttributes, SFTPClient, SFTPFile
-
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def run_line(command: str, env: dict[str, str], workdir: str) -> str:
-    """Return the shell line that runs `command` in `workdir` with `env` exported (all quoted)."""
-    for name in env:
-        if not _ENV_NAME.match(name):
-            raise ValueError(f"invalid environment variable name {name!r}")
-    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    return (
-        f"cd {shlex.quote(workdir)} && "
-        + (f"export {exports} && " if exports else "")
-        + f"exec sh -c {shlex.quote(command)}"
-    )
 
 
 @dataclass
@@ -94,8 +77,30 @@ class SshSession:
         if data is not None:
             new = self._scratch(target)
             self._upload(target, new, data, mode if mode is not None else 0o644)
+            if expect_sha256 is None and self._renames_without_clobbering():
+                return self._rename_if_absent(new, target, hashlib.sha256(data).hexdigest())
         reply = self._ask(target, lambda h, t: h.cas(target, new, expect_sha256, t))
         return _swap_result(reply, hashlib.sha256(data).hexdigest() if data is not None else None, target)
+
+    def _renames_without_clobbering(self) -> bool:
+        """Whether the host's SFTP rename refuses an existing name, as SFTP v3 asks: OpenSSH's
+        links the new name then unlinks the old one, so the check and the rename are one step."""
+        transport = self.conn.transport
+        return transport is not None and "OpenSSH" in (transport.remote_version or "")
+
+    def _rename_if_absent(self, tmp: str, target: str, new_sha256: str) -> SwapResult:
+        """Compare-and-swap against "no file": rename `tmp` onto `target` unless something is there.
+        Costs no process on the host, where the helper's swap costs a hash and an `mv`."""
+        try:
+            self._sftp().rename(tmp, target)
+            return SwapResult(True, new_sha256)
+        except OSError as e:
+            failed = e
+        self._remove_quietly(tmp)
+        found = self.read(target)  # SFTP says only "Failure": see whether a file is in the way
+        if found.sha256 is None:
+            raise TransportError(f"cannot rename onto {target}: {failed.strerror or failed}")
+        return _swap_result(f"drifted {found.sha256}", new_sha256, target)
 
     def promote(
         self, src: str, path: str, expect_src: str, expect_sha256: str | None, mode: int | None
@@ -194,10 +199,9 @@ class SshSession:
             if env.get("ROLLOUT_CONFIG_PATH", "").startswith("~"):
                 # The shell never sees a quoted `~` expanded: hand the check the real path.
                 env = {**env, "ROLLOUT_CONFIG_PATH": self.abspath(env["ROLLOUT_CONFIG_PATH"])}
-            line = run_line(command, env, workdir)
             # The host's `timeout` ends the command; this bound only covers a host that stops answering.
             wait = timeout + KILL_GRACE_S + self.options.connect_timeout
-            rc, out = self.helper().run(line, max(1, math.ceil(timeout)), wait)
+            rc, out = self.helper().run(command, env, workdir, max(1, math.ceil(timeout)), wait)
         except TimeoutError:
             return CommandResult(None, "", f"timed out after {timeout:g}s", _since(started))
         except Exception as e:  # noqa: BLE001 - a broken channel is a result, not a crash

@@ -22,22 +22,33 @@ if TYPE_CHECKING:
     from paramiko import Channel, Transport
 
 KILL_GRACE_S = 5
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OUTPUT_KEEP = 1 << 20  # a check's output beyond its last MiB is dropped
 
 # Process creation is what costs on a host, so the loop forks as little as it can: fields are
-# decoded by a subshell only when they hold an escape, and a swap is one hash and one `mv`.
+# decoded by a subshell only when they hold an escape, a promotion hashes both files with one
+# process, and a command's folder and environment are set by the loop's own subshell.
 HELPER_SCRIPT = r"""m=$1
 if command -v sha256sum >/dev/null 2>&1; then H=sha256sum; else H='shasum -a 256'; fi
 if command -v timeout >/dev/null 2>&1; then T=1; else T=; fi
+nl='
+'
 d() {
   IFS= read -r v || exit 0
   case $v in *\\*) v=$(printf '%bx' "$v"); v=${v%x} ;; esac
 }
 sum_of() { if [ -e "$1" ]; then v=$($H < "$1") || return 1; v=${v%% *}; else v=absent; fi; }
-# swap NEW over TARGET if TARGET hashes to WANT (NEW empty: remove TARGET): $1 $2 $3; reply in $r
-swap() {
-  if ! sum_of "$2"; then r="error cannot hash $2"; return 1; fi
-  if [ "$v" != "$3" ]; then r="drifted $v"; return 1; fi
+# the hashes of $1 in a and $2 in b ("absent" for a missing file), one process when both exist
+sums() {
+  if [ -e "$1" ] && [ -e "$2" ] && case $1$2 in *"$nl"*) false ;; esac; then
+    v=$($H "$1" "$2") || return 1
+    a=${v%%"$nl"*}; b=${v#*"$nl"}; a=${a#\\}; b=${b#\\}; a=${a%% *}; b=${b%% *}
+  else
+    sum_of "$1" || return 1; a=$v; sum_of "$2" || return 1; b=$v
+  fi
+}
+# rename NEW over TARGET, or remove TARGET when NEW is empty: $1 $2; reply in $r
+put() {
   if [ -z "$1" ]; then rm -f -- "$2" || { r="error cannot remove $2"; return 1; }
   else mv -f -- "$1" "$2" || { r="error cannot rename onto $2"; return 1; }; fi
   r=swapped
@@ -46,17 +57,26 @@ while IFS= read -r op; do
   case $op in
   cas)
     d; t=$v; d; new=$v; d; want=$v
-    swap "$new" "$t" "$want" </dev/null || { [ -z "$new" ] || rm -f -- "$new"; }
+    if ! sum_of "$t"; then r="error cannot hash $t"
+    elif [ "$v" != "$want" ]; then r="drifted $v"
+    else put "$new" "$t" </dev/null; fi
+    [ "$r" = swapped ] || [ -z "$new" ] || rm -f -- "$new"
     echo "$m $r" ;;
   promote)
     d; src=$v; d; t=$v; d; wsrc=$v; d; want=$v
-    if ! sum_of "$src"; then r="error cannot hash $src"
-    elif [ "$v" != "$wsrc" ]; then r="source-changed $v"
-    else swap "$src" "$t" "$want" </dev/null; fi
+    if ! sums "$src" "$t" </dev/null; then r="error cannot hash $src or $t"
+    elif [ "$a" != "$wsrc" ]; then r="source-changed $a"
+    elif [ "$b" != "$want" ]; then r="drifted $b"
+    else put "$src" "$t" </dev/null; fi
     echo "$m $r" ;;
   run)
-    d; limit=$v; d
-    if [ -n "$T" ]; then timeout -k KILL "$limit" sh -c "$v" </dev/null 2>&1; else sh -c "$v" </dev/null 2>&1; fi
+    d; limit=$v; d; dir=$v; d; cmd=$v; d; n=$v; set --
+    while [ "$n" -gt 0 ]; do d; set -- "$@" "$v"; n=$((n - 1)); done
+    (
+      cd "$dir" || exit 1
+      for kv; do export "$kv"; done
+      if [ -n "$T" ]; then exec timeout -k KILL "$limit" sh -c "$cmd"; else exec sh -c "$cmd"; fi
+    ) </dev/null 2>&1
     rc=$?; printf '\n%s exit %s\n' "$m" "$rc" ;;
   mkdir)
     d; mkdir -p -- "$v" </dev/null 2>&1; rc=$?; printf '\n%s exit %s\n' "$m" "$rc" ;;
@@ -99,9 +119,18 @@ class HostHelper:
         "source-changed <sha|absent>" or "error <why>"."""
         return self._request("promote", [src, target, want_src, want or "absent"], timeout)[1]
 
-    def run(self, line: str, limit: int, timeout: float) -> tuple[int, str]:
-        """Run a shell line under the host's `timeout limit`; return exit code and output."""
-        output, status = self._request("run", [str(limit), line], timeout)
+    def run(
+        self, command: str, env: dict[str, str], workdir: str, limit: int, timeout: float
+    ) -> tuple[int, str]:
+        """Run the shell command `command` in `workdir` with `env` exported, under the host's
+        `timeout limit`; return exit code and output."""
+        for name in env:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"invalid environment variable name {name!r}")
+        pairs = [f"{k}={v}" for k, v in env.items()]
+        output, status = self._request(
+            "run", [str(limit), workdir, command, str(len(pairs)), *pairs], timeout
+        )
         return _exit_code(status), output
 
     def mkdir(self, folder: str, timeout: float) -> tuple[int, str]:

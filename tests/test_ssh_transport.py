@@ -317,6 +317,15 @@ def test_accept_new_records_key_and_changed_key_is_refused(sshd: Sshd, tmp_path:
     assert known.read_text() == f"[{sshd.hosts[2]}]:{sshd.port} {wrong}\n"
 
 
+def test_hashed_known_hosts_entries_are_matched(sshd: Sshd, tmp_path: Path) -> None:
+    known = sshd.known_hosts(tmp_path / "known_hosts")
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(known)], check=True, capture_output=True)
+    assert all(line.startswith("|1|") for line in known.read_text().splitlines())
+    t = transport_for(sshd, tmp_path)
+    for host in sshd.hosts[:3]:
+        t.open(sshd.spec(host)).close()
+
+
 def test_down_host_and_wrong_key_are_errors(sshd: Sshd, tmp_path: Path) -> None:
     t = transport_for(sshd, tmp_path)
     port = free_port()

@@ -25,7 +25,9 @@ KEEPALIVE_S = 15
 # threads doing the rollout. Once authenticated nothing needs that: data wakes the thread at once,
 # close() closes the socket itself, and keepalives are due every KEEPALIVE_S.
 IDLE_WAKE_S = 2.0
-_KNOWN_HOSTS_LOCK = threading.Lock()
+_KNOWN_HOSTS_LOCK = threading.Lock()  # appends by accept-new
+_PARSED_KNOWN_HOSTS: dict[str, tuple[tuple[int, int, int], paramiko.HostKeys]] = {}
+_PARSED_KNOWN_HOSTS_LOCK = threading.Lock()
 _SSH_CONFIGS: dict[str, paramiko.SSHConfig] = {}
 _SSH_CONFIGS_LOCK = threading.Lock()
 
@@ -77,6 +79,23 @@ def _ssh_config(options: SshOptions) -> paramiko.SSHConfig:
     return found
 
 
+def _known_hosts(path: str) -> paramiko.HostKeys | None:
+    """Return the known_hosts file parsed, once per version of it (None when there is none).
+    Loading it into each connection would parse every line per host: N x N keys for a fleet."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    version = (st.st_mtime_ns, st.st_size, st.st_ino)
+    with _PARSED_KNOWN_HOSTS_LOCK:
+        cached = _PARSED_KNOWN_HOSTS.get(path)
+        if cached is None or cached[0] != version:
+            keys = paramiko.HostKeys()
+            keys.load(path)
+            cached = _PARSED_KNOWN_HOSTS[path] = (version, keys)
+    return cached[1]
+
+
 def open_connection(options: SshOptions, host: str) -> Connection:
     """Connect and authenticate to `host`; raise TransportError with a reason on any failure."""
     quiet_paramiko()
@@ -101,11 +120,15 @@ def open_connection(options: SshOptions, host: str) -> Connection:
     where = f"{conn.user}@{conn.host}:{conn.port}"
     client = conn.client
     known = options.known_hosts
-    if os.path.isfile(known):
-        try:
-            client.load_host_keys(known)
-        except (OSError, paramiko.SSHException) as e:
-            raise TransportError(f"cannot read known_hosts {known}: {e}") from None
+    try:
+        known_keys = _known_hosts(known)
+    except (OSError, paramiko.SSHException) as e:
+        raise TransportError(f"cannot read known_hosts {known}: {e}") from None
+    if known_keys is not None:
+        # Only this host's keys: paramiko then asks the server for the key type on file.
+        name = conn.host if conn.port == 22 else f"[{conn.host}]:{conn.port}"
+        for key_type, key in (known_keys.lookup(name) or {}).items():
+            client.get_host_keys().add(name, key_type, key)
     if options.host_key_policy == "accept-new":
         client.set_missing_host_key_policy(AcceptNewPolicy(known))
     else:

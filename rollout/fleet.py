@@ -39,6 +39,7 @@ class Fleet:
         self._sessions: dict[str, HostSession] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None  # kept from map to map: threads are not free
+        self._pool_size = 0
 
     def session(self, host: str) -> HostSession:
         """Return the open session to `host`, opening it if needed."""
@@ -78,15 +79,22 @@ class Fleet:
             return {}
         if self.transport.concurrency == 1 or len(hosts) == 1:
             return {h: one(h) for h in hosts}
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.transport.concurrency, thread_name_prefix="rollout-host")
-        return dict(zip(hosts, self._pool.map(one, hosts), strict=True))
+        return dict(zip(hosts, self._pool_for(len(hosts)).map(one, hosts), strict=True))
+
+    def _pool_for(self, n: int) -> ThreadPoolExecutor:
+        """Return a pool with threads for `n` hosts (up to the concurrency), all already running."""
+        size = min(n, self.transport.concurrency)
+        if self._pool is None or size > self._pool_size:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)  # idle: its threads end
+            self._pool, self._pool_size = started_pool(size), size
+        return self._pool
 
     def close(self) -> None:
         """Close every open session."""
         with self._lock:
             sessions, self._sessions = list(self._sessions.values()), {}
-            pool, self._pool = self._pool, None
+            pool, self._pool, self._pool_size = self._pool, None, 0
         if pool is not None:
             list(pool.map(_close_quietly, sessions))  # a close waits for its transport thread
             pool.shutdown()
@@ -99,6 +107,25 @@ class Fleet:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def started_pool(workers: int) -> ThreadPoolExecutor:
+    """Return a thread pool whose `workers` threads are all running before it is given any work.
+    ThreadPoolExecutor starts a thread per submit, and `Thread.start` waits for the new thread to
+    get the GIL: while the hosts already handed out are busy connecting, that took seconds (20
+    starts beside 20 busy threads: 13.6 s, against 3 ms beside idle ones)."""
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="rollout-host")
+    # A new pool has no idle thread, so each of these waiting tasks makes it start one more.
+    everyone = threading.Barrier(workers)
+    try:
+        waits = [pool.submit(everyone.wait) for _ in range(workers)]
+    except BaseException:  # no thread could be started: free the ones waiting
+        everyone.abort()
+        pool.shutdown(wait=False)
+        raise
+    for done in waits:
+        done.exception()  # waits; a broken barrier only means fewer threads started early
+    return pool
 
 
 def _close_quietly(session: HostSession) -> None:

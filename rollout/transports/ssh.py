@@ -73,14 +73,14 @@ class SshSession:
 
     def swap(self, path: str, data: bytes | None, expect_sha256: str | None, mode: int | None) -> SwapResult:
         target = self.abspath(path)
-        new = None
+        new = new_sha256 = None
         if data is not None:
-            new = self._scratch(target)
+            new, new_sha256 = self._scratch(target), hashlib.sha256(data).hexdigest()
             self._upload(target, new, data, mode if mode is not None else 0o644)
             if expect_sha256 is None and self._renames_without_clobbering():
-                return self._rename_if_absent(new, target, hashlib.sha256(data).hexdigest())
+                return self._rename_if_absent(new, target, new_sha256)
         reply = self._ask(target, lambda h, t: h.cas(target, new, expect_sha256, t))
-        return _swap_result(reply, hashlib.sha256(data).hexdigest() if data is not None else None, target)
+        return _swap_result(reply, new_sha256, target)
 
     def _renames_without_clobbering(self) -> bool:
         """Whether the host's SFTP rename refuses an existing name, as SFTP v3 asks: OpenSSH's
@@ -100,7 +100,7 @@ class SshSession:
         found = self.read(target)  # SFTP says only "Failure": see whether a file is in the way
         if found.sha256 is None:
             raise TransportError(f"cannot rename onto {target}: {failed.strerror or failed}")
-        return _swap_result(f"drifted {found.sha256}", new_sha256, target)
+        return _drifted(found.sha256)
 
     def promote(
         self, src: str, path: str, expect_src: str, expect_sha256: str | None, mode: int | None
@@ -258,8 +258,13 @@ def _swap_result(reply: str, new_sha256: str | None, target: str) -> SwapResult:
         actual = None if words[1] == "absent" else words[1]
         if words[0] == "source-changed":
             return SwapResult(False, None, f"the file to promote changed (now {actual})", source_changed=True)
-        return SwapResult(False, actual, f"file changed since it was recorded (now {actual})")
+        return _drifted(actual)
     raise TransportError(f"swap of {target} failed: {reply[:300]}")
+
+
+def _drifted(actual: str | None) -> SwapResult:
+    """The target no longer holds what was recorded (`actual`: its hash, None when removed)."""
+    return SwapResult(False, actual, f"file changed since it was recorded (now {actual})")
 
 
 def _since(started: float) -> float:

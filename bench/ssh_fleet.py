@@ -9,6 +9,10 @@ Starts its own sshd (tests/sshd.py), serving hosts 127.0.0.2 .. 127.0.0.(N+1) on
 `abort` with the candidate live on every host; (e) with --ansible (a path to ansible-playbook, e.g.
 from `pip install ansible-core` in a venv): the same staged copy by ansible-core (serial 25%/50%/100%,
 copy with backup, the same check), over the same sshd.
+
+Each time is printed twice: wall time, and "running" time, the wall time minus the moments the
+whole machine stood still (every CPU at once, seen by bench/stalls.py; a VM on a busy host is
+paused for up to seconds). Ratios are given for both.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import yaml  # noqa: E402
+from stalls import StallMeter  # noqa: E402
 
 from rollout.commands.abort import abort  # noqa: E402
 from rollout.commands.advance import advance  # noqa: E402
@@ -45,8 +51,8 @@ def candidate_bytes(size: int) -> bytes:
     return (json.dumps({"model": "openai/gpt-5.2", "agent": agents}, indent=1) + "\n").encode()
 
 
-def bare_uploads(server: Sshd, known: Path, data: bytes, folder: Path, workers: int) -> float:
-    """Upload `data` to every host over SFTP, one fabric Connection each; return wall seconds."""
+def bare_uploads(server: Sshd, known: Path, data: bytes, folder: Path, workers: int) -> Span:
+    """Upload `data` to every host over SFTP, one fabric Connection each; return when it ran."""
     import paramiko
     from fabric import Config, Connection
 
@@ -76,7 +82,7 @@ def bare_uploads(server: Sshd, known: Path, data: bytes, folder: Path, workers: 
     # The same pool rollout uses (threads running before work is given): a fair baseline.
     with started_pool(min(workers, len(server.hosts))) as pool:
         list(pool.map(one, server.hosts))
-    return time.monotonic() - started
+    return Span(started, time.monotonic())
 
 
 def cpu_seconds(server: Sshd) -> tuple[float, float]:
@@ -174,18 +180,33 @@ def ansible_rollout(ansible: str, root: Path, server: Sshd, known: Path, data: b
 
 
 @dataclass
-class Round:
-    """One round: wall seconds of (a) and (b), and the CPU seconds (client, sshd) each used."""
+class Span:
+    """When something ran (time.monotonic at its start and end)."""
 
-    bare: float
-    auto: float
+    start: float
+    end: float
+
+    @property
+    def wall(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class Round:
+    """One round: when (a) and (b) ran, and the CPU seconds (client, sshd) each used."""
+
+    bare: Span
+    auto: Span
     bare_cpu: tuple[float, float]
     auto_cpu: tuple[float, float]
 
 
-def one_round(n: int, server: Sshd, known: Path, data: bytes, root: Path, check: bool) -> Round:
-    """Time (a) then (b) once and print them. CPU seconds are printed too: on a shared machine wall
-    time moves with the neighbours, the work each side asks of the CPU much less."""
+def one_round(
+    n: int, server: Sshd, known: Path, data: bytes, root: Path, check: bool, meter: StallMeter
+) -> tuple[Round, float, float]:
+    """Time (a) then (b) once and print them; return the round and the running seconds of (a) and
+    (b). CPU seconds are printed too: the work each side asks of the CPU moves less with the
+    neighbours than wall time does."""
     before = cpu_seconds(server)
     bare = bare_uploads(server, known, data, root / f"bare-{n}", 20)
     middle = cpu_seconds(server)
@@ -194,35 +215,41 @@ def one_round(n: int, server: Sshd, known: Path, data: bytes, root: Path, check:
     book = make_playbook(auto_root, server, known, data, check, f"bench-auto-{n}")
     started = time.monotonic()
     report = run_auto(auto_root / "state", book)
-    auto = time.monotonic() - started
+    auto = Span(started, time.monotonic())
     if report.exit_code != 0:
         raise SystemExit(f"run --auto: exit {report.exit_code}: {report.lines}")
     after = cpu_seconds(server)
     r = Round(bare, auto, _minus(middle, before), _minus(after, middle))
+    run_a, run_b = meter.running(bare.start, bare.end), meter.running(auto.start, auto.end)
     say(f"round {n + 1}:")
     say(
-        f"(a) bare parallel SFTP uploads (connect + put):   {bare:7.2f} s"
+        f"(a) bare parallel SFTP uploads (connect + put):   {bare.wall:7.2f} s (running {run_a:5.2f} s)"
         f"   cpu: client {r.bare_cpu[0]:5.2f} s, sshd {r.bare_cpu[1]:5.2f} s"
     )
     say(
-        f"(b) rollout run --auto, every stage:              {auto:7.2f} s"
+        f"(b) rollout run --auto, every stage:              {auto.wall:7.2f} s (running {run_b:5.2f} s)"
         f"   cpu: client {r.auto_cpu[0]:5.2f} s, sshd {r.auto_cpu[1]:5.2f} s"
-        f"   = {auto / bare:.2f}x (a) in time, {sum(r.auto_cpu) / sum(r.bare_cpu):.2f}x in cpu"
     )
-    return r
+    say(
+        f"    (b)/(a): {auto.wall / bare.wall:.2f}x in wall time, {run_b / run_a:.2f}x in running time,"
+        f" {sum(r.auto_cpu) / sum(r.bare_cpu):.2f}x in cpu"
+    )
+    return r, run_a, run_b
 
 
 def _minus(later: tuple[float, float], earlier: tuple[float, float]) -> tuple[float, float]:
     return later[0] - earlier[0], later[1] - earlier[1]
 
 
-def timed(label: str, fn, times: list[tuple[str, float]]):  # type: ignore[no-untyped-def]
+def timed(label: str, fn, times: list[tuple[str, float, float]], meter: StallMeter):  # type: ignore[no-untyped-def]
+    """Run `fn`, print its wall and running time, add both to `times`."""
     started = time.monotonic()
     report = fn()
-    times.append((label, time.monotonic() - started))
+    ended = time.monotonic()
+    times.append((label, ended - started, meter.running(started, ended)))
     if report.exit_code != 0:
         raise SystemExit(f"{label}: exit {report.exit_code}: {report.lines}")
-    say(f"      {label:34s} {times[-1][1]:7.2f} s")
+    say(f"      {label:34s} {times[-1][1]:7.2f} s (running {times[-1][2]:5.2f} s)")
     return report
 
 
@@ -245,6 +272,9 @@ def main() -> None:
     check = "no check" if args.no_check else "one `run` check per host"
     say(f"{args.hosts} loopback hosts, {len(data)} bytes, stages shadow/25/50/100, bake 0, {check}")
     say(f"library imports before timing (fabric, paramiko, deepdiff): {imports:.2f} s")
+    meter = StallMeter()
+    if not meter.on:
+        say(f"stall meter off ({meter.off_reason}): running time is wall time")
     with tempfile.TemporaryDirectory(prefix="ssh-fleet-") as tmp:
         root = Path(tmp)
         server = start_sshd(root / "sshd", args.hosts)
@@ -260,26 +290,39 @@ def main() -> None:
                 raise SystemExit("warm-up rollout failed")
             say(f"untimed warm-up, one host through every stage: {time.monotonic() - started:.2f} s")
             # Alternate (a) and (b) so a busy machine slows both alike; report every round.
-            rounds = [one_round(n, server, known, data, root, not args.no_check) for n in range(args.rounds)]
-            bares, autos = [r.bare for r in rounds], [r.auto for r in rounds]
+            rounds = [
+                one_round(n, server, known, data, root, not args.no_check, meter) for n in range(args.rounds)
+            ]
+            bares, autos = [r.bare.wall for r, _, _ in rounds], [r.auto.wall for r, _, _ in rounds]
             best = min(autos)
             say(f"best of {args.rounds}: (a) {min(bares):.2f} s, (b) {best:.2f} s = {best / min(bares):.2f}x")
-            ratios = [r.auto / r.bare for r in rounds]
-            say(f"median of the {args.rounds} rounds' ratios (b)/(a): {statistics.median(ratios):.2f}x")
-            a_cpu, b_cpu = sum(sum(r.bare_cpu) for r in rounds), sum(sum(r.auto_cpu) for r in rounds)
+            ratios = [b / a for a, b in zip(bares, autos, strict=True)]
+            say(
+                f"median of the {args.rounds} rounds' ratios (b)/(a), wall time: {statistics.median(ratios):.2f}x"
+            )
+            if meter.on:
+                running = [rb / ra for _, ra, rb in rounds]
+                say(f"median of the rounds' ratios (b)/(a), running time: {statistics.median(running):.2f}x")
+                stalled = sum(r.bare.wall + r.auto.wall - ra - rb for r, ra, rb in rounds)
+                say(
+                    f"the whole machine stood still for {stalled:.2f} s of the {sum(bares) + sum(autos):.2f} s timed"
+                )
+            a_cpu = sum(sum(r.bare_cpu) for r, _, _ in rounds)
+            b_cpu = sum(sum(r.auto_cpu) for r, _, _ in rounds)
             say(f"cpu, all rounds: (a) {a_cpu:.2f} s, (b) {b_cpu:.2f} s = {b_cpu / a_cpu:.2f}x")
 
             say("(c) the same rollout verb by verb:")
-            verbs: list[tuple[str, float]] = []
+            verbs: list[tuple[str, float, float]] = []
             manual_root = root / "manual"
             manual_root.mkdir()
             book = make_playbook(manual_root, server, known, data, not args.no_check, "bench-verbs")
             state = manual_root / "state"
-            timed("start (snapshot, shadow, checks)", lambda: start(book, state), verbs)
+            timed("start (snapshot, shadow, checks)", lambda: start(book, state), verbs, meter)
             for to in ("25%", "50%", "100%"):
-                timed(f"advance -> {to}", lambda: advance(state), verbs)
-            timed("advance -> complete", lambda: advance(state), verbs)
-            say(f"      {'total':34s} {sum(s for _, s in verbs):7.2f} s")
+                timed(f"advance -> {to}", lambda: advance(state), verbs, meter)
+            timed("advance -> complete", lambda: advance(state), verbs, meter)
+            wall, running = sum(v[1] for v in verbs), sum(v[2] for v in verbs)
+            say(f"      {'total':34s} {wall:7.2f} s (running {running:5.2f} s)")
 
             say("(d) rollback with the candidate live on every host:")
             back_root = root / "rollback"
@@ -289,7 +332,7 @@ def main() -> None:
             start(book, state)
             for _ in range(3):
                 advance(state)
-            timed(f"abort (restore {args.hosts} hosts)", lambda: abort(state), [])
+            timed(f"abort (restore {args.hosts} hosts)", lambda: abort(state), [], meter)
             if args.ansible:
                 ansible = ansible_rollout(args.ansible, root / "ansible", server, known, data)
                 say(
@@ -297,6 +340,7 @@ def main() -> None:
                 )
         finally:
             server.stop()
+            meter.close()
 
 
 def say(line: str) -> None:

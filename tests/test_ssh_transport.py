@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -233,6 +235,32 @@ def test_many_requests_share_one_channel_and_survive_a_dead_helper(
     helper.close()  # the channel dies (as if the host killed it): the next request starts a new one
     assert session.run("echo back", {}, 10, None).output == "back\n"
     assert session.helper() is not helper
+
+
+def _helper_markers() -> set[str]:
+    """Return the markers of the helper loops running on this machine (the test hosts are local)."""
+    found = set()
+    for pid in os.listdir("/proc"):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        found.update(re.findall(r"rollout-helper (rollout-[0-9a-f]{16})", args))
+    return found
+
+
+def test_open_starts_the_helper_before_any_request(sshd: Sshd, tmp_path: Path) -> None:
+    before = _helper_markers()
+    s = transport_for(sshd, tmp_path).open(sshd.spec(sshd.hosts[1]))
+    try:
+        deadline = time.monotonic() + 10
+        while not (started := _helper_markers() - before) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Its shell started while nothing had been asked of the session yet.
+        assert s.helper().marker in started
+        assert s.run("echo ready", {}, 10, None).output == "ready\n"
+    finally:
+        s.close()
 
 
 def test_home_relative_paths(session: SshSession, sshd: Sshd) -> None:

@@ -192,6 +192,14 @@ class SshSession:
                 raise TransportError(f"cannot start a command channel: {e or type(e).__name__}") from None
         return self._helper
 
+    def start_helper(self) -> None:
+        """Start the helper now, so its shell starts on the host while this session reads files;
+        a host that refuses it fails the first request that needs it, with the reason."""
+        try:
+            self.helper()
+        except TransportError:
+            pass
+
     def run(self, command: str, env: dict[str, str], timeout: float, cwd: str | None) -> CommandResult:
         started = time.monotonic()
         try:
@@ -282,7 +290,9 @@ class SshTransport:
     def open(self, host: str) -> SshSession:
         from rollout.transports.ssh_connect import open_connection
 
-        return SshSession(host=host, conn=open_connection(self.options, host), options=self.options)
+        session = SshSession(host=host, conn=open_connection(self.options, host), options=self.options)
+        session.start_helper()
+        return session
 
     def resolve_path(self, template: str, host: str) -> str:
         return template.replace("{host}", host)

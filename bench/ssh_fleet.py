@@ -142,8 +142,8 @@ ANSIBLE_PLAY = """\
 """
 
 
-def ansible_rollout(ansible: str, root: Path, server: Sshd, known: Path, data: bytes) -> float:
-    """Run the same staged copy with ansible-core over the same sshd; return wall seconds."""
+def ansible_rollout(ansible: str, root: Path, server: Sshd, known: Path, data: bytes) -> Span:
+    """Run the same staged copy with ansible-core over the same sshd; return when it ran."""
     root.mkdir()
     (root / "candidate.json").write_bytes(data)
     lines = ["[fleet]"]
@@ -171,12 +171,12 @@ def ansible_rollout(ansible: str, root: Path, server: Sshd, known: Path, data: b
         capture_output=True,
         text=True,
     )
-    seconds = time.monotonic() - started
+    ran = Span(started, time.monotonic())
     if done.returncode != 0:
         raise SystemExit(
             f"ansible-playbook exit {done.returncode}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
         )
-    return seconds
+    return ran
 
 
 @dataclass
@@ -193,20 +193,21 @@ class Span:
 
 @dataclass
 class Round:
-    """One round: when (a) and (b) ran, and the CPU seconds (client, sshd) each used."""
+    """One round: when (a) and (b) ran, their running time, and the CPU seconds (client, sshd) each used."""
 
     bare: Span
     auto: Span
     bare_cpu: tuple[float, float]
     auto_cpu: tuple[float, float]
+    bare_running: float  # wall time minus whole-machine stalls
+    auto_running: float
 
 
 def one_round(
     n: int, server: Sshd, known: Path, data: bytes, root: Path, check: bool, meter: StallMeter
-) -> tuple[Round, float, float]:
-    """Time (a) then (b) once and print them; return the round and the running seconds of (a) and
-    (b). CPU seconds are printed too: the work each side asks of the CPU moves less with the
-    neighbours than wall time does."""
+) -> Round:
+    """Time (a) then (b) once and print them. CPU seconds are printed too: the work each side asks
+    of the CPU moves less with the neighbours than wall time does."""
     before = cpu_seconds(server)
     bare = bare_uploads(server, known, data, root / f"bare-{n}", 20)
     middle = cpu_seconds(server)
@@ -219,8 +220,8 @@ def one_round(
     if report.exit_code != 0:
         raise SystemExit(f"run --auto: exit {report.exit_code}: {report.lines}")
     after = cpu_seconds(server)
-    r = Round(bare, auto, _minus(middle, before), _minus(after, middle))
     run_a, run_b = meter.running(bare.start, bare.end), meter.running(auto.start, auto.end)
+    r = Round(bare, auto, _minus(middle, before), _minus(after, middle), run_a, run_b)
     say(f"round {n + 1}:")
     say(
         f"(a) bare parallel SFTP uploads (connect + put):   {bare.wall:7.2f} s (running {run_a:5.2f} s)"
@@ -234,7 +235,7 @@ def one_round(
         f"    (b)/(a): {auto.wall / bare.wall:.2f}x in wall time, {run_b / run_a:.2f}x in running time,"
         f" {sum(r.auto_cpu) / sum(r.bare_cpu):.2f}x in cpu"
     )
-    return r, run_a, run_b
+    return r
 
 
 def _minus(later: tuple[float, float], earlier: tuple[float, float]) -> tuple[float, float]:
@@ -275,7 +276,7 @@ def main() -> None:
     meter = StallMeter()
     if not meter.on:
         say(f"stall meter off ({meter.off_reason}): running time is wall time")
-    with tempfile.TemporaryDirectory(prefix="ssh-fleet-") as tmp:
+    with meter, tempfile.TemporaryDirectory(prefix="ssh-fleet-") as tmp:
         root = Path(tmp)
         server = start_sshd(root / "sshd", args.hosts)
         try:
@@ -293,7 +294,7 @@ def main() -> None:
             rounds = [
                 one_round(n, server, known, data, root, not args.no_check, meter) for n in range(args.rounds)
             ]
-            bares, autos = [r.bare.wall for r, _, _ in rounds], [r.auto.wall for r, _, _ in rounds]
+            bares, autos = [r.bare.wall for r in rounds], [r.auto.wall for r in rounds]
             best = min(autos)
             say(f"best of {args.rounds}: (a) {min(bares):.2f} s, (b) {best:.2f} s = {best / min(bares):.2f}x")
             ratios = [b / a for a, b in zip(bares, autos, strict=True)]
@@ -301,14 +302,14 @@ def main() -> None:
                 f"median of the {args.rounds} rounds' ratios (b)/(a), wall time: {statistics.median(ratios):.2f}x"
             )
             if meter.on:
-                running = [rb / ra for _, ra, rb in rounds]
+                running = [r.auto_running / r.bare_running for r in rounds]
                 say(f"median of the rounds' ratios (b)/(a), running time: {statistics.median(running):.2f}x")
-                stalled = sum(r.bare.wall + r.auto.wall - ra - rb for r, ra, rb in rounds)
+                stalled = sum(r.bare.wall + r.auto.wall - r.bare_running - r.auto_running for r in rounds)
                 say(
                     f"the whole machine stood still for {stalled:.2f} s of the {sum(bares) + sum(autos):.2f} s timed"
                 )
-            a_cpu = sum(sum(r.bare_cpu) for r, _, _ in rounds)
-            b_cpu = sum(sum(r.auto_cpu) for r, _, _ in rounds)
+            a_cpu = sum(sum(r.bare_cpu) for r in rounds)
+            b_cpu = sum(sum(r.auto_cpu) for r in rounds)
             say(f"cpu, all rounds: (a) {a_cpu:.2f} s, (b) {b_cpu:.2f} s = {b_cpu / a_cpu:.2f}x")
 
             say("(c) the same rollout verb by verb:")
@@ -334,13 +335,15 @@ def main() -> None:
                 advance(state)
             timed(f"abort (restore {args.hosts} hosts)", lambda: abort(state), [], meter)
             if args.ansible:
-                ansible = ansible_rollout(args.ansible, root / "ansible", server, known, data)
+                ran = ansible_rollout(args.ansible, root / "ansible", server, known, data)
+                running = meter.running(ran.start, ran.end)
+                best_running = min(r.auto_running for r in rounds)
                 say(
-                    f"(e) ansible-core, the same staged copy and check:  {ansible:7.2f} s = {ansible / best:.1f}x the best (b)"
+                    f"(e) ansible-core, the same staged copy and check:  {ran.wall:7.2f} s (running {running:5.2f} s)"
+                    f" = {ran.wall / best:.1f}x the best (b), {running / best_running:.1f}x in running time"
                 )
         finally:
             server.stop()
-            meter.close()
 
 
 def say(line: str) -> None:

@@ -29,8 +29,9 @@ os.sched_setaffinity(0, {int(sys.argv[2])})
 os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
 out = open(sys.argv[1], "w", buffering=1)
 print("ready", flush=True)
+parent = os.getppid()
 last = time.monotonic()
-while True:
+while os.getppid() == parent:  # ends with the benchmark, even one killed with -9
     time.sleep(0.001)
     now = time.monotonic()
     if now - last > float(sys.argv[3]):
@@ -79,6 +80,12 @@ class StallMeter:
     def running(self, a: float, z: float) -> float:
         """Wall seconds from `a` to `z` minus the whole-machine stalls in between."""
         return (z - a) - self.stalled(a, z)
+
+    def __enter__(self) -> StallMeter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         for proc in self._procs:

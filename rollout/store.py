@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -27,6 +28,26 @@ def now_iso(t: float | None = None) -> str:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._@-]", "_", name)
+
+
+def backup_names(hosts: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Return a file name under `baseline/` for each host, unique even where names differ only in
+    punctuation (`a;b`, `a b`) or case (a case-insensitive disk): a name that is not safe as it
+    stands, or that another host already took, gets a hash of the host name appended."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for host in hosts:
+        base = _safe(host).lstrip(".")[:80] or "_"
+        name = base
+        if name != host or name.casefold() in taken:
+            digest = hashlib.sha256(host.encode()).hexdigest()
+            name, n = f"{base}-{digest[:12]}", 12
+            while name.casefold() in taken:  # only a hash prefix clash: take more of it
+                n += 4
+                name = f"{base}-{digest[:n]}"
+        taken.add(name.casefold())
+        names[host] = name
+    return names
 
 
 def encode_state(state: dict[str, Any]) -> bytes:
@@ -75,7 +96,9 @@ class Rollout:
 
     # -- frozen inputs and backups ----------------------------------------------------
     def backup_path(self, host: str) -> Path:
-        return self.dir / "baseline" / _safe(host)
+        """Return the host's backup file (named at start; older rollouts used the bare safe name)."""
+        name = self.state["hosts"][host].get("backup") or _safe(host)
+        return self.dir / "baseline" / name
 
     def write_backups(self, baselines: dict[str, bytes]) -> None:
         """Keep each host's baseline bytes in `baseline/<host>`, readable only by the owner

@@ -18,7 +18,7 @@ from rollout.errors import Refused
 from rollout.fleet import Fleet, ProgressFn
 from rollout.gate import evaluate, reset_counters
 from rollout.projection import project_for
-from rollout.store import Store, now_iso
+from rollout.store import Store, backup_names, now_iso
 
 
 def start(
@@ -83,10 +83,12 @@ def _snapshot(fleet: Fleet, pb: Any) -> dict[str, Any]:
 
 def _initial_state(pb: Any, data: bytes, snapshot: dict[str, Any]) -> dict[str, Any]:
     hosts = {}
+    backups = backup_names(pb.hosts)
     for host in pb.hosts:
         live, shadow = snapshot[host]
         hosts[host] = {
             "state": "baseline",
+            "backup": backups[host],
             "sha256": live.sha256,
             "baseline_sha256": live.sha256,
             "baseline_mode": live.mode,

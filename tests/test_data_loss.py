@@ -1,0 +1,58 @@
+"""Defects that lost data on the first day (issue 18), each pinned by a test that failed before."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from rollout.store import backup_names
+from tests.conftest import LocalFleet, make_fleet
+
+
+def _fleet_with_hosts(tmp_path: Path, hosts: list[str]) -> LocalFleet:
+    fleet = make_fleet(tmp_path, n=len(hosts), stages=["shadow", 100])
+    for old in fleet.hosts:
+        fleet.file(old).unlink()
+    fleet.hosts = hosts
+    for i, h in enumerate(hosts):
+        fleet.file(h).parent.mkdir(parents=True, exist_ok=True)
+        fleet.file(h).write_bytes(b'{"model": "anthropic/claude-sonnet-4-5", "host": %d}\n' % i)
+    doc = yaml.safe_load(fleet.playbook.read_text())
+    doc["targets"]["hosts"] = hosts
+    fleet.playbook.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return fleet
+
+
+def test_backups_of_hosts_differing_only_in_punctuation_do_not_collide(tmp_path: Path) -> None:
+    fleet = _fleet_with_hosts(tmp_path, ["a;b", "a b", "a?b", "a_b"])
+    before = fleet.bytes_on()
+    assert len(set(before.values())) == 4
+    assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
+    assert fleet.cli("advance").exit_code == 0  # live on every host
+    assert all(fleet.file(h).read_bytes() == fleet.candidate for h in fleet.hosts)
+    result = fleet.cli("abort", "--reason", "test")
+    assert result.exit_code == 0, result.output
+    assert fleet.bytes_on() == before
+    names = sorted(p.name for p in (fleet.rollout_dir() / "baseline").iterdir())
+    assert len(names) == 4 and "a_b" in names
+
+
+def test_backup_names_are_unique_case_insensitively_and_never_hidden() -> None:
+    names = backup_names(["Dev-01", "dev-01", ".", "..", "a/b", "x" * 300])
+    assert len({n.casefold() for n in names.values()}) == 6
+    assert names["Dev-01"] == "Dev-01"
+    assert not any(n.startswith(".") for n in names.values())
+    assert all(len(n) < 120 for n in names.values())
+
+
+def test_backup_names_of_an_older_state_file_still_resolve(fleet: LocalFleet) -> None:
+    assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
+    state_file = fleet.rollout_dir() / "state.json"
+    state = json.loads(state_file.read_text())
+    for rec in state["hosts"].values():
+        del rec["backup"]  # what a rollout started by an earlier version holds
+    state_file.write_text(json.dumps(state))
+    assert fleet.cli("abort").exit_code == 0
+    assert all(fleet.file(h).read_bytes() == fleet.baseline for h in fleet.hosts)

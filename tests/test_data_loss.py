@@ -56,3 +56,46 @@ def test_backup_names_of_an_older_state_file_still_resolve(fleet: LocalFleet) ->
     state_file.write_text(json.dumps(state))
     assert fleet.cli("abort").exit_code == 0
     assert all(fleet.file(h).read_bytes() == fleet.baseline for h in fleet.hosts)
+
+
+def _shadow_refused(fleet: LocalFleet, shadow_path: str, expect: str) -> None:
+    doc = yaml.safe_load(fleet.playbook.read_text())
+    doc["config"]["shadow_path"] = shadow_path
+    fleet.playbook.write_text(yaml.safe_dump(doc, sort_keys=False))
+    before = {p: p.read_bytes() for p in fleet.root.rglob("*") if p.is_file()}
+    for verb in ("validate", "start"):
+        result = fleet.cli(verb, str(fleet.playbook))
+        assert result.exit_code == 2, (verb, result.output)
+        assert expect in result.stderr and "Traceback" not in result.output
+    assert {p: p.read_bytes() for p in fleet.root.rglob("*") if p.is_file()} == before
+    assert not fleet.state.exists() or not any(p.is_dir() for p in fleet.state.iterdir())
+
+
+def test_invariant_10_shadow_path_is_never_the_live_file(fleet: LocalFleet) -> None:
+    _shadow_refused(fleet, "{path}", "is its own live file")
+
+
+def test_invariant_10_shadow_path_is_never_another_hosts_live_file(fleet: LocalFleet) -> None:
+    _shadow_refused(fleet, "{path}/../../dev-01/opencode.json", "is the live file of host dev-01")
+    _shadow_refused(fleet, "{path}.{host}/../../dev-01/shadow", "is the shadow path of dev-01 and dev-02")
+
+
+def test_invariant_10_shadow_path_through_a_symlink_to_a_live_file(fleet: LocalFleet) -> None:
+    for h in fleet.hosts:
+        (fleet.root / "fleet" / h / "link").symlink_to(fleet.file(h))
+    _shadow_refused(fleet, "fleet/{host}/link", "is its own live file")
+
+
+def test_invariant_10_shadow_path_is_never_the_playbook_or_candidate(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path, n=1)
+    _shadow_refused(fleet, "playbook.yml", "is the playbook")
+    _shadow_refused(fleet, "candidate.json", "is the candidate")
+
+
+def test_invariant_10_no_host_path_inside_the_state_folder(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path, n=2)
+    fleet.state = fleet.root / "fleet"  # the hosts' folders are inside it
+    result = fleet.cli("start", str(fleet.playbook))
+    assert result.exit_code == 2, result.output
+    assert "inside the state folder" in result.stderr
+    assert not (fleet.state / ".lock").exists()

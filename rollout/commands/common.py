@@ -12,6 +12,7 @@ from rollout.configkinds.base import ConfigContext, Problem
 from rollout.engine import RestoreReport, Run, restore
 from rollout.errors import OK, ROLLBACK_INCOMPLETE, ROLLED_BACK, BadInput
 from rollout.fleet import Fleet, ProgressFn
+from rollout.pathcheck import check_paths
 from rollout.playbook import Playbook
 from rollout.store import Rollout
 
@@ -34,9 +35,11 @@ def check_candidate(pb: Playbook, data: bytes) -> list[Problem]:
     return configkinds.check_candidate(data, pb.config_kind, ctx)
 
 
-def load_checked(path: str | Path) -> tuple[Playbook, bytes, list[Problem]]:
-    """Load a playbook and its candidate; raise BadInput listing every error found."""
+def load_checked(path: str | Path, state_dir: Path | None = None) -> tuple[Playbook, bytes, list[Problem]]:
+    """Load a playbook and its candidate; raise BadInput listing every error found (with the state
+    folder given, also a host path inside it)."""
     pb = playbook.load(path)
+    check_paths(pb, state_dir)
     try:
         data = pb.config_source.read_bytes()
     except OSError as e:

@@ -29,7 +29,7 @@ def start(
 ) -> Report:
     """Start a rollout; nothing is written to a host before every host is read and backed up.
     A `fleet` given by the caller (run --auto) is used and left open for the stages that follow."""
-    pb, data, problems = load_checked(playbook_path)
+    pb, data, problems = load_checked(playbook_path, state_dir)
     store = Store(state_dir)
     report = Report()
     for p in problems:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
+import pytest
 import yaml
 
 from rollout.store import backup_names
+from rollout.transports import local
 from tests.conftest import LocalFleet, make_fleet
 
 
@@ -99,3 +103,68 @@ def test_invariant_10_no_host_path_inside_the_state_folder(tmp_path: Path) -> No
     assert result.exit_code == 2, result.output
     assert "inside the state folder" in result.stderr
     assert not (fleet.state / ".lock").exists()
+
+
+def _race(monkeypatch: pytest.MonkeyPatch, theirs: bytes) -> None:
+    """Land another writer's bytes on the target between the hash check and the rename."""
+    real = local.write_temp
+
+    def write_then_race(path: Path, data: bytes, mode: int) -> Path:
+        tmp = real(path, data, mode)
+        other = path.with_name(path.name + ".theirs")
+        other.write_bytes(theirs)
+        os.replace(other, path)
+        return tmp
+
+    monkeypatch.setattr(local, "write_temp", write_then_race)
+
+
+@pytest.mark.parametrize("with_exchange", [True, False], ids=["renameat2", "plain-rename"])
+def test_invariant_4_a_write_landing_mid_swap_is_never_clobbered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_exchange: bool
+) -> None:
+    target = tmp_path / "opencode.json"
+    target.write_bytes(b"baseline\n")
+    if not with_exchange:
+        monkeypatch.setattr(local, "exchange", lambda a, b: False)
+    _race(monkeypatch, b"someone else's edit\n")
+    session = local.LocalSession(host="h", cwd=tmp_path)
+    result = session.swap(str(target), b"candidate\n", local.sha256_bytes(b"baseline\n"), None)
+    assert not result.swapped
+    assert result.actual_sha256 == local.sha256_bytes(b"someone else's edit\n")
+    assert target.read_bytes() == b"someone else's edit\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["opencode.json"]  # no debris
+
+
+def test_invariant_4_a_file_created_mid_swap_is_never_clobbered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "opencode.json"
+    _race(monkeypatch, b"created meanwhile\n")
+    session = local.LocalSession(host="h", cwd=tmp_path)
+    result = session.swap(str(target), b"candidate\n", None, None)
+    assert not result.swapped and target.read_bytes() == b"created meanwhile\n"
+
+
+def test_invariant_4_a_race_mid_activation_marks_the_host_drifted(
+    fleet: LocalFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
+    _race(monkeypatch, b'{"model": "edited by hand"}\n')
+    fleet.cli("advance")
+    status = fleet.status()
+    for host, rec in status["hosts"].items():
+        if fleet.file(host).read_bytes() == b'{"model": "edited by hand"}\n':
+            assert rec["state"] == "drifted", host
+    assert any(rec["state"] == "drifted" for rec in status["hosts"].values())
+    assert not any(rec["state"] == "candidate" for rec in status["hosts"].values())
+
+
+def test_a_new_file_is_created_owner_only(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path, n=1, stages=["shadow", 100])
+    fleet.file(fleet.hosts[0]).unlink()
+    assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
+    assert stat.S_IMODE(fleet.shadow(fleet.hosts[0]).stat().st_mode) == 0o600
+    assert fleet.cli("advance").exit_code == 0
+    assert fleet.file(fleet.hosts[0]).read_bytes() == fleet.candidate
+    assert stat.S_IMODE(fleet.file(fleet.hosts[0]).stat().st_mode) == 0o600

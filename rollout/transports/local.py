@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rollout.atomic import write_atomic
+from rollout.atomic import TEMP_SUFFIX, exchange, fsync_dir, write_temp
 from rollout.errors import BadInput
 from rollout.transports.base import CommandResult, FileState, SwapResult
 
@@ -42,10 +42,73 @@ def read_file(path: Path) -> FileState:
     return FileState(sha256=sha256_bytes(data), mode=mode, data=data)
 
 
-def atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Replace a host's file atomically, creating its folder if needed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, data, mode)
+# A file the rollout creates on a host that had none may hold secrets: owner-only unless the
+# host's own file said otherwise.
+NEW_FILE_MODE = 0o600
+
+
+def swap_checked(target: Path, data: bytes | None, expect: str | None, mode: int) -> SwapResult:
+    """Put `data` (None: nothing) at `target` and make sure what it displaced hashes to `expect`.
+    Another process may write `target` between our hash check and the rename; an exchange of
+    the two names (renameat2) hands back the displaced bytes, and if they are not the recorded
+    ones the exchange is undone, so that write is never lost and the host reads as drifted.
+    Without an exchange (another OS or filesystem) the hash is checked again just before a plain
+    rename, which narrows the window to that of the rename itself."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        return _remove_checked(target, expect)
+    tmp = write_temp(target, data, mode)
+    try:
+        if expect is None:
+            # No file to displace: a hard link never replaces a file someone just created.
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                return SwapResult(False, read_file(target).sha256, "a file appeared during the swap")
+            return SwapResult(True, sha256_bytes(data))
+        if exchange(tmp, target):
+            displaced = read_file(tmp)
+            if displaced.sha256 != expect:
+                _undo_exchange(tmp, target, data)
+                return SwapResult(False, displaced.sha256, "file changed during the swap")
+            return SwapResult(True, sha256_bytes(data))
+        now = read_file(target).sha256
+        if now != expect:
+            return SwapResult(False, now, "file changed during the swap")
+        os.replace(tmp, target)
+        return SwapResult(True, sha256_bytes(data))
+    finally:
+        tmp.unlink(missing_ok=True)
+        fsync_dir(target.parent)
+
+
+def _undo_exchange(tmp: Path, target: Path, ours: bytes) -> None:
+    """Give `target` back the bytes our exchange displaced (they sit at `tmp`)."""
+    exchange(tmp, target)
+    if read_file(tmp).data != ours:
+        # A third write landed in between: keep it beside the file rather than delete it.
+        os.rename(tmp, target.with_name(f"{target.name}.rollout-conflict-{os.getpid()}"))
+
+
+def _remove_checked(target: Path, expect: str | None) -> SwapResult:
+    if expect is None:
+        return SwapResult(True, None)
+    aside = target.with_name(f".{target.name}.{os.getpid()}.remove{TEMP_SUFFIX}")
+    try:
+        os.rename(target, aside)
+    except FileNotFoundError:
+        return SwapResult(False, None, "file removed during the swap")
+    displaced = read_file(aside)
+    if displaced.sha256 != expect:
+        try:
+            os.link(aside, target)  # put it back unless someone wrote a new one meanwhile
+            aside.unlink()
+        except FileExistsError:
+            os.rename(aside, target.with_name(f"{target.name}.rollout-conflict-{os.getpid()}"))
+        return SwapResult(False, displaced.sha256, "file changed during the swap")
+    aside.unlink()
+    fsync_dir(target.parent)
+    return SwapResult(True, None)
 
 
 @dataclass
@@ -68,13 +131,10 @@ class LocalSession:
             current = read_file(target)
             if current.sha256 != expect_sha256:
                 return SwapResult(False, current.sha256, "file changed since it was recorded")
-            if data is None:
-                target.unlink(missing_ok=True)
-            else:
-                keep = current.mode if current.mode is not None else mode
-                atomic_write(target, data, keep if keep is not None else 0o644)
+            keep = current.mode if current.mode is not None else mode
+            result = swap_checked(target, data, expect_sha256, keep if keep is not None else NEW_FILE_MODE)
         _test_pause()
-        return SwapResult(True, sha256_bytes(data) if data is not None else None)
+        return result
 
     def promote(
         self, src: str, path: str, expect_src: str, expect_sha256: str | None, mode: int | None
@@ -89,10 +149,11 @@ class LocalSession:
             if current.sha256 != expect_sha256:
                 return SwapResult(False, current.sha256, "file changed since it was recorded")
             keep = current.mode if current.mode is not None else mode
-            atomic_write(target, staged.data, keep if keep is not None else 0o644)
-            source.unlink(missing_ok=True)
+            result = swap_checked(target, staged.data, expect_sha256, keep if keep is not None else NEW_FILE_MODE)
+            if result.swapped:
+                source.unlink(missing_ok=True)
         _test_pause()
-        return SwapResult(True, expect_src)
+        return result
 
     def run(self, command: str, env: dict[str, str], timeout: float, cwd: str | None) -> CommandResult:
         started = time.monotonic()

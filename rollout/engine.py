@@ -64,12 +64,20 @@ def _end(run: Run, event: str, **fields: Any) -> None:
     run.rollout.log(event, **fields)
 
 
-def read_hosts(run: Run, hosts: list[str]) -> dict[str, HostResult[tuple[FileState, FileState]]]:
-    """Read each host's live and shadow file (hash only matters here)."""
+def read_hosts(
+    run: Run, hosts: list[str], *, sweep: bool = False
+) -> dict[str, HostResult[tuple[FileState, FileState]]]:
+    """Read each host's live and shadow file (hash only matters here); with `sweep`, first remove
+    the temp files an interrupted swap left beside them."""
     pb = run.playbook
-    return run.fleet.map(
-        hosts, lambda s: (s.read(pb.path_on(s.host)), s.read(pb.shadow_on(s.host))), label="read"
-    )
+
+    def read(s: Any) -> tuple[FileState, FileState]:
+        if sweep:
+            s.cleanup(pb.path_on(s.host))
+            s.cleanup(pb.shadow_on(s.host))
+        return s.read(pb.path_on(s.host)), s.read(pb.shadow_on(s.host))
+
+    return run.fleet.map(hosts, read, label="read")
 
 
 def reconcile(run: Run) -> dict[str, str] | None:
@@ -78,7 +86,7 @@ def reconcile(run: Run) -> dict[str, str] | None:
     if not intent:
         return None
     found: dict[str, str] = {}
-    for host, r in read_hosts(run, list(intent["hosts"])).items():
+    for host, r in read_hosts(run, list(intent["hosts"]), sweep=True).items():
         rec = run.hosts[host]
         if r.value is None:
             rec.update(state=UNKNOWN, reason=r.error)

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout import machine
-from rollout.atomic import fsync_dir, write_atomic
+from rollout.atomic import TEMP_SUFFIX, fsync_dir, write_atomic
 from rollout.errors import BadInput, Refused
 
 
@@ -143,6 +144,9 @@ class Rollout:
         return self.dir / "crash.log"
 
 
+NEW_PREFIX = ".new-"
+
+
 class Store:
     """The state folder: holds rollouts and the one-operation-at-a-time lock."""
 
@@ -168,6 +172,7 @@ class Store:
                 ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self.sweep()
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the flock
@@ -178,7 +183,7 @@ class Store:
             return []
         found = []
         for folder in self.root.iterdir():
-            if (folder / "state.json").is_file():
+            if not folder.name.startswith(".") and (folder / "state.json").is_file():
                 found.append(Rollout(folder))
         return sorted(found, key=lambda r: (r.state.get("created", ""), r.id))
 
@@ -202,18 +207,51 @@ class Store:
             raise Refused(f"cannot {verb}: no active rollout in {self.root} (start one first)")
         return found
 
-    def create(self, name: str, state: dict[str, Any]) -> Rollout:
-        """Make a new rollout folder with its first state.json."""
+    def create(
+        self, name: str, state: dict[str, Any], frozen: dict[str, bytes] | None = None
+    ) -> Rollout:
+        """Make a new rollout folder with its frozen inputs (`frozen`: relative path -> bytes, kept
+        0600) and its first state.json. It is built under a hidden name and renamed into place
+        whole, so a crash never leaves a rollout without its inputs (the sweep removes the rest)."""
         self.root.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        base = f"{_safe(name)}-{stamp}"
+        base = f"{_safe(name)[:80]}-{stamp}"
         rid, n = base, 1
         while (self.root / rid).exists():
             n += 1
             rid = f"{base}-{n}"
-        folder = self.root / rid
+        building = self.root / f"{NEW_PREFIX}{rid}"
+        shutil.rmtree(building, ignore_errors=True)
         for sub in ("", "baseline", "candidate", "diffs"):
-            (folder / sub).mkdir(mode=0o700 if sub == "baseline" else 0o755, exist_ok=True)
+            (building / sub).mkdir(mode=0o700 if sub == "baseline" else 0o755, exist_ok=True)
+        for rel, data in (frozen or {}).items():
+            write_atomic(building / rel, data, 0o600)
         state["id"] = rid
-        write_atomic(folder / "state.json", encode_state(state))
-        return Rollout(folder)
+        write_atomic(building / "state.json", encode_state(state))
+        os.rename(building, self.root / rid)
+        fsync_dir(self.root)
+        return Rollout(self.root / rid)
+
+    def debris(self) -> list[Path]:
+        """Return what an operation killed mid-write left here: temp files, half-made rollouts."""
+        found = list(self.root.glob(f"{NEW_PREFIX}*"))
+        for pattern in (f"*/.*{TEMP_SUFFIX}", f"*/*/.*{TEMP_SUFFIX}", "*/baseline/.backup.*"):
+            found.extend(self.root.glob(pattern))
+        return found
+
+    def sweep(self) -> list[Path]:
+        """Remove the debris. Only called with the lock held, when nobody else writes here."""
+        gone = self.debris()
+        for path in gone:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return gone
+
+    def tidy(self) -> None:
+        """Sweep the debris if there is any and no operation is running (for read-only verbs)."""
+        if not self.root.is_dir() or not self.debris():
+            return
+        with contextlib.suppress(Refused), self.lock():
+            pass  # taking the lock sweeps

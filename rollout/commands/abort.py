@@ -31,7 +31,8 @@ def _restore(
     store = Store(state_dir)
     with store.lock():
         if verb == "undo" and rollout_id is None:
-            done = [r for r in store.rollouts() if r.state["state"] == machine.COMPLETE]
+            undoable = (machine.COMPLETE, machine.REVERTING)
+            done = [r for r in store.rollouts() if r.state["state"] in undoable]
             rollout = done[-1] if done else store.pick(None, verb)
         else:
             rollout = store.pick(rollout_id, verb)
@@ -43,6 +44,11 @@ def _restore(
             if reconciled:
                 report.say(f"reconciled an unfinished operation: {reconciled}")
             rollout.log(f"{verb}-requested", reason=reason)
+            if rollout.state["state"] == machine.COMPLETE:
+                # Recorded before any host changes, so a kill mid-undo leaves a rollout that says
+                # so (`reverting`) and that `undo` or `abort` finishes.
+                rollout.state["state"] = machine.transition(machine.COMPLETE, "undo-begin")
+                rollout.save()
             finish_restore(run, verb, reason, report)
         finally:
             run.fleet.close()

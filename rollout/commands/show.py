@@ -16,6 +16,7 @@ from rollout.store import Rollout, Store
 def status(state_dir: Path, rollout_id: str | None = None) -> Report:
     """Describe one rollout: its state, stage, percent, every host, the journal, the last verdict."""
     store = Store(state_dir)
+    store.tidy()
     rollout = store.pick(rollout_id, "show status", fallback_latest=True)
     note = _reconcile_if_free(store, rollout)
     s = rollout.state

@@ -48,7 +48,8 @@ def start(
         try:
             snapshot = _snapshot(fleet, pb)
             projected = project_for(pb, data, {h: snapshot[h][0].data for h in pb.hosts}, fleet)
-            rollout = store.create(pb.name, _initial_state(pb, data, snapshot))
+            frozen = {"playbook.yml": pb.file.read_bytes(), f"candidate/{pb.config_source.name}": data}
+            rollout = store.create(pb.name, _initial_state(pb, data, snapshot), frozen)
             run = Run(rollout=rollout, playbook=pb, fleet=fleet)
             _freeze(run, data, snapshot)
             if projected is not None:
@@ -120,10 +121,9 @@ def _initial_state(pb: Any, data: bytes, snapshot: dict[str, Any]) -> dict[str, 
 
 
 def _freeze(run: Run, data: bytes, snapshot: dict[str, Any]) -> None:
-    """Keep the playbook, candidate, baseline backups and diffs in the rollout's folder."""
+    """Keep the baseline backups and diffs in the rollout's folder (the playbook and candidate
+    were frozen into it as it was made)."""
     r, pb = run.rollout, run.playbook
-    write_atomic(r.playbook_copy, pb.file.read_bytes(), 0o600)
-    write_atomic(r.dir / "candidate" / pb.config_source.name, data, 0o600)
     r.write_backups({h: snapshot[h][0].data for h in pb.hosts if snapshot[h][0].data is not None})
     baselines: dict[str, str | None] = {h: snapshot[h][0].sha256 for h in pb.hosts}
     index = []

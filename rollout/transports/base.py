@@ -57,6 +57,10 @@ class HostSession(Protocol):
     def run(self, command: str, env: dict[str, str], timeout: float, cwd: str | None) -> CommandResult:
         """Run a shell command on the host with `env` added, killed after `timeout` seconds."""
 
+    def cleanup(self, path: str) -> list[str]:
+        """Remove the temp files (`.<name>.*.rollout-tmp`) a killed operation left beside `path`;
+        return their names."""
+
     def close(self) -> None:
         """Release the connection."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import signal
@@ -179,6 +180,14 @@ class LocalSession:
                 time.monotonic() - started,
             )
         return CommandResult(proc.returncode, out.decode(errors="replace"), None, time.monotonic() - started)
+
+    def cleanup(self, path: str) -> list[str]:
+        target = self._abs(path)
+        gone = []
+        for tmp in target.parent.glob(f".{glob.escape(target.name)}.*{TEMP_SUFFIX}"):
+            tmp.unlink(missing_ok=True)
+            gone.append(str(tmp))
+        return gone
 
     def close(self) -> None:
         return None

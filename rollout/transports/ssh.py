@@ -174,6 +174,19 @@ class SshSession:
             raise TransportError(f"cannot create {folder}: {out.strip()[-300:]}")
         return sftp.open(tmp, "wbx")
 
+    def cleanup(self, path: str) -> list[str]:
+        folder, name = posixpath.split(path)
+        try:
+            names = self._sftp().listdir(folder or ".")
+        except OSError:
+            return []  # no folder: nothing was left there
+        gone = []
+        for entry in names:
+            if entry.startswith(f".{name}.") and entry.endswith(".rollout-tmp"):
+                self._remove_quietly(posixpath.join(folder, entry))
+                gone.append(posixpath.join(folder, entry))
+        return gone
+
     def _remove_quietly(self, tmp: str) -> None:
         try:
             self._sftp().remove(tmp)

@@ -61,7 +61,13 @@ def exchange(a: Path, b: Path) -> bool:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             _renameat2 = libc.renameat2
-            _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            _renameat2.argtypes = [
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_uint,
+            ]
         except (OSError, AttributeError):
             _renameat2 = False
     if _renameat2 is False:

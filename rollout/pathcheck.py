@@ -54,7 +54,9 @@ def path_problems(pb: Playbook, state_dir: Path | None = None) -> list[str]:
                 f"config.shadow_path: {shadow} (host {host}) is {whose}; staging would overwrite live bytes"
             )
         elif shadow in shadows:
-            problems.append(f"config.shadow_path: {shadow} is the shadow path of {shadows[shadow]} and {host}")
+            problems.append(
+                f"config.shadow_path: {shadow} is the shadow path of {shadows[shadow]} and {host}"
+            )
         shadows.setdefault(shadow, host)
         for field, path in (("config.shadow_path", shadow), ("config.path", live[host])):
             if path in inputs:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rollout import machine
+from rollout import machine, orphans
 from rollout.atomic import TEMP_SUFFIX, fsync_dir, write_atomic
 from rollout.errors import BadInput, Refused
 
@@ -159,6 +159,7 @@ class Store:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / ".lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        held = False
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -170,11 +171,18 @@ class Store:
                     f"another rollout operation holds the lock on {self.root} (pid {holder}); "
                     "nothing changed, try again when it is done"
                 ) from None
+            # The holder's pid stays in the file until it lets go: a pid found here now belongs
+            # to an operation that was killed, whose checks may still be running.
+            if os.pread(fd, 64, 0).strip():
+                orphans.reap()
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            held = True
             self.sweep()
             yield
         finally:
+            if held:
+                os.ftruncate(fd, 0)
             os.close(fd)  # closing the descriptor releases the flock
 
     def rollouts(self) -> list[Rollout]:
@@ -207,9 +215,7 @@ class Store:
             raise Refused(f"cannot {verb}: no active rollout in {self.root} (start one first)")
         return found
 
-    def create(
-        self, name: str, state: dict[str, Any], frozen: dict[str, bytes] | None = None
-    ) -> Rollout:
+    def create(self, name: str, state: dict[str, Any], frozen: dict[str, bytes] | None = None) -> Rollout:
         """Make a new rollout folder with its frozen inputs (`frozen`: relative path -> bytes, kept
         0600) and its first state.json. It is built under a hidden name and renamed into place
         whole, so a crash never leaves a rollout without its inputs (the sweep removes the rest)."""

@@ -29,9 +29,21 @@ def test_kill_9_at_every_step_of_start_leaves_no_debris(tmp_path: Path) -> None:
         fleet = make_fleet(tmp_path / str(n), n=2, stages=["shadow", 100])
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         proc = subprocess.run(
-            [sys.executable, "-m", "tests.killpoint", str(n), "--state-dir", str(fleet.state),
-             "start", str(fleet.playbook)],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "tests.killpoint",
+                str(n),
+                "--state-dir",
+                str(fleet.state),
+                "start",
+                str(fleet.playbook),
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         if proc.returncode == 99:
             break  # start finished before effect n: every earlier point was tried
@@ -42,8 +54,11 @@ def test_kill_9_at_every_step_of_start_leaves_no_debris(tmp_path: Path) -> None:
         assert "Traceback" not in status.output
         if status.exit_code == 0 and json.loads(status.stdout)["state"] not in ("aborted",):
             abort = fleet.cli("abort", "--reason", "killed")
-            assert abort.exit_code == 0, (n, abort.output, (fleet.state / "crash.log").exists() and
-                                          next(fleet.state.rglob("crash.log")).read_text())
+            assert abort.exit_code == 0, (
+                n,
+                abort.output,
+                (fleet.state / "crash.log").exists() and next(fleet.state.rglob("crash.log")).read_text(),
+            )
         assert fleet.bytes_on() == {h: fleet.baseline for h in fleet.hosts}, n
         assert _debris(fleet.root, fleet.state) == [], n
     assert killed_at > 10  # the seam really killed start at many points
@@ -53,7 +68,11 @@ def _killed(fleet: Any, n: int, *args: str) -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "tests.killpoint", str(n), "--state-dir", str(fleet.state), *args],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     return proc.returncode
 

@@ -14,7 +14,7 @@ from rollout.commands.common import Report, finish_restore, load_checked, sha256
 from rollout.commands.stage import go_live, report_verdict
 from rollout.cost import summary_lines
 from rollout.engine import Run, stage_shadow
-from rollout.errors import Refused
+from rollout.errors import REFUSED, Refused
 from rollout.fleet import Fleet, ProgressFn
 from rollout.gate import evaluate, reset_counters
 from rollout.projection import project_for
@@ -165,3 +165,7 @@ def _start_first_stage(run: Run, report: Report) -> None:
     report_verdict(run, first, verdict, report)
     if verdict.decision == "fail":
         finish_restore(run, "gate-failed", f"gate {first.name} failed: {verdict.why}", report)
+    elif verdict.decision in ("inconclusive", "retry"):
+        # A gate that could not decide is not a pass: say so with the contract's "not yet" code.
+        report.say(f"gate {first.name} has not passed yet; `rollout advance` measures it again")
+        report.exit_code = REFUSED

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rollout import orphans
 from rollout.atomic import TEMP_SUFFIX, exchange, fsync_dir, write_temp
 from rollout.errors import BadInput
 from rollout.transports.base import CommandResult, FileState, SwapResult
@@ -46,6 +49,7 @@ def read_file(path: Path) -> FileState:
 # A file the rollout creates on a host that had none may hold secrets: owner-only unless the
 # host's own file said otherwise.
 NEW_FILE_MODE = 0o600
+OUTPUT_KEPT = 1 << 20
 
 
 def swap_checked(target: Path, data: bytes | None, expect: str | None, mode: int) -> SwapResult:
@@ -150,7 +154,9 @@ class LocalSession:
             if current.sha256 != expect_sha256:
                 return SwapResult(False, current.sha256, "file changed since it was recorded")
             keep = current.mode if current.mode is not None else mode
-            result = swap_checked(target, staged.data, expect_sha256, keep if keep is not None else NEW_FILE_MODE)
+            result = swap_checked(
+                target, staged.data, expect_sha256, keep if keep is not None else NEW_FILE_MODE
+            )
             if result.swapped:
                 source.unlink(missing_ok=True)
         _test_pause()
@@ -158,28 +164,36 @@ class LocalSession:
 
     def run(self, command: str, env: dict[str, str], timeout: float, cwd: str | None) -> CommandResult:
         started = time.monotonic()
-        proc = subprocess.Popen(
-            command,
-            shell=True,
-            cwd=cwd or self.cwd,
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, _ = proc.communicate()
-            return CommandResult(
-                None,
-                out.decode(errors="replace"),
-                f"timed out after {timeout:g}s",
-                time.monotonic() - started,
+        mark = orphans.new_mark()
+        # Output goes to a file, not a pipe: a process the check leaves behind holding its stdout
+        # would keep a pipe open, and the verb would wait on it long past the timeout.
+        with tempfile.TemporaryFile() as out:
+            proc = subprocess.Popen(
+                command,
+                shell=True,
+                cwd=cwd or self.cwd,
+                env={**os.environ, **env, orphans.MARK: mark},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
-        return CommandResult(proc.returncode, out.decode(errors="replace"), None, time.monotonic() - started)
+            error = None
+            try:
+                code: int | None = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                code, error = None, f"timed out after {timeout:g}s"
+            # A check is a job: what it started in its process group ends with it, and after a
+            # timeout so does anything that left the group (found by its mark).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            if error is not None:
+                orphans.kill_marked(mark)
+            proc.wait()
+            size = out.seek(0, os.SEEK_END)
+            out.seek(max(0, size - OUTPUT_KEPT))  # a check that prints gigabytes keeps its tail
+            text = out.read().decode(errors="replace")
+        return CommandResult(code, text, error, time.monotonic() - started)
 
     def cleanup(self, path: str) -> list[str]:
         target = self._abs(path)

@@ -147,13 +147,26 @@ def _restore_verb(fn: Callable[..., None]) -> Callable[..., None]:
 
 @cli.command()
 @_restore_verb
+@click.option(
+    "--accept-drift",
+    "accept_drift",
+    multiple=True,
+    metavar="HOST",
+    help="Leave this drifted host as it is, by decision, so the rollout can end (repeatable).",
+)
 def abort(
-    ctx: click.Context, rollout_id: str | None, reason: str, state_dir: str | None, as_json: bool
+    ctx: click.Context,
+    rollout_id: str | None,
+    reason: str,
+    state_dir: str | None,
+    as_json: bool,
+    accept_drift: tuple[str, ...],
 ) -> None:
     """Restore every touched host to its baseline bytes, now."""
     from rollout.commands.abort import abort as run
 
-    _emit(run(_state_dir(ctx, state_dir), rollout_id, reason, _progress(as_json)), as_json)
+    folder = _state_dir(ctx, state_dir)
+    _emit(run(folder, rollout_id, reason, _progress(as_json), accept_drift=accept_drift), as_json)
 
 
 @cli.command()

@@ -40,6 +40,7 @@ class RestoreReport:
 
     restored: list[str] = field(default_factory=list)
     not_restored: dict[str, str] = field(default_factory=dict)
+    left: list[str] = field(default_factory=list)  # drifted, left as they are by the operator's decision
     warnings: dict[str, str] = field(default_factory=dict)
 
 
@@ -221,6 +222,9 @@ def restore(run: Run) -> RestoreReport:
     report = RestoreReport()
     live = [h for h, rec in run.hosts.items() if rec["state"] in (CANDIDATE, UNKNOWN) or rec.get("touched")]
     live = [h for h in live if run.hosts[h]["state"] != BASELINE]
+    # A drifted host the operator chose to leave as it is is not retried, nor counted as lost.
+    report.left = [h for h in live if run.hosts[h].get("drift_accepted") and run.hosts[h]["state"] == DRIFTED]
+    live = [h for h in live if h not in report.left]
     shadows = [h for h, rec in run.hosts.items() if rec.get("shadow")]
     if live:
         pb, cand = run.playbook, run.candidate_sha
@@ -242,8 +246,8 @@ def restore(run: Run) -> RestoreReport:
                 report.restored.append(host)
             else:
                 why = (
-                    f"changed on the host since the rollout switched it ({_short(r.value.actual_sha256)}); "
-                    "left alone"
+                    f"changed by someone else since the rollout switched it ({_short(r.value.actual_sha256)}); "
+                    "it is left as it is"
                 )
                 rec.update(state=DRIFTED, sha256=r.value.actual_sha256, reason=why)
                 report.not_restored[host] = why

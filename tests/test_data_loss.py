@@ -168,3 +168,26 @@ def test_a_new_file_is_created_owner_only(tmp_path: Path) -> None:
     assert fleet.cli("advance").exit_code == 0
     assert fleet.file(fleet.hosts[0]).read_bytes() == fleet.candidate
     assert stat.S_IMODE(fleet.file(fleet.hosts[0]).stat().st_mode) == 0o600
+
+
+def test_a_drifted_canary_gets_true_advice_and_a_way_out(fleet: LocalFleet) -> None:
+    assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
+    assert fleet.cli("advance").exit_code == 0
+    order = json.loads((fleet.rollout_dir() / "state.json").read_text())["order"]
+    edited = order[0]
+    fleet.file(edited).write_bytes(b'{"model": "edited by hand"}\n')
+    result = fleet.cli("abort")
+    assert result.exit_code == 4
+    assert f"{edited}: changed by someone else; left as it is" in result.stdout
+    assert f"rollout abort --accept-drift {edited}" in result.stdout
+    assert "once they are reachable" not in result.stdout
+    refused = fleet.cli("abort", "--accept-drift", order[1])
+    assert refused.exit_code == 2 and "not drifted" in refused.stderr
+    result = fleet.cli("abort", "--accept-drift", edited, "--reason", "dev keeps the edit")
+    assert result.exit_code == 0, result.output
+    assert f"left as they are by decision (drifted): {edited}" in result.stdout
+    assert fleet.status()["state"] == "aborted"
+    assert fleet.file(edited).read_bytes() == b'{"model": "edited by hand"}\n'
+    assert all(fleet.file(h).read_bytes() == fleet.baseline for h in fleet.hosts if h != edited)
+    events = [json.loads(line) for line in (fleet.rollout_dir() / "events.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "drift-accepted" and e["hosts"] == [edited] for e in events)

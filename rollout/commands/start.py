@@ -163,6 +163,7 @@ def _start_first_stage(run: Run, report: Report) -> None:
     )
     verdict = evaluate(run, first)
     report_verdict(run, first, verdict, report)
+    report.data["decision"] = verdict.decision
     if verdict.decision == "fail":
         finish_restore(run, "gate-failed", f"gate {first.name} failed: {verdict.why}", report)
     elif verdict.decision in ("inconclusive", "retry"):

@@ -19,7 +19,9 @@ from typing import Any
 
 from rollout import machine, orphans
 from rollout.atomic import TEMP_SUFFIX, fsync_dir, write_atomic
-from rollout.errors import BadInput, Refused
+from rollout.errors import BadInput, Refused, StateWriteError
+
+_STATE_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
 def now_iso(t: float | None = None) -> str:
@@ -67,21 +69,51 @@ class Rollout:
         self.state: dict[str, Any] = json.loads((folder / "state.json").read_text())
 
     # -- state and journal -------------------------------------------------------------
+    @contextlib.contextmanager
+    def writing(self, what: str) -> Iterator[None]:
+        """Turn a failed write here (disk full, read-only) into an error that says what the
+        hosts went through: nothing, or an operation whose intent is journaled."""
+        try:
+            yield
+        except OSError as e:
+            if e.errno not in _STATE_WRITE_ERRORS:
+                raise
+            raise StateWriteError(
+                f"cannot write {what} in the state folder {self.dir}: {e.strerror}; {self._what_was_done()}"
+            ) from None
+
+    def _what_was_done(self) -> str:
+        intent = self.state.get("intent")
+        if self.state.get("state") == machine.STARTING:
+            return (
+                "nothing was written to any host. Free space, then `rollout abort` ends this rollout "
+                "and `rollout start` begins again"
+            )
+        if intent:
+            return (
+                f"the {intent['action']} of {len(intent['hosts'])} host(s) was journaled and may be part "
+                "done. Free space, then `rollout status` reads the hosts and records what they hold, "
+                "and `rollout abort` restores them"
+            )
+        return "no host was changed by this step. Free space and run the verb again"
+
     def save(self) -> None:
         """Write state.json atomically."""
         self.state["updated"] = now_iso()
-        write_atomic(self.dir / "state.json", encode_state(self.state))
+        with self.writing("state.json"):
+            write_atomic(self.dir / "state.json", encode_state(self.state))
 
     def log(self, event: str, **fields: Any) -> dict[str, Any]:
         """Append one event to the journal and fsync it."""
         record = {"time": now_iso(), "event": event, "stage": self.state.get("stage"), **fields}
         line = json.dumps(record, default=str) + "\n"
-        fd = os.open(self.dir / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with self.writing("the journal (events.jsonl)"):
+            fd = os.open(self.dir / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         return record
 
     def events(self) -> list[dict[str, Any]]:
@@ -105,6 +137,10 @@ class Rollout:
         """Keep each host's baseline bytes in `baseline/<host>`, readable only by the owner
         (secrets live here). Hosts holding the same bytes share one file (hard links), so a
         fleet of identical configs costs one write and one fsync, not one per host."""
+        with self.writing("the baseline backups"):
+            self._write_backups(baselines)
+
+    def _write_backups(self, baselines: dict[str, bytes]) -> None:
         folder = self.dir / "baseline"
         folder.mkdir(mode=0o700, exist_ok=True)
         groups: dict[bytes, list[str]] = {}
@@ -176,7 +212,8 @@ class Store:
             if os.pread(fd, 64, 0).strip():
                 orphans.reap()
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            with contextlib.suppress(OSError):  # a full disk: the pid is only for messages
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             held = True
             self.sweep()
             yield
@@ -227,15 +264,24 @@ class Store:
             n += 1
             rid = f"{base}-{n}"
         building = self.root / f"{NEW_PREFIX}{rid}"
-        shutil.rmtree(building, ignore_errors=True)
-        for sub in ("", "baseline", "candidate", "diffs"):
-            (building / sub).mkdir(mode=0o700 if sub == "baseline" else 0o755, exist_ok=True)
-        for rel, data in (frozen or {}).items():
-            write_atomic(building / rel, data, 0o600)
-        state["id"] = rid
-        write_atomic(building / "state.json", encode_state(state))
-        os.rename(building, self.root / rid)
-        fsync_dir(self.root)
+        try:
+            shutil.rmtree(building, ignore_errors=True)
+            for sub in ("", "baseline", "candidate", "diffs"):
+                (building / sub).mkdir(mode=0o700 if sub == "baseline" else 0o755, exist_ok=True)
+            for rel, data in (frozen or {}).items():
+                write_atomic(building / rel, data, 0o600)
+            state["id"] = rid
+            write_atomic(building / "state.json", encode_state(state))
+            os.rename(building, self.root / rid)
+            fsync_dir(self.root)
+        except OSError as e:
+            if e.errno not in _STATE_WRITE_ERRORS:
+                raise
+            shutil.rmtree(building, ignore_errors=True)
+            raise StateWriteError(
+                f"cannot create a rollout in the state folder {self.root}: {e.strerror}; "
+                "nothing was written to any host. Free space and run `rollout start` again"
+            ) from None
         return Rollout(self.root / rid)
 
     def debris(self) -> list[Path]:

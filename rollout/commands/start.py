@@ -125,6 +125,20 @@ def _freeze(run: Run, data: bytes, snapshot: dict[str, Any]) -> None:
     were frozen into it as it was made)."""
     r, pb = run.rollout, run.playbook
     r.write_backups({h: snapshot[h][0].data for h in pb.hosts if snapshot[h][0].data is not None})
+    with r.writing("the diffs"):
+        groups = _write_diffs(run, data, snapshot)
+    r.log(
+        "started",
+        hosts=list(pb.hosts),
+        candidate_sha256=r.state["candidate_sha256"],
+        diff_groups=groups,
+        order=r.state["order"],
+    )
+
+
+def _write_diffs(run: Run, data: bytes, snapshot: dict[str, Any]) -> int:
+    """Write a diff per group of hosts with the same baseline; return how many groups."""
+    r, pb = run.rollout, run.playbook
     baselines: dict[str, str | None] = {h: snapshot[h][0].sha256 for h in pb.hosts}
     index = []
     for n, (sha, hosts) in enumerate(diffing.group_by_baseline(baselines), start=1):
@@ -133,13 +147,7 @@ def _freeze(run: Run, data: bytes, snapshot: dict[str, Any]) -> None:
         write_atomic(r.dir / "diffs" / f"{n}.txt", (text + "\n").encode())
         index.append({"group": n, "hosts": hosts, "baseline_sha256": sha, "changes": bool(as_json)})
     write_atomic(r.dir / "diffs" / "index.json", json.dumps(index, indent=2).encode())
-    r.log(
-        "started",
-        hosts=list(pb.hosts),
-        candidate_sha256=r.state["candidate_sha256"],
-        order=r.state["order"],
-        diff_groups=len(index),
-    )
+    return len(index)
 
 
 def _start_first_stage(run: Run, report: Report) -> None:

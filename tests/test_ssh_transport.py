@@ -400,3 +400,9 @@ def test_a_server_hanging_up_mid_handshake_has_a_reason() -> None:
             connect_failure(error, SshOptions(), 0.1)
             == "the server closed the connection during the SSH handshake"
         )
+
+
+def test_a_new_file_is_created_owner_only(session: SshSession, tmp_path: Path) -> None:
+    target = tmp_path / "new" / "opencode.json"
+    assert session.swap(str(target), b'{"apiKey": "sk-x"}', None, None).swapped
+    assert target.stat().st_mode & 0o777 == 0o600

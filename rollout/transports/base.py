@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+# A file the rollout creates on a host that had none may hold secrets: owner-only unless the
+# host's own file said otherwise.
+NEW_FILE_MODE = 0o600
+
 
 @dataclass(frozen=True)
 class FileState:

@@ -18,7 +18,7 @@ from typing import Any
 from rollout import orphans
 from rollout.atomic import TEMP_SUFFIX, exchange, fsync_dir, write_temp
 from rollout.errors import BadInput
-from rollout.transports.base import CommandResult, FileState, SwapResult
+from rollout.transports.base import NEW_FILE_MODE, CommandResult, FileState, SwapResult
 
 # Host paths are compared and swapped under one process-wide lock per path, so two threads
 # never interleave a compare with a swap on the same file.
@@ -46,9 +46,6 @@ def read_file(path: Path) -> FileState:
     return FileState(sha256=sha256_bytes(data), mode=mode, data=data)
 
 
-# A file the rollout creates on a host that had none may hold secrets: owner-only unless the
-# host's own file said otherwise.
-NEW_FILE_MODE = 0o600
 OUTPUT_KEPT = 1 << 20
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rollout.errors import TransportError
-from rollout.transports.base import CommandResult, FileState, SwapResult
+from rollout.transports.base import NEW_FILE_MODE, CommandResult, FileState, SwapResult
 from rollout.transports.ssh_helper import KILL_GRACE_S, HostHelper
 from rollout.transports.ssh_options import SshOptions, parse_options
 
@@ -76,7 +76,7 @@ class SshSession:
         new = new_sha256 = None
         if data is not None:
             new, new_sha256 = self._scratch(target), hashlib.sha256(data).hexdigest()
-            self._upload(target, new, data, mode if mode is not None else 0o644)
+            self._upload(target, new, data, mode if mode is not None else NEW_FILE_MODE)
             if expect_sha256 is None and self._renames_without_clobbering():
                 return self._rename_if_absent(new, target, new_sha256)
         reply = self._ask(target, lambda h, t: h.cas(target, new, expect_sha256, t))
@@ -109,7 +109,7 @@ class SshSession:
         try:
             sftp = self._sftp()
             staged = sftp.stat(source)
-            keep = mode if mode is not None else 0o644
+            keep = mode if mode is not None else NEW_FILE_MODE
             _take_attributes(sftp, source, staged, self._attributes(target), keep)
         except OSError as e:
             if e.errno == errno.ENOENT:

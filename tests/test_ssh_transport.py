@@ -135,7 +135,8 @@ def test_creating_a_file_never_clobbers_one_that_appeared(session: SshSession, t
 def test_swap_creates_folders_and_removes(session: SshSession, tmp_path: Path) -> None:
     target = tmp_path / "deep" / "er" / "x.yml"
     assert session.swap(str(target), b"a: 1\n", None, None).swapped
-    assert target.read_bytes() == b"a: 1\n" and target.stat().st_mode & 0o777 == 0o644
+    # A new file is owner-only (issue 18: it may hold the candidate's secrets); was 0644.
+    assert target.read_bytes() == b"a: 1\n" and target.stat().st_mode & 0o777 == 0o600
     drift = session.swap(str(target), None, sha(b"other"), None)
     assert (drift.swapped, target.exists()) == (False, True)
     removed = session.swap(str(target), None, sha(b"a: 1\n"), None)

@@ -41,7 +41,9 @@ def _restore(
         try:
             reconciled = reconcile(run)
             if reconciled:
-                report.say(f"reconciled an unfinished operation: {reconciled}")
+                from rollout.commands.show import reconciled_text
+
+                report.say(reconciled_text(reconciled))
             rollout.log(f"{verb}-requested", reason=reason)
             finish_restore(run, verb, reason, report)
         finally:

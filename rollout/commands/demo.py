@@ -44,11 +44,12 @@ def demo(playbook_path: Path, state_dir: Path, bad: bool, say: Callable[[str], N
             traffic.tick()
 
     result = run_auto(state_dir, playbook_path, None, say, sleep=sleep)
+    final = status(state_dir, result.data.get("id")).data
     say("")
-    say(status_text(status(state_dir, result.data.get("id")).data))
+    say(status_text(final))
     if (
         result.data.get("id")
         and Store(state_dir).pick(result.data["id"], "demo").state["state"] == machine.COMPLETE
     ):
         say("\nnext: `rollout diff`, `rollout history`, `rollout undo` (all take --state-dir)")
-    return Report(exit_code=result.exit_code)
+    return Report(exit_code=result.exit_code, data=final)

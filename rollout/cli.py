@@ -398,22 +398,42 @@ def run_cmd(
 
 
 @cli.command()
-@click.option("--playbook", default="playbooks/demo.yml", show_default=True, type=click.Path())
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False),
+    default="rollout-demo",
+    show_default=True,
+    help="Folder to create the demo playbooks and fleet in.",
+)
+@click.option(
+    "--playbook",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Run this demo playbook where it is instead (its fleet beside it).",
+)
 @click.option("--bad", is_flag=True, help="Roll out a bad assignment and watch it roll back.")
 @state_dir_option
 @json_option
 @click.pass_context
-def demo(ctx: click.Context, playbook: str, bad: bool, state_dir: str | None, as_json: bool) -> None:
+def demo(
+    ctx: click.Context,
+    folder: str,
+    playbook: str | None,
+    bad: bool,
+    state_dir: str | None,
+    as_json: bool,
+) -> None:
     """Create the demo fleet and roll the demo playbook through every stage.
 
     \b
     Example:
-      rollout demo --bad         # a bad model, rolled back at 25%
+      rollout demo --bad --dir /tmp/demo   # a bad model, rolled back at 25%
     """
     from rollout.commands.demo import demo as run
 
     say = (lambda line: None) if as_json else click.echo
-    report = run(Path(playbook), _state_dir(ctx, state_dir), bad, say)
+    report = run(Path(folder), Path(playbook) if playbook else None, _state_dir(ctx, state_dir), bad, say)
     _emit(report, as_json)
 
 

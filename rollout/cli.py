@@ -164,27 +164,27 @@ class RolloutGroup(click.Group):
             ctx.exit(OK)
         except (click.exceptions.Exit, click.Abort, SystemExit):
             raise
+        # --json changes only stdout: stderr says the same to a human either way.
         except click.ClickException as e:
             if not as_json:
                 raise
+            e.show()
             _json_error(e.exit_code, e.format_message())
             ctx.exit(e.exit_code)
         except RolloutError as e:
             problems = list(getattr(e, "problems", []))
+            click.echo(f"error: {e}", err=True)
+            for problem in problems:
+                click.echo(f"  {problem}", err=True)
             if as_json:
                 _json_error(e.exit_code, str(e), problems)
-            else:
-                click.echo(f"error: {e}", err=True)
-                for problem in problems:
-                    click.echo(f"  {problem}", err=True)
             ctx.exit(e.exit_code)
         except Exception:
             where = _crash_log(ctx.meta.get("rollout.state_dir"))
             message = f"unexpected failure; traceback written to {where}"
+            click.echo(f"error: {message}", err=True)
             if as_json:
                 _json_error(UNEXPECTED, message)
-            else:
-                click.echo(f"error: {message}", err=True)
             ctx.exit(UNEXPECTED)
 
 

@@ -54,7 +54,9 @@ def _restore(
         try:
             reconciled = reconcile(run)
             if reconciled:
-                report.say(f"reconciled an unfinished operation: {reconciled}")
+                from rollout.commands.show import reconciled_text
+
+                report.say(reconciled_text(reconciled))
             rollout.log(f"{verb}-requested", reason=reason)
             if accept_drift:
                 _accept_drift(run, accept_drift, reason)

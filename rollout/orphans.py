@@ -26,10 +26,15 @@ def _start_time(pid: int) -> str:
     return stat.rsplit(")", 1)[-1].split()[19]  # field 22: start time in clock ticks
 
 
+_owner: tuple[int, str] | None = None
+
+
 def new_mark() -> str:
     """Return the environment value for one check started by this process."""
-    pid = os.getpid()
-    return f"{pid}:{_start_time(pid)}:{secrets.token_hex(6)}"
+    global _owner
+    if _owner is None or _owner[0] != os.getpid():  # read once per process (and again after a fork)
+        _owner = (os.getpid(), _start_time(os.getpid()))
+    return f"{_owner[0]}:{_owner[1]}:{secrets.token_hex(6)}"
 
 
 def _marked() -> list[tuple[int, str]]:

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from rollout.errors import UNEXPECTED, RolloutError
+from rollout.redact import redact_text
 
 STATE_ENV = "ROLLOUT_STATE_DIR"
 
@@ -71,9 +72,9 @@ class RolloutGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except RolloutError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(redact_text(f"error: {e}"), err=True)
             for problem in getattr(e, "problems", []):
-                click.echo(f"  {problem}", err=True)
+                click.echo(redact_text(f"  {problem}"), err=True)
             ctx.exit(e.exit_code)
         except Exception:
             where = _crash_log(ctx.meta.get("rollout.state_dir"))
@@ -254,7 +255,6 @@ def main() -> None:
 
 def _crash_log(state_dir: Path | None) -> Path:
     """Write the traceback (redacted) to the active rollout's crash.log, else to the state folder."""
-    from rollout.redact import redact_text
     from rollout.store import Store
 
     root = state_dir or Path(os.environ.get(STATE_ENV) or "state")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -10,7 +11,7 @@ from rollout.engine import BASELINE, CANDIDATE, SHADOW, UNKNOWN, Run
 from rollout.health.base import GateContext, Measurement
 from rollout.health.judge import Verdict, judge
 from rollout.playbook import Stage
-from rollout.redact import redact_text
+from rollout.redact import redact, redact_text
 
 
 def context(run: Run, stage: Stage) -> GateContext:
@@ -59,9 +60,11 @@ def measure(run: Run, stage: Stage) -> list[Measurement]:
         try:
             out.extend(health.kind(check.kind).evaluate(check, ctx))
         except Exception as e:  # noqa: BLE001 - a broken check is a measurement error
-            why = redact_text(f"check could not run: {type(e).__name__}: {e}")
+            why = f"check could not run: {type(e).__name__}: {e}"
             out.append(Measurement(check.name, None, "error", why, check.enforce))
-    return out
+    # What a check printed or a probe saw reaches the verdict, events.jsonl, state.json and the
+    # verbs' output: redact it here, once, whatever kind of check produced it.
+    return [dataclasses.replace(m, why=redact_text(m.why), details=redact(m.details)) for m in out]
 
 
 def evaluate(run: Run, stage: Stage) -> Verdict:

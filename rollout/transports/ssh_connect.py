@@ -14,6 +14,7 @@ import paramiko
 from fabric import Config, Connection
 
 from rollout.errors import TransportError
+from rollout.transports import ssh_config
 from rollout.transports.ssh_options import SshOptions, parse_host
 
 if TYPE_CHECKING:
@@ -28,8 +29,6 @@ IDLE_WAKE_S = 2.0
 _KNOWN_HOSTS_LOCK = threading.Lock()  # appends by accept-new
 _PARSED_KNOWN_HOSTS: dict[str, tuple[tuple[int, int, int], paramiko.HostKeys]] = {}
 _PARSED_KNOWN_HOSTS_LOCK = threading.Lock()
-_SSH_CONFIGS: dict[str, paramiko.SSHConfig] = {}
-_SSH_CONFIGS_LOCK = threading.Lock()
 
 
 def quiet_paramiko() -> None:
@@ -61,22 +60,8 @@ def _ssh_config(options: SshOptions) -> paramiko.SSHConfig:
     if options.ssh_config is False:
         return paramiko.SSHConfig()
     if isinstance(options.ssh_config, str):
-        paths = [options.ssh_config]
-    else:
-        paths = [os.path.expanduser("~/.ssh/config"), "/etc/ssh/ssh_config"]
-    key = "\0".join(paths)
-    with _SSH_CONFIGS_LOCK:
-        found = _SSH_CONFIGS.get(key)
-        if found is None:
-            found = paramiko.SSHConfig()
-            for path in paths:
-                if isinstance(options.ssh_config, str) and not os.path.isfile(path):
-                    raise TransportError(f"ssh_config file not found: {path}")
-                if os.path.isfile(path):
-                    with open(path, encoding="utf-8") as f:
-                        found.parse(f)
-            _SSH_CONFIGS[key] = found
-    return found
+        return ssh_config.load([options.ssh_config], must_exist=True)
+    return ssh_config.load([os.path.expanduser("~/.ssh/config"), ssh_config.SYSTEM_CONFIG], must_exist=False)
 
 
 def _known_hosts(path: str) -> paramiko.HostKeys | None:

@@ -10,11 +10,13 @@ a 5 MB token costs one pass, not one pass per character.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
 MASK = "***REDACTED***"
 MASK_CHANGED = "***REDACTED (changed)***"
+KNOWN_MIN_CHARS = 6  # a known secret shorter than this is too likely an ordinary word to mask
 
 # A key names a secret when its words, joined, contain one of these...
 SECRET_PARTS = (
@@ -140,15 +142,37 @@ def _mask_all(value: Any, mask: str = MASK) -> Any:
     return value
 
 
-def redact(doc: Any) -> Any:
-    """Return a copy of a parsed document with every secret masked."""
+def redact(doc: Any, known: frozenset[str] = frozenset()) -> Any:
+    """Return a copy of a parsed document with every secret (and every `known` value) masked."""
     if isinstance(doc, dict):
-        return {k: (_mask_all(v) if is_secret_key(k) else redact(v)) for k, v in doc.items()}
+        return {k: (_mask_all(v) if is_secret_key(k) else redact(v, known)) for k, v in doc.items()}
     if isinstance(doc, list):
-        return [redact(v) for v in doc]
+        return [redact(v, known) for v in doc]
     if isinstance(doc, str):
-        return redact_text(doc)
+        return redact_text(doc, known)
     return doc
+
+
+def secret_values(docs: Iterable[Any]) -> frozenset[str]:
+    """Return the values under secret keys of parsed documents, as text: a check that prints one
+    bare (`jq -r .apiKey`) shows no key and maybe no known shape, but these can be masked."""
+    found: set[str] = set()
+
+    def collect(value: Any, under_secret: bool) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                collect(v, under_secret or is_secret_key(k))
+        elif isinstance(value, list):
+            for v in value:
+                collect(v, under_secret)
+        elif under_secret and isinstance(value, str | int | float) and not isinstance(value, bool):
+            text = str(value)
+            if len(text) >= KNOWN_MIN_CHARS:
+                found.add(text)
+
+    for doc in docs:
+        collect(doc, False)
+    return frozenset(found)
 
 
 def _mask_pair(old: Any, new: Any) -> tuple[Any, Any]:
@@ -187,8 +211,11 @@ def redact_pair(old: Any, new: Any) -> tuple[Any, Any]:
     return redact(old), redact(new)
 
 
-def redact_text(text: str) -> str:
-    """Mask secrets in free text: URL passwords, token shapes, bearer tokens, `key: value` pairs."""
+def redact_text(text: str, known: frozenset[str] = frozenset()) -> str:
+    """Mask secrets in free text: URL passwords, token shapes, bearer tokens, `key: value` pairs,
+    and the `known` secret values wherever they appear."""
+    for value in sorted(known, key=len, reverse=True):  # a longer value may hold a shorter one
+        text = text.replace(value, MASK)
     text = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", text)
     text = _TOKENS.sub(MASK, text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)

@@ -230,6 +230,29 @@ def test_a_check_printing_bare_tokens_leaks_them_nowhere(tmp_path: Path) -> None
         assert not [s for s in secrets if s in result.output]
 
 
+def test_a_check_printing_a_secret_of_the_config_bare_leaks_it_nowhere(tmp_path: Path) -> None:
+    # No known shape and no key in the output: only knowing the config's secrets can mask it.
+    read = "import json,os; d=json.load(open(os.environ['ROLLOUT_CONFIG_PATH']))"
+    show = "print(d['provider']['openai']['options']['apiKey'], d['provider']['openai']['password'])"
+    check = {"name": "prints-key", "run": f'python3 -c "{read}; {show}"; exit 1'}
+    fleet = make_fleet(tmp_path, checks=[check])
+    doc = json.loads(fleet.candidate)
+    doc["provider"]["openai"]["options"]["apiKey"] = "plain-words-no-shape"
+    doc["provider"]["openai"]["password"] = 12345678
+    (fleet.root / "candidate.json").write_text(json.dumps(doc))
+    result = fleet.cli("start", str(fleet.playbook))
+    assert result.exit_code == 3, result.output
+    status = fleet.cli("status", "--json")
+    for text in (
+        result.output,
+        status.output,
+        (fleet.rollout_dir() / "events.jsonl").read_text(),
+        (fleet.rollout_dir() / "state.json").read_text(),
+    ):
+        assert "plain-words-no-shape" not in text and "12345678" not in text
+    assert MASK in (fleet.rollout_dir() / "state.json").read_text()
+
+
 @pytest.fixture(name="auth_server")
 def auth_server_fixture() -> Iterator[tuple[str, list[str | None]]]:
     seen: list[str | None] = []

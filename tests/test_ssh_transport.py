@@ -135,7 +135,8 @@ def test_creating_a_file_never_clobbers_one_that_appeared(session: SshSession, t
 def test_swap_creates_folders_and_removes(session: SshSession, tmp_path: Path) -> None:
     target = tmp_path / "deep" / "er" / "x.yml"
     assert session.swap(str(target), b"a: 1\n", None, None).swapped
-    assert target.read_bytes() == b"a: 1\n" and target.stat().st_mode & 0o777 == 0o644
+    # A new file may hold a secret: owner-only when no mode is given (it was 0644).
+    assert target.read_bytes() == b"a: 1\n" and target.stat().st_mode & 0o777 == 0o600
     drift = session.swap(str(target), None, sha(b"other"), None)
     assert (drift.swapped, target.exists()) == (False, True)
     removed = session.swap(str(target), None, sha(b"a: 1\n"), None)
@@ -203,6 +204,17 @@ def test_promote_renames_the_staged_copy_in_place(session: SshSession, tmp_path:
     gone = session.promote(str(staged), str(target), sha(b"candidate"), sha(b"candidate"), 0o600)
     assert (gone.swapped, gone.source_changed) == (False, True)
     assert sorted(p.name for p in folder.iterdir()) == ["app.json"]  # no temp left
+
+
+def test_a_new_live_file_is_owner_only_unless_a_mode_is_given(session: SshSession, tmp_path: Path) -> None:
+    staged, target = tmp_path / "shadow.json", tmp_path / "live.json"
+    staged.write_bytes(b"candidate")
+    os.chmod(staged, 0o644)
+    assert session.promote(str(staged), str(target), sha(b"candidate"), None, None).swapped
+    assert target.stat().st_mode & 0o777 == 0o600
+    other = tmp_path / "given.json"
+    assert session.swap(str(other), b"x", None, 0o640).swapped
+    assert other.stat().st_mode & 0o777 == 0o640
 
 
 @pytest.mark.parametrize("name", ["back\\slash.json", "new\nline.json"])

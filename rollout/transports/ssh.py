@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from paramiko import SFTPAttributes, SFTPClient, SFTPFile
 
 
+# A file the rollout creates on a host that had none may hold secrets: owner-only unless the
+# host's own file said otherwise (as the local transport does).
+NEW_FILE_MODE = 0o600
+
+
 @dataclass
 class SshSession:
     """One host over one SSH connection (SFTP client and home folder cached)."""
@@ -76,7 +81,7 @@ class SshSession:
         new = new_sha256 = None
         if data is not None:
             new, new_sha256 = self._scratch(target), hashlib.sha256(data).hexdigest()
-            self._upload(target, new, data, mode if mode is not None else 0o644)
+            self._upload(target, new, data, mode if mode is not None else NEW_FILE_MODE)
             if expect_sha256 is None and self._renames_without_clobbering():
                 return self._rename_if_absent(new, target, new_sha256)
         reply = self._ask(target, lambda h, t: h.cas(target, new, expect_sha256, t))
@@ -109,7 +114,7 @@ class SshSession:
         try:
             sftp = self._sftp()
             staged = sftp.stat(source)
-            keep = mode if mode is not None else 0o644
+            keep = mode if mode is not None else NEW_FILE_MODE
             _take_attributes(sftp, source, staged, self._attributes(target), keep)
         except OSError as e:
             if e.errno == errno.ENOENT:

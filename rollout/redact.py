@@ -191,24 +191,25 @@ def _mask_pair(old: Any, new: Any) -> tuple[Any, Any]:
     return _mask_all(old), _mask_all(new, MASK_CHANGED)
 
 
-def redact_pair(old: Any, new: Any) -> tuple[Any, Any]:
-    """Redact two versions of a document so a changed secret still shows up as changed."""
+def redact_pair(old: Any, new: Any, known: frozenset[str] = frozenset()) -> tuple[Any, Any]:
+    """Redact two versions of a document so a changed secret still shows up as changed; `known`
+    secret values are masked wherever else they appear."""
     if isinstance(old, dict) and isinstance(new, dict):
         a: dict[Any, Any] = {}
         b: dict[Any, Any] = {}
         for k in old.keys() | new.keys():
             secret = is_secret_key(k)
             if k in old and k in new:
-                a[k], b[k] = _mask_pair(old[k], new[k]) if secret else redact_pair(old[k], new[k])
+                a[k], b[k] = _mask_pair(old[k], new[k]) if secret else redact_pair(old[k], new[k], known)
             elif k in old:
-                a[k] = _mask_all(old[k]) if secret else redact(old[k])
+                a[k] = _mask_all(old[k]) if secret else redact(old[k], known)
             else:
-                b[k] = _mask_all(new[k]) if secret else redact(new[k])
+                b[k] = _mask_all(new[k]) if secret else redact(new[k], known)
         return {k: a[k] for k in old if k in a}, {k: b[k] for k in new if k in b}
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        pairs = [redact_pair(x, y) for x, y in zip(old, new, strict=True)]
+        pairs = [redact_pair(x, y, known) for x, y in zip(old, new, strict=True)]
         return [p[0] for p in pairs], [p[1] for p in pairs]
-    return redact(old), redact(new)
+    return redact(old, known), redact(new, known)
 
 
 def redact_text(text: str, known: frozenset[str] = frozenset()) -> str:

@@ -51,6 +51,7 @@ TEXT_CASES = [
     ("curl -H 'Bearer abcdefgh12345678' x", "abcdefgh12345678", "curl -H"),
     ("x=password=hunter2", "hunter2", "x=password="),
     ("?api_key=k123&model=gpt", "k123", "&model=gpt"),
+    ("slack: xoxp-1234567890-abcdefghij", "xoxp-1234567890-abcdefghij", "slack:"),
 ]
 
 # one bare token of each shape in TOKEN_SHAPES, as a check might print it
@@ -171,6 +172,16 @@ def test_a_changed_secret_in_a_list_shows_as_changed() -> None:
     assert b == {"apiKeys": [MASK, MASK_CHANGED], "credentials": {"value": MASK}, "password": MASK_CHANGED}
     a, b = redact_pair({"apiKeys": ["a-1"]}, {"apiKeys": ["a-1", "b-1"]})
     assert (a, b) == ({"apiKeys": [MASK]}, {"apiKeys": [MASK_CHANGED, MASK_CHANGED]})
+
+
+def test_a_secret_copied_under_an_ordinary_key_is_masked_in_the_diff() -> None:
+    from rollout.diffing import diff_one
+
+    old = json.dumps({"apiKey": "no-shape-secret-1", "model": "a"}).encode()
+    new = json.dumps({"apiKey": "no-shape-secret-1", "model": "b", "note": "copy no-shape-secret-1"}).encode()
+    as_json, text = diff_one(old, new, "json")
+    assert "no-shape-secret-1" not in json.dumps(as_json) + text
+    assert f"copy {MASK}" in json.dumps(as_json)
 
 
 def test_redaction_is_idempotent_and_leaves_plain_text() -> None:

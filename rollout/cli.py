@@ -13,18 +13,65 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
-from rollout.errors import UNEXPECTED, RolloutError
+from rollout.errors import OK, UNEXPECTED, RolloutError
 from rollout.redact import redact_text
 
 STATE_ENV = "ROLLOUT_STATE_DIR"
 
+EPILOG = """\b
+Exit codes:
+  0  done
+  1  unexpected error (traceback written to a crash log, its path printed)
+  2  bad input (usage, invalid playbook or config); nothing touched
+  3  a health gate failed; the automatic rollback restored every touched host
+  4  a rollback could not restore some hosts (named; `rollout abort` retries them)
+  5  refused (lock held, verb not allowed now, bake not over, gate inconclusive); nothing changed
+
+\b
+With --json every verb prints one JSON object on stdout, errors included:
+  {"error": {"exit_code": 5, "message": "..."}}
+
+\b
+Shell completion (verbs, options, rollout ids), e.g. in ~/.bashrc:
+  eval "$(_ROLLOUT_COMPLETE=bash_source rollout)"   (zsh_source, fish_source alike)
+"""
+
+
+def _given_state_dir(ctx: click.Context, local: str | None) -> Path | None:
+    """Return the state folder the user named (option after or before the verb, or env), if any."""
+    named = local or ctx.find_root().params.get("state_dir") or os.environ.get(STATE_ENV)
+    return Path(named) if named else None
+
 
 def _state_dir(ctx: click.Context, local: str | None) -> Path:
-    root = ctx.find_root()
-    folder = Path(local or root.params.get("state_dir") or os.environ.get(STATE_ENV) or "state")
-    root.meta["rollout.state_dir"] = folder  # where a crash report goes
+    folder = _given_state_dir(ctx, local) or Path("state")
+    ctx.find_root().meta["rollout.state_dir"] = folder  # where a crash report goes
     return folder
+
+
+def _note_state_dir(ctx: click.Context, local: str | None) -> None:
+    """For verbs that hold no rollout: a crash report goes to the named state folder, if any."""
+    folder = _given_state_dir(ctx, local)
+    if folder is not None:
+        ctx.find_root().meta["rollout.state_dir"] = folder
+
+
+def _complete_rollout_id(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Complete a rollout id from the rollout folders of the state folder (with their state)."""
+    from rollout.store import Store
+
+    folder = _given_state_dir(ctx, ctx.params.get("state_dir")) or Path("state")
+    try:
+        every = Store(folder).rollouts()
+        return [
+            CompletionItem(r.id, help=str(r.state.get("state", "")))
+            for r in every
+            if r.id.startswith(incomplete)
+        ]
+    except Exception:  # noqa: BLE001 - completion must never print a traceback into the shell
+        return []
 
 
 def _progress(quiet: bool) -> Callable[[str, str, Any], None] | None:
@@ -46,11 +93,44 @@ def _progress(quiet: bool) -> Callable[[str, str, Any], None] | None:
 
 def _emit(report: Any, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(report.data, indent=2, default=str))
+        data = report.data
+        if report.exit_code != OK and "error" not in data:
+            # A refusal or a rollback still carries its data; `error` says so the same way as elsewhere.
+            message = "; ".join(report.lines) or f"exit {report.exit_code}"
+            data = {**data, "error": {"exit_code": report.exit_code, "message": message}}
+        click.echo(json.dumps(data, indent=2, default=str))
     else:
         for line in report.lines:
             click.echo(line)
+    sys.stdout.flush()  # a closed pipe shows here, inside the error handler, not at interpreter exit
     sys.exit(report.exit_code)
+
+
+def _json_error(exit_code: int, message: str, problems: list[str] | None = None) -> None:
+    """Print the contract's error object on stdout."""
+    error: dict[str, Any] = {"exit_code": exit_code, "message": message}
+    if problems:
+        error["problems"] = problems
+    click.echo(json.dumps({"error": error}, indent=2))
+
+
+def _wants_json(args: list[str]) -> bool:
+    """Return True when the verb's arguments ask for --json (before a `--`)."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
+def _end_on_closed_pipe() -> None:
+    """The reader went away (`| head -1`): a normal end; stop writing to the dead pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 state_dir_option = click.option(
@@ -59,30 +139,59 @@ state_dir_option = click.option(
     default=None,
     help=f"Folder holding rollouts (env {STATE_ENV}, default ./state).",
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-rollout_id = click.argument("rollout_id", required=False)
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help='Print one JSON object (errors too: {"error": ...}).'
+)
+rollout_id = click.argument("rollout_id", required=False, shell_complete=_complete_rollout_id)
 
 
 class RolloutGroup(click.Group):
     """Maps every error to the contract's exit codes, in one place."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["rollout.json"] = _wants_json(args)
+        try:
+            return super().parse_args(ctx, args)
+        except BrokenPipeError:  # `rollout --help | head -1`
+            _end_on_closed_pipe()
+            ctx.exit(OK)
+
     def invoke(self, ctx: click.Context) -> Any:
+        as_json = bool(ctx.meta.get("rollout.json"))
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+        except BrokenPipeError:
+            _end_on_closed_pipe()
+            ctx.exit(OK)
+        except (click.exceptions.Exit, click.Abort, SystemExit):
             raise
+        # --json changes only stdout: stderr says the same to a human either way.
+        except click.ClickException as e:
+            if not as_json:
+                raise
+            e.show()
+            _json_error(e.exit_code, e.format_message())
+            ctx.exit(e.exit_code)
         except RolloutError as e:
-            click.echo(redact_text(f"error: {e}"), err=True)
-            for problem in getattr(e, "problems", []):
-                click.echo(redact_text(f"  {problem}"), err=True)
+            # A message may quote a playbook value: never a secret on the terminal or in --json.
+            message = redact_text(str(e))
+            problems = [redact_text(str(p)) for p in getattr(e, "problems", [])]
+            click.echo(f"error: {message}", err=True)
+            for problem in problems:
+                click.echo(f"  {problem}", err=True)
+            if as_json:
+                _json_error(e.exit_code, message, problems)
             ctx.exit(e.exit_code)
         except Exception:
             where = _crash_log(ctx.meta.get("rollout.state_dir"))
-            click.echo(f"error: unexpected failure; traceback written to {where}", err=True)
+            message = f"unexpected failure; traceback written to {where}"
+            click.echo(f"error: {message}", err=True)
+            if as_json:
+                _json_error(UNEXPECTED, message)
             ctx.exit(UNEXPECTED)
 
 
-@click.group(cls=RolloutGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=RolloutGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @state_dir_option
 @click.version_option(package_name="rollout")
 def cli(state_dir: str | None) -> None:
@@ -91,21 +200,37 @@ def cli(state_dir: str | None) -> None:
 
 @cli.command()
 @click.argument("playbook", type=click.Path())
+@state_dir_option
 @json_option
-def validate(playbook: str, as_json: bool) -> None:
-    """Check the playbook and the candidate config; touches nothing."""
+@click.pass_context
+def validate(ctx: click.Context, playbook: str, state_dir: str | None, as_json: bool) -> None:
+    """Check the playbook and the candidate config; touches nothing.
+
+    \b
+    Example:
+      rollout validate playbooks/model-assignment.yml
+    """
     from rollout.commands.inspect import validate as run
 
+    _note_state_dir(ctx, state_dir)
     _emit(run(playbook), as_json)
 
 
 @cli.command()
 @click.argument("playbook", type=click.Path())
+@state_dir_option
 @json_option
-def plan(playbook: str, as_json: bool) -> None:
-    """Show cohorts, checks and per-host diffs; touches nothing."""
+@click.pass_context
+def plan(ctx: click.Context, playbook: str, state_dir: str | None, as_json: bool) -> None:
+    """Show cohorts, checks and per-host diffs; touches nothing.
+
+    \b
+    Example:
+      rollout plan playbooks/model-assignment.yml | less
+    """
     from rollout.commands.inspect import plan as run
 
+    _note_state_dir(ctx, state_dir)
     _emit(run(playbook, _progress(as_json)), as_json)
 
 
@@ -115,7 +240,12 @@ def plan(playbook: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def start(ctx: click.Context, playbook: str, state_dir: str | None, as_json: bool) -> None:
-    """Snapshot every host, stage the shadow copy and run the shadow checks."""
+    """Snapshot every host, stage the shadow copy and run the shadow checks.
+
+    \b
+    Example:
+      rollout start playbooks/model-assignment.yml
+    """
     from rollout.commands.start import start as run
 
     _emit(run(playbook, _state_dir(ctx, state_dir), _progress(as_json)), as_json)
@@ -127,7 +257,12 @@ def start(ctx: click.Context, playbook: str, state_dir: str | None, as_json: boo
 @json_option
 @click.pass_context
 def advance(ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_json: bool) -> None:
-    """Gate the current stage, then go live on the next cohort."""
+    """Gate the current stage, then go live on the next cohort.
+
+    \b
+    Example:
+      rollout advance            # the active rollout; exits 5 while the stage bakes
+    """
     from rollout.commands.advance import advance as run
 
     _emit(run(_state_dir(ctx, state_dir), rollout_id, _progress(as_json)), as_json)
@@ -148,13 +283,31 @@ def _restore_verb(fn: Callable[..., None]) -> Callable[..., None]:
 
 @cli.command()
 @_restore_verb
+@click.option(
+    "--accept-drift",
+    "accept_drift",
+    multiple=True,
+    metavar="HOST",
+    help="Leave this drifted host as it is, by decision, so the rollout can end (repeatable).",
+)
 def abort(
-    ctx: click.Context, rollout_id: str | None, reason: str, state_dir: str | None, as_json: bool
+    ctx: click.Context,
+    rollout_id: str | None,
+    reason: str,
+    state_dir: str | None,
+    as_json: bool,
+    accept_drift: tuple[str, ...],
 ) -> None:
-    """Restore every touched host to its baseline bytes, now."""
+    """Restore every touched host to its baseline bytes, now.
+
+    \b
+    Example:
+      rollout abort --reason "latency up on the canary"
+    """
     from rollout.commands.abort import abort as run
 
-    _emit(run(_state_dir(ctx, state_dir), rollout_id, reason, _progress(as_json)), as_json)
+    folder = _state_dir(ctx, state_dir)
+    _emit(run(folder, rollout_id, reason, _progress(as_json), accept_drift=accept_drift), as_json)
 
 
 @cli.command()
@@ -162,7 +315,12 @@ def abort(
 def undo(
     ctx: click.Context, rollout_id: str | None, reason: str, state_dir: str | None, as_json: bool
 ) -> None:
-    """Take a complete rollout back to the baseline on every host."""
+    """Take a complete rollout back to the baseline on every host.
+
+    \b
+    Example:
+      rollout undo --reason "cost doubled overnight"
+    """
     from rollout.commands.abort import undo as run
 
     _emit(run(_state_dir(ctx, state_dir), rollout_id, reason, _progress(as_json)), as_json)
@@ -174,7 +332,12 @@ def undo(
 @json_option
 @click.pass_context
 def status(ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_json: bool) -> None:
-    """Where the rollout stands, per host."""
+    """Where the rollout stands, per host.
+
+    \b
+    Example:
+      rollout status --json | jq '.hosts | map_values(.state)'
+    """
     from rollout.commands.show import status as run
 
     report = run(_state_dir(ctx, state_dir), rollout_id)
@@ -191,7 +354,12 @@ def status(ctx: click.Context, rollout_id: str | None, state_dir: str | None, as
 @json_option
 @click.pass_context
 def diff(ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_json: bool) -> None:
-    """Baseline vs candidate per host (secrets redacted)."""
+    """Baseline vs candidate per host (secrets redacted).
+
+    \b
+    Example:
+      rollout diff model-assignment-20261125-100000
+    """
     from rollout.commands.show import diff as run
 
     _emit(run(_state_dir(ctx, state_dir), rollout_id), as_json)
@@ -206,7 +374,12 @@ def diff(ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_j
 def history(
     ctx: click.Context, rollout_id: str | None, list_all: bool, state_dir: str | None, as_json: bool
 ) -> None:
-    """The rollout's event journal."""
+    """The rollout's event journal.
+
+    \b
+    Example:
+      rollout history --list     # every rollout id and its state
+    """
     from rollout.commands.show import history as run
     from rollout.commands.show import rollouts
 
@@ -223,7 +396,12 @@ def history(
 def run_cmd(
     ctx: click.Context, playbook: str | None, auto: bool, state_dir: str | None, as_json: bool
 ) -> None:
-    """Start (given a playbook) and drive the rollout through every stage."""
+    """Start (given a playbook) and drive the rollout through every stage.
+
+    \b
+    Example:
+      rollout run playbooks/model-assignment.yml --auto
+    """
     from rollout.commands.auto import run_auto
 
     if not auto:
@@ -236,37 +414,78 @@ def run_cmd(
 
 
 @cli.command()
-@click.option("--playbook", default="playbooks/demo.yml", show_default=True, type=click.Path())
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False),
+    default="rollout-demo",
+    show_default=True,
+    help="Folder to create the demo playbooks and fleet in.",
+)
+@click.option(
+    "--playbook",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Run this demo playbook where it is instead (its fleet beside it).",
+)
 @click.option("--bad", is_flag=True, help="Roll out a bad assignment and watch it roll back.")
 @state_dir_option
+@json_option
 @click.pass_context
-def demo(ctx: click.Context, playbook: str, bad: bool, state_dir: str | None) -> None:
-    """Create the demo fleet and roll the demo playbook through every stage."""
+def demo(
+    ctx: click.Context,
+    folder: str,
+    playbook: str | None,
+    bad: bool,
+    state_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Create the demo fleet and roll the demo playbook through every stage.
+
+    \b
+    Example:
+      rollout demo --bad --dir /tmp/demo   # a bad model, rolled back at 25%
+    """
     from rollout.commands.demo import demo as run
 
-    report = run(Path(playbook), _state_dir(ctx, state_dir), bad, click.echo)
-    _emit(report, False)
+    say = (lambda line: None) if as_json else click.echo
+    report = run(Path(folder), Path(playbook) if playbook else None, _state_dir(ctx, state_dir), bad, say)
+    _emit(report, as_json)
 
 
 def main() -> None:
     """Run the CLI (click maps usage errors to exit 2; RolloutGroup maps the rest)."""
-    cli.main(prog_name="rollout")
+    try:
+        cli.main(prog_name="rollout")
+    except BrokenPipeError:  # written outside a verb (help, usage): the reader went away
+        _end_on_closed_pipe()
+        sys.exit(OK)
 
 
 def _crash_log(state_dir: Path | None) -> Path:
-    """Write the traceback (redacted) to the active rollout's crash.log, else to the state folder."""
+    """Write the traceback (redacted) to the active rollout's crash.log, else to the state folder.
+
+    With no state folder involved (`validate`, `plan` without --state-dir) it goes to a new file
+    in the temp folder rather than a ./state the user never asked for; the caller prints the path.
+    """
+    import tempfile
+
     from rollout.store import Store
 
-    root = state_dir or Path(os.environ.get(STATE_ENV) or "state")
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     text = redact_text(f"{stamp} rollout {' '.join(sys.argv[1:])}\n{traceback.format_exc()}\n")
     try:
-        active = Store(root).active() if root.is_dir() else None
-        if active is not None:
-            path = active.crash_log()
+        if state_dir is None:
+            fd, name = tempfile.mkstemp(prefix="rollout-crash-", suffix=".log")
+            os.close(fd)
+            path = Path(name)
         else:
-            root.mkdir(parents=True, exist_ok=True)
-            path = root / "crash.log"
+            active = Store(state_dir).active() if state_dir.is_dir() else None
+            if active is not None:
+                path = active.crash_log()
+            else:
+                state_dir.mkdir(parents=True, exist_ok=True)
+                path = state_dir / "crash.log"
         with path.open("a") as f:
             f.write(text)
     except Exception:  # noqa: BLE001 - the crash report must not crash

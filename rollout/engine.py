@@ -40,6 +40,7 @@ class RestoreReport:
 
     restored: list[str] = field(default_factory=list)
     not_restored: dict[str, str] = field(default_factory=dict)
+    left: list[str] = field(default_factory=list)  # drifted, left as they are by the operator's decision
     warnings: dict[str, str] = field(default_factory=dict)
 
 
@@ -64,12 +65,20 @@ def _end(run: Run, event: str, **fields: Any) -> None:
     run.rollout.log(event, **fields)
 
 
-def read_hosts(run: Run, hosts: list[str]) -> dict[str, HostResult[tuple[FileState, FileState]]]:
-    """Read each host's live and shadow file (hash only matters here)."""
+def read_hosts(
+    run: Run, hosts: list[str], *, sweep: bool = False
+) -> dict[str, HostResult[tuple[FileState, FileState]]]:
+    """Read each host's live and shadow file (hash only matters here); with `sweep`, first remove
+    the temp files an interrupted swap left beside them."""
     pb = run.playbook
-    return run.fleet.map(
-        hosts, lambda s: (s.read(pb.path_on(s.host)), s.read(pb.shadow_on(s.host))), label="read"
-    )
+
+    def read(s: Any) -> tuple[FileState, FileState]:
+        if sweep:
+            s.cleanup(pb.path_on(s.host))
+            s.cleanup(pb.shadow_on(s.host))
+        return s.read(pb.path_on(s.host)), s.read(pb.shadow_on(s.host))
+
+    return run.fleet.map(hosts, read, label="read")
 
 
 def reconcile(run: Run) -> dict[str, str] | None:
@@ -78,7 +87,7 @@ def reconcile(run: Run) -> dict[str, str] | None:
     if not intent:
         return None
     found: dict[str, str] = {}
-    for host, r in read_hosts(run, list(intent["hosts"])).items():
+    for host, r in read_hosts(run, list(intent["hosts"]), sweep=True).items():
         rec = run.hosts[host]
         if r.value is None:
             rec.update(state=UNKNOWN, reason=r.error)
@@ -213,6 +222,9 @@ def restore(run: Run) -> RestoreReport:
     report = RestoreReport()
     live = [h for h, rec in run.hosts.items() if rec["state"] in (CANDIDATE, UNKNOWN) or rec.get("touched")]
     live = [h for h in live if run.hosts[h]["state"] != BASELINE]
+    # A drifted host the operator chose to leave as it is is not retried, nor counted as lost.
+    report.left = [h for h in live if run.hosts[h].get("drift_accepted") and run.hosts[h]["state"] == DRIFTED]
+    live = [h for h in live if h not in report.left]
     shadows = [h for h, rec in run.hosts.items() if rec.get("shadow")]
     if live:
         pb, cand = run.playbook, run.candidate_sha
@@ -234,8 +246,8 @@ def restore(run: Run) -> RestoreReport:
                 report.restored.append(host)
             else:
                 why = (
-                    f"changed on the host since the rollout switched it ({_short(r.value.actual_sha256)}); "
-                    "left alone"
+                    f"changed by someone else since the rollout switched it ({_short(r.value.actual_sha256)}); "
+                    "it is left as it is"
                 )
                 rec.update(state=DRIFTED, sha256=r.value.actual_sha256, reason=why)
                 report.not_restored[host] = why

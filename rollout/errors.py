@@ -34,3 +34,9 @@ class Refused(RolloutError):
 
 class TransportError(RolloutError):
     """A host could not be reached or an operation on it failed."""
+
+
+class StateWriteError(RolloutError):
+    """The state folder could not be written (full, read-only); says what was and was not done."""
+
+    exit_code = UNEXPECTED

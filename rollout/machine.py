@@ -10,10 +10,11 @@ LIVE = "live"  # candidate live on the current stage's cohort
 COMPLETE = "complete"  # 100% passed its final gate
 ROLLED_BACK = "rolled-back"  # a health gate failed; every touched host restored
 ABORTED = "aborted"  # the operator aborted; every touched host restored
+REVERTING = "reverting"  # an undo of a complete rollout is under way (or was interrupted)
 REVERTED = "reverted"  # a complete rollout undone; every host restored
 ROLLBACK_FAILED = "rollback-failed"  # some hosts could not be restored; `abort` retries them
 
-ACTIVE = frozenset({STARTING, SHADOW, LIVE, ROLLBACK_FAILED})
+ACTIVE = frozenset({STARTING, SHADOW, LIVE, REVERTING, ROLLBACK_FAILED})
 
 # Verbs that change a rollout, per state. status/diff/history are always allowed.
 ALLOWED: dict[str, frozenset[str]] = {
@@ -23,6 +24,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     COMPLETE: frozenset({"undo"}),
     ROLLED_BACK: frozenset(),
     ABORTED: frozenset(),
+    REVERTING: frozenset({"undo", "abort"}),
     REVERTED: frozenset(),
     ROLLBACK_FAILED: frozenset({"abort"}),
 }
@@ -40,12 +42,14 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (SHADOW, "abort"): ABORTED,
     (LIVE, "abort"): ABORTED,
     (ROLLBACK_FAILED, "abort"): ABORTED,
-    (COMPLETE, "undo"): REVERTED,
+    (COMPLETE, "undo-begin"): REVERTING,
+    (REVERTING, "undo"): REVERTED,
+    (REVERTING, "abort"): REVERTED,  # aborting an interrupted undo finishes it
+    (REVERTING, "restore-incomplete"): ROLLBACK_FAILED,
     (ROLLBACK_FAILED, "gate-failed"): ROLLED_BACK,
     (ROLLBACK_FAILED, "undo"): REVERTED,
     (SHADOW, "restore-incomplete"): ROLLBACK_FAILED,
     (LIVE, "restore-incomplete"): ROLLBACK_FAILED,
-    (COMPLETE, "restore-incomplete"): ROLLBACK_FAILED,
     (ROLLBACK_FAILED, "restore-incomplete"): ROLLBACK_FAILED,
 }
 

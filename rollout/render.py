@@ -20,7 +20,7 @@ def status_text(data: dict[str, Any]) -> str:
     pct = f" ({data['percent']}%)" if data["percent"] else ""
     console.print(f"rollout {data['id']}: {data['state']}, stage {data['stage']}{pct}")
     if data.get("note"):
-        console.print(data["note"])
+        console.print(data["note"], soft_wrap=True, markup=False, highlight=False)
     if data.get("reason") and not data["active"]:
         console.print(f"reason: {data['reason']}")
     if data["state"] in ("shadow", "live"):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -15,9 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rollout import machine
-from rollout.atomic import fsync_dir, write_atomic
-from rollout.errors import BadInput, Refused
+from rollout import machine, orphans
+from rollout.atomic import TEMP_SUFFIX, fsync_dir, write_atomic
+from rollout.errors import BadInput, Refused, StateWriteError
+
+_STATE_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
 def now_iso(t: float | None = None) -> str:
@@ -27,6 +31,26 @@ def now_iso(t: float | None = None) -> str:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._@-]", "_", name)
+
+
+def backup_names(hosts: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Return a file name under `baseline/` for each host, unique even where names differ only in
+    punctuation (`a;b`, `a b`) or case (a case-insensitive disk): a name that is not safe as it
+    stands, or that another host already took, gets a hash of the host name appended."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for host in hosts:
+        base = _safe(host).lstrip(".")[:80] or "_"
+        name = base
+        if name != host or name.casefold() in taken:
+            digest = hashlib.sha256(host.encode()).hexdigest()
+            name, n = f"{base}-{digest[:12]}", 12
+            while name.casefold() in taken:  # only a hash prefix clash: take more of it
+                n += 4
+                name = f"{base}-{digest[:n]}"
+        taken.add(name.casefold())
+        names[host] = name
+    return names
 
 
 def encode_state(state: dict[str, Any]) -> bytes:
@@ -45,21 +69,51 @@ class Rollout:
         self.state: dict[str, Any] = json.loads((folder / "state.json").read_text())
 
     # -- state and journal -------------------------------------------------------------
+    @contextlib.contextmanager
+    def writing(self, what: str) -> Iterator[None]:
+        """Turn a failed write here (disk full, read-only) into an error that says what the
+        hosts went through: nothing, or an operation whose intent is journaled."""
+        try:
+            yield
+        except OSError as e:
+            if e.errno not in _STATE_WRITE_ERRORS:
+                raise
+            raise StateWriteError(
+                f"cannot write {what} in the state folder {self.dir}: {e.strerror}; {self._what_was_done()}"
+            ) from None
+
+    def _what_was_done(self) -> str:
+        intent = self.state.get("intent")
+        if self.state.get("state") == machine.STARTING:
+            return (
+                "nothing was written to any host. Free space, then `rollout abort` ends this rollout "
+                "and `rollout start` begins again"
+            )
+        if intent:
+            return (
+                f"the {intent['action']} of {len(intent['hosts'])} host(s) was journaled and may be part "
+                "done. Free space, then `rollout status` reads the hosts and records what they hold, "
+                "and `rollout abort` restores them"
+            )
+        return "no host was changed by this step. Free space and run the verb again"
+
     def save(self) -> None:
         """Write state.json atomically."""
         self.state["updated"] = now_iso()
-        write_atomic(self.dir / "state.json", encode_state(self.state))
+        with self.writing("state.json"):
+            write_atomic(self.dir / "state.json", encode_state(self.state))
 
     def log(self, event: str, **fields: Any) -> dict[str, Any]:
         """Append one event to the journal and fsync it."""
         record = {"time": now_iso(), "event": event, "stage": self.state.get("stage"), **fields}
         line = json.dumps(record, default=str) + "\n"
-        fd = os.open(self.dir / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with self.writing("the journal (events.jsonl)"):
+            fd = os.open(self.dir / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         return record
 
     def events(self) -> list[dict[str, Any]]:
@@ -75,12 +129,18 @@ class Rollout:
 
     # -- frozen inputs and backups ----------------------------------------------------
     def backup_path(self, host: str) -> Path:
-        return self.dir / "baseline" / _safe(host)
+        """Return the host's backup file (named at start; older rollouts used the bare safe name)."""
+        name = self.state["hosts"][host].get("backup") or _safe(host)
+        return self.dir / "baseline" / name
 
     def write_backups(self, baselines: dict[str, bytes]) -> None:
         """Keep each host's baseline bytes in `baseline/<host>`, readable only by the owner
         (secrets live here). Hosts holding the same bytes share one file (hard links), so a
         fleet of identical configs costs one write and one fsync, not one per host."""
+        with self.writing("the baseline backups"):
+            self._write_backups(baselines)
+
+    def _write_backups(self, baselines: dict[str, bytes]) -> None:
         folder = self.dir / "baseline"
         folder.mkdir(mode=0o700, exist_ok=True)
         groups: dict[bytes, list[str]] = {}
@@ -120,6 +180,9 @@ class Rollout:
         return self.dir / "crash.log"
 
 
+NEW_PREFIX = ".new-"
+
+
 class Store:
     """The state folder: holds rollouts and the one-operation-at-a-time lock."""
 
@@ -132,6 +195,7 @@ class Store:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / ".lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        held = False
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -143,10 +207,19 @@ class Store:
                     f"another rollout operation holds the lock on {self.root} (pid {holder}); "
                     "nothing changed, try again when it is done"
                 ) from None
+            # The holder's pid stays in the file until it lets go: a pid found here now belongs
+            # to an operation that was killed, whose checks may still be running.
+            if os.pread(fd, 64, 0).strip():
+                orphans.reap()
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            with contextlib.suppress(OSError):  # a full disk: the pid is only for messages
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            held = True
+            self.sweep()
             yield
         finally:
+            if held:
+                os.ftruncate(fd, 0)
             os.close(fd)  # closing the descriptor releases the flock
 
     def rollouts(self) -> list[Rollout]:
@@ -155,7 +228,7 @@ class Store:
             return []
         found = []
         for folder in self.root.iterdir():
-            if (folder / "state.json").is_file():
+            if not folder.name.startswith(".") and (folder / "state.json").is_file():
                 found.append(Rollout(folder))
         return sorted(found, key=lambda r: (r.state.get("created", ""), r.id))
 
@@ -179,18 +252,58 @@ class Store:
             raise Refused(f"cannot {verb}: no active rollout in {self.root} (start one first)")
         return found
 
-    def create(self, name: str, state: dict[str, Any]) -> Rollout:
-        """Make a new rollout folder with its first state.json."""
+    def create(self, name: str, state: dict[str, Any], frozen: dict[str, bytes] | None = None) -> Rollout:
+        """Make a new rollout folder with its frozen inputs (`frozen`: relative path -> bytes, kept
+        0600) and its first state.json. It is built under a hidden name and renamed into place
+        whole, so a crash never leaves a rollout without its inputs (the sweep removes the rest)."""
         self.root.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        base = f"{_safe(name)}-{stamp}"
+        base = f"{_safe(name)[:80]}-{stamp}"
         rid, n = base, 1
         while (self.root / rid).exists():
             n += 1
             rid = f"{base}-{n}"
-        folder = self.root / rid
-        for sub in ("", "baseline", "candidate", "diffs"):
-            (folder / sub).mkdir(mode=0o700 if sub == "baseline" else 0o755, exist_ok=True)
-        state["id"] = rid
-        write_atomic(folder / "state.json", encode_state(state))
-        return Rollout(folder)
+        building = self.root / f"{NEW_PREFIX}{rid}"
+        try:
+            shutil.rmtree(building, ignore_errors=True)
+            for sub in ("", "baseline", "candidate", "diffs"):
+                (building / sub).mkdir(mode=0o700 if sub == "baseline" else 0o755, exist_ok=True)
+            for rel, data in (frozen or {}).items():
+                write_atomic(building / rel, data, 0o600)
+            state["id"] = rid
+            write_atomic(building / "state.json", encode_state(state))
+            os.rename(building, self.root / rid)
+            fsync_dir(self.root)
+        except OSError as e:
+            if e.errno not in _STATE_WRITE_ERRORS:
+                raise
+            shutil.rmtree(building, ignore_errors=True)
+            raise StateWriteError(
+                f"cannot create a rollout in the state folder {self.root}: {e.strerror}; "
+                "nothing was written to any host. Free space and run `rollout start` again"
+            ) from None
+        return Rollout(self.root / rid)
+
+    def debris(self) -> list[Path]:
+        """Return what an operation killed mid-write left here: temp files, half-made rollouts."""
+        found = list(self.root.glob(f"{NEW_PREFIX}*"))
+        for pattern in (f"*/.*{TEMP_SUFFIX}", f"*/*/.*{TEMP_SUFFIX}", "*/baseline/.backup.*"):
+            found.extend(self.root.glob(pattern))
+        return found
+
+    def sweep(self) -> list[Path]:
+        """Remove the debris. Only called with the lock held, when nobody else writes here."""
+        gone = self.debris()
+        for path in gone:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return gone
+
+    def tidy(self) -> None:
+        """Sweep the debris if there is any and no operation is running (for read-only verbs)."""
+        if not self.root.is_dir() or not self.debris():
+            return
+        with contextlib.suppress(Refused), self.lock():
+            pass  # taking the lock sweeps

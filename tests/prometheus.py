@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,14 @@ import pytest
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 READY_TIMEOUT_S = 60.0
+INSTALL = "apt-get install -y prometheus"
+
+
+def missing() -> str | None:
+    """Say that Prometheus is not on this machine (one line, with the package), or None."""
+    if os.path.isfile(PROMETHEUS) and os.access(PROMETHEUS, os.X_OK):
+        return None
+    return f"the Prometheus tests need the prometheus server ({PROMETHEUS}), which is missing: {INSTALL}"
 
 
 def free_port() -> int:
@@ -87,6 +96,9 @@ def _serve_exporter() -> tuple[Exporter, http.server.ThreadingHTTPServer]:
 @pytest.fixture(scope="module", name="prometheus")
 def prometheus_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
     """Start Prometheus (1s scrapes) against a loopback exporter; stop both afterwards."""
+    why = missing()
+    if why is not None:
+        pytest.fail(why, pytrace=False)
     tmp: Path = tmp_path_factory.mktemp("prometheus")
     exporter, server = _serve_exporter()
     config = tmp / "prometheus.yml"

@@ -5,6 +5,8 @@ Importable without pytest (bench/ssh_fleet.py uses `start_sshd`); the fixtures n
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import time
@@ -13,6 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
+SSH_KEYGEN = "ssh-keygen"
+INSTALL = "apt-get install -y openssh-server"
+
+
+def missing() -> str | None:
+    """Say which OpenSSH program is not on this machine (one line, with the package), or None."""
+    if not (os.path.isfile(SSHD) and os.access(SSHD, os.X_OK)):
+        return f"the SSH tests need OpenSSH's server at {SSHD}, which is missing: {INSTALL}"
+    if shutil.which(SSH_KEYGEN) is None:
+        return f"the SSH tests need {SSH_KEYGEN}, which is missing: {INSTALL}"
+    return None
+
 
 CONFIG = """\
 Port {port}
@@ -137,6 +151,9 @@ class Sshd:
 
 def make_keys(folder: Path) -> Keys:
     """Generate an ed25519 host key and client key with ssh-keygen."""
+    why = missing()
+    if why is not None:
+        raise RuntimeError(why)
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("host_key", "client_key"):
         subprocess.run(
@@ -159,6 +176,9 @@ def start_sshd(
     folder: Path, n_hosts: int = 8, keys: Keys | None = None, file_size_limit: int | None = None
 ) -> Sshd:
     """Start an sshd serving `n_hosts` loopback hosts 127.0.0.2.. from `folder`."""
+    why = missing()
+    if why is not None:
+        raise RuntimeError(why)
     folder.mkdir(parents=True, exist_ok=True)
     keys = keys or make_keys(folder / "keys")
     (folder / "authorized_keys").write_text(Path(f"{keys.client_key}.pub").read_text())
@@ -212,9 +232,16 @@ except ImportError:  # pragma: no cover - the bench imports this module without 
 
 if pytest is not None:
 
+    def _require_openssh() -> None:
+        """Fail the test with one line naming the package when OpenSSH is not installed."""
+        why = missing()
+        if why is not None:
+            pytest.fail(why, pytrace=False)
+
     @pytest.fixture(scope="session")
     def sshd_keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
         """Keys shared by every sshd of this test session."""
+        _require_openssh()
         return make_keys(tmp_path_factory.mktemp("ssh-keys"))
 
     @pytest.fixture(scope="session")

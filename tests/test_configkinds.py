@@ -117,7 +117,7 @@ def test_infer_kind_from_file_name(name, kind):
 
 def test_registered_kinds():
     assert configkinds.names() == [
-        "json", "jsonc", "litellm", "oh-my-opencode", "opencode", "text", "yaml",
+        "json", "jsonc", "litellm", "oh-my-opencode", "opencode", "text", "toml", "yaml",
     ]  # fmt: skip
 
 

@@ -99,8 +99,9 @@ def test_invariant_4_drifted_host_is_not_switched(fleet: LocalFleet) -> None:
     first = order[0]
     fleet.file(first).write_bytes(b'{"model": "edited/by-hand"}\n')
     result = fleet.cli("advance")
-    assert result.exit_code == 0
+    assert result.exit_code == 5  # live on part of its cohort only: says so (issue 18), was 0
     assert f"{first} not switched: drifted" in result.stdout
+    assert "is live on 1 of its 2 host(s)" in result.stdout
     assert fleet.file(first).read_bytes() == b'{"model": "edited/by-hand"}\n'
     assert fleet.status()["hosts"][first]["state"] == "drifted"
     assert fleet.file(order[1]).read_bytes() == fleet.candidate

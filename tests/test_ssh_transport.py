@@ -135,7 +135,7 @@ def test_creating_a_file_never_clobbers_one_that_appeared(session: SshSession, t
 def test_swap_creates_folders_and_removes(session: SshSession, tmp_path: Path) -> None:
     target = tmp_path / "deep" / "er" / "x.yml"
     assert session.swap(str(target), b"a: 1\n", None, None).swapped
-    # A new file may hold a secret: owner-only when no mode is given (it was 0644).
+    # A new file is owner-only (issue 18: it may hold the candidate's secrets); was 0644.
     assert target.read_bytes() == b"a: 1\n" and target.stat().st_mode & 0o777 == 0o600
     drift = session.swap(str(target), None, sha(b"other"), None)
     assert (drift.swapped, target.exists()) == (False, True)
@@ -412,3 +412,9 @@ def test_a_server_hanging_up_mid_handshake_has_a_reason() -> None:
             connect_failure(error, SshOptions(), 0.1)
             == "the server closed the connection during the SSH handshake"
         )
+
+
+def test_a_new_file_is_created_owner_only(session: SshSession, tmp_path: Path) -> None:
+    target = tmp_path / "new" / "opencode.json"
+    assert session.swap(str(target), b'{"apiKey": "sk-x"}', None, None).swapped
+    assert target.stat().st_mode & 0o777 == 0o600

@@ -6,16 +6,23 @@ from pathlib import Path
 
 from rollout import machine
 from rollout.commands.common import Report, finish_restore, open_run
-from rollout.engine import reconcile
+from rollout.engine import DRIFTED, Run, reconcile
+from rollout.errors import BadInput
 from rollout.fleet import ProgressFn
 from rollout.store import Store
 
 
 def abort(
-    state_dir: Path, rollout_id: str | None = None, reason: str = "", progress: ProgressFn | None = None
+    state_dir: Path,
+    rollout_id: str | None = None,
+    reason: str = "",
+    progress: ProgressFn | None = None,
+    accept_drift: tuple[str, ...] = (),
 ) -> Report:
-    """Restore every touched host now; exit 4 naming any host that could not be restored."""
-    return _restore(state_dir, rollout_id, "abort", reason or "aborted by the operator", progress)
+    """Restore every touched host now; exit 4 naming any host that could not be restored.
+    Hosts in `accept_drift` (drifted: changed by someone else) are left as they are by decision."""
+    why = reason or "aborted by the operator"
+    return _restore(state_dir, rollout_id, "abort", why, progress, accept_drift)
 
 
 def undo(
@@ -26,12 +33,18 @@ def undo(
 
 
 def _restore(
-    state_dir: Path, rollout_id: str | None, verb: str, reason: str, progress: ProgressFn | None
+    state_dir: Path,
+    rollout_id: str | None,
+    verb: str,
+    reason: str,
+    progress: ProgressFn | None,
+    accept_drift: tuple[str, ...] = (),
 ) -> Report:
     store = Store(state_dir)
     with store.lock():
         if verb == "undo" and rollout_id is None:
-            done = [r for r in store.rollouts() if r.state["state"] == machine.COMPLETE]
+            undoable = (machine.COMPLETE, machine.REVERTING)
+            done = [r for r in store.rollouts() if r.state["state"] in undoable]
             rollout = done[-1] if done else store.pick(None, verb)
         else:
             rollout = store.pick(rollout_id, verb)
@@ -41,11 +54,37 @@ def _restore(
         try:
             reconciled = reconcile(run)
             if reconciled:
-                report.say(f"reconciled an unfinished operation: {reconciled}")
+                from rollout.commands.show import reconciled_text
+
+                report.say(reconciled_text(reconciled))
             rollout.log(f"{verb}-requested", reason=reason)
+            if accept_drift:
+                _accept_drift(run, accept_drift, reason)
+            if rollout.state["state"] == machine.COMPLETE:
+                # Recorded before any host changes, so a kill mid-undo leaves a rollout that says
+                # so (`reverting`) and that `undo` or `abort` finishes.
+                rollout.state["state"] = machine.transition(machine.COMPLETE, "undo-begin")
+                rollout.save()
             finish_restore(run, verb, reason, report)
         finally:
             run.fleet.close()
         report.say(f"rollout {rollout.id}: {rollout.state['state']}")
         report.data["state"] = rollout.state["state"]
         return report
+
+
+def _accept_drift(run: Run, hosts: tuple[str, ...], reason: str) -> None:
+    """Record that the operator leaves these drifted hosts as they are; refuse any other host."""
+    for host in hosts:
+        rec = run.hosts.get(host)
+        if rec is None:
+            raise BadInput(f"--accept-drift: {host!r} is not a host of rollout {run.rollout.id}")
+        if rec["state"] != DRIFTED:
+            raise BadInput(
+                f"--accept-drift: {host} is {rec['state']}, not drifted; only a host someone else "
+                "changed can be left as it is"
+            )
+    for host in hosts:
+        run.hosts[host]["drift_accepted"] = True
+    run.rollout.save()
+    run.rollout.log("drift-accepted", hosts=list(hosts), reason=reason)

@@ -49,7 +49,9 @@ def advance_run(run: Run) -> Report:
     report = Report(data={"id": run.rollout.id})
     reconciled = reconcile(run)
     if reconciled:
-        report.say(f"reconciled an unfinished operation: {reconciled}")
+        from rollout.commands.show import reconciled_text
+
+        report.say(reconciled_text(reconciled))
     refreshed = refresh_unknown(run)
     for host, now in refreshed.items():
         report.say(f"{host}: {now}")

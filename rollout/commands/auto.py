@@ -42,7 +42,7 @@ def run_auto(
             fleet.close()
             raise
         _relay(first, total, emit)
-        if first.exit_code != OK:
+        if first.exit_code != OK and not (first.exit_code == REFUSED and first.data.get("decision") == "retry"):
             fleet.close()
             return total
     store = Store(state_dir)

@@ -9,9 +9,10 @@ from typing import Any
 
 from rollout import configkinds, machine, playbook, transports, yamlload
 from rollout.configkinds.base import ConfigContext, Problem
-from rollout.engine import RestoreReport, Run, restore
+from rollout.engine import DRIFTED, RestoreReport, Run, restore
 from rollout.errors import OK, ROLLBACK_INCOMPLETE, ROLLED_BACK, BadInput
 from rollout.fleet import Fleet, ProgressFn
+from rollout.pathcheck import check_paths
 from rollout.playbook import Playbook
 from rollout.store import Rollout
 
@@ -34,9 +35,11 @@ def check_candidate(pb: Playbook, data: bytes) -> list[Problem]:
     return configkinds.check_candidate(data, pb.config_kind, ctx)
 
 
-def load_checked(path: str | Path) -> tuple[Playbook, bytes, list[Problem]]:
-    """Load a playbook and its candidate; raise BadInput listing every error found."""
+def load_checked(path: str | Path, state_dir: Path | None = None) -> tuple[Playbook, bytes, list[Problem]]:
+    """Load a playbook and its candidate; raise BadInput listing every error found (with the state
+    folder given, also a host path inside it)."""
     pb = playbook.load(path)
+    check_paths(pb, state_dir)
     try:
         data = pb.config_source.read_bytes()
     except OSError as e:
@@ -83,14 +86,28 @@ def finish_restore(run: Run, event: str, reason: str, report: Report) -> Restore
         report.exit_code = ROLLBACK_INCOMPLETE
         names = ", ".join(f"{h} ({why})" for h, why in sorted(result.not_restored.items()))
         report.say(f"NOT restored: {names}")
-        report.say("Run `rollout abort` again once they are reachable; nothing else was changed on them.")
+        drifted = sorted(h for h in result.not_restored if run.hosts[h]["state"] == DRIFTED)
+        if len(drifted) < len(result.not_restored):
+            report.say("Run `rollout abort` again once they are reachable; nothing else was changed on them.")
+        if drifted:
+            hosts = " ".join(drifted)
+            report.say(
+                f"{', '.join(drifted)}: changed by someone else; left as it is. If that is right, "
+                f"`rollout abort --accept-drift {hosts}` records the decision and lets the rollout end."
+            )
     else:
         target = state.pop("resolution", None) or event
         state["state"] = machine.transition(state["state"], target)
         if event == "gate-failed":
             report.exit_code = ROLLED_BACK
         restored = len(result.restored)
-        report.say(f"restored {restored} host(s) to their baseline bytes; every touched host is back")
+        if result.left:
+            report.say(
+                f"restored {restored} host(s) to their baseline bytes; left as they are by decision "
+                f"(drifted): {', '.join(sorted(result.left))}"
+            )
+        else:
+            report.say(f"restored {restored} host(s) to their baseline bytes; every touched host is back")
     for host, why in sorted(result.warnings.items()):
         report.say(f"warning: {host}: shadow copy not removed: {why}")
     state["reason"] = reason

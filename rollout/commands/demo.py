@@ -1,4 +1,4 @@
-"""`rollout demo`: (re)create the demo fleet, then run the demo playbook end to end."""
+"""`rollout demo`: copy the shipped demo into a folder, (re)create its fleet, run it end to end."""
 
 from __future__ import annotations
 
@@ -11,22 +11,29 @@ from rollout.commands.abort import abort
 from rollout.commands.auto import run_auto
 from rollout.commands.common import Report
 from rollout.commands.show import status
-from rollout.demo import prepare_fleet
+from rollout.demo import copy_demo, prepare_fleet
 from rollout.demo_traffic import for_demo
 from rollout.errors import BadInput
 from rollout.store import Store
 
 
-def demo(playbook_path: Path, state_dir: Path, bad: bool, say: Callable[[str], None]) -> Report:
-    """Reset the demo fleet, roll the demo candidate through every stage, show the final status."""
+def demo(
+    folder: Path, playbook_path: Path | None, state_dir: Path, bad: bool, say: Callable[[str], None]
+) -> Report:
+    """Reset the demo fleet, roll the demo candidate through every stage, show the final status.
+
+    Given `playbook_path`, the demo runs where that playbook is; otherwise the shipped demo is
+    copied into `folder` first, so it runs from any folder, also from an installed wheel.
+    """
     from rollout.render import status_text
 
+    if playbook_path is None:
+        playbook_path = copy_demo(folder)
+        say(f"demo playbooks copied to {playbook_path.parent.resolve()}")
     if bad:
         playbook_path = playbook_path.with_name(f"{playbook_path.stem}-bad{playbook_path.suffix}")
     if not playbook_path.is_file():
-        raise BadInput(
-            f"{playbook_path}: demo playbook not found (run `rollout demo` from the repository root)"
-        )
+        raise BadInput(f"{playbook_path}: demo playbook not found")
     active = Store(state_dir).active()
     if active is not None and active.state["name"] == "demo-model-assignment":
         say(f"aborting the unfinished demo rollout {active.id} first")
@@ -44,11 +51,12 @@ def demo(playbook_path: Path, state_dir: Path, bad: bool, say: Callable[[str], N
             traffic.tick()
 
     result = run_auto(state_dir, playbook_path, None, say, sleep=sleep)
+    final = status(state_dir, result.data.get("id")).data
     say("")
-    say(status_text(status(state_dir, result.data.get("id")).data))
+    say(status_text(final))
     if (
         result.data.get("id")
         and Store(state_dir).pick(result.data["id"], "demo").state["state"] == machine.COMPLETE
     ):
         say("\nnext: `rollout diff`, `rollout history`, `rollout undo` (all take --state-dir)")
-    return Report(exit_code=result.exit_code)
+    return Report(exit_code=result.exit_code, data=final)

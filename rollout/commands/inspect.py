@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rollout import cohorts, diffing, transports
 from rollout.commands.common import Report, load_checked
+from rollout.durations import format_duration
 from rollout.fleet import Fleet, ProgressFn
 
 
@@ -36,7 +37,7 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
         gating = [c.name for c in pb.health.checks if c.applies_to(stage.name)]
         hosts = list(pb.hosts) if stage.is_shadow else cohorts.cohort_for(stage.percent, order)
         what = "shadow copy on" if stage.is_shadow else "live on"
-        bake = f", bake {stage.bake:g}s" if stage.bake else ""
+        bake = f", bake {format_duration(stage.bake)}" if stage.bake else ""
         report.say(
             f"  {stage.name:8} {what} {len(hosts)} host(s): {diffing.host_ranges(hosts)}{bake}; "
             f"gate: {', '.join(gating) or 'no checks'}"

@@ -16,6 +16,7 @@ from rollout.store import Rollout, Store
 def status(state_dir: Path, rollout_id: str | None = None) -> Report:
     """Describe one rollout: its state, stage, percent, every host, the journal, the last verdict."""
     store = Store(state_dir)
+    store.tidy()
     rollout = store.pick(rollout_id, "show status", fallback_latest=True)
     note = _reconcile_if_free(store, rollout)
     s = rollout.state
@@ -65,9 +66,47 @@ def _reconcile_if_free(store: Store, rollout: Rollout) -> str | None:
             finally:
                 run.fleet.close()
             rollout.state = fresh.state
-            return f"reconciled an interrupted operation: {found}"
+            return reconciled_text(found or {})
     except Refused:
         return "an operation is in progress; host states may be changing"
+
+
+# What a host found by reconcile holds, as the predicate of a sentence (singular, plural).
+_HOLDS = {
+    "baseline": ("holds the baseline", "hold the baseline"),
+    "shadow": (
+        "holds the baseline, with the candidate staged beside it",
+        "hold the baseline, with the candidate staged beside it",
+    ),
+    "candidate": ("holds the candidate", "hold the candidate"),
+    "drifted": (
+        "holds neither the baseline nor the candidate (changed by someone else; left as it is)",
+        "hold neither the baseline nor the candidate (changed by someone else; left as they are)",
+    ),
+}
+
+
+def reconciled_text(found: dict[str, str]) -> str:
+    """Say what reconciling an interrupted operation found: a line, then one sentence per host state."""
+    by_state: dict[str, list[str]] = {}
+    for host, what in found.items():
+        by_state.setdefault(what, []).append(host)
+    sentences = []
+    for what, hosts in by_state.items():
+        one = len(hosts) == 1
+        names = host_ranges(sorted(hosts))
+        if what in _HOLDS:
+            sentences.append(f"{names} {_HOLDS[what][0 if one else 1]}.")
+        elif what.startswith("unknown: "):
+            verb = "was" if one else "were"
+            sentences.append(
+                f"{names} could not be read ({what.removeprefix('unknown: ')}); {verb} marked unknown."
+            )
+        else:
+            sentences.append(f"{names}: {what}.")
+    if not sentences:
+        return "Reconciled an interrupted operation (it named no hosts)."
+    return "\n  ".join(["Reconciled an interrupted operation:", *sentences])
 
 
 def diff(state_dir: Path, rollout_id: str | None = None) -> Report:

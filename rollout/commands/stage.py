@@ -8,6 +8,7 @@ from rollout import cohorts, machine
 from rollout.commands.common import Report
 from rollout.durations import format_duration
 from rollout.engine import CANDIDATE, Run, activate
+from rollout.errors import REFUSED
 from rollout.gate import reset_counters
 from rollout.health.judge import Verdict
 from rollout.playbook import Stage
@@ -30,6 +31,13 @@ def go_live(run: Run, index: int, report: Report) -> None:
     report.say(f"stage {stage.name}: candidate live on {on}/{len(pb.hosts)} host(s)")
     for host, why in sorted(skipped.items()):
         report.say(f"warning: {host} not switched: {why}")
+    if skipped:
+        # Live on part of the cohort is not the stage the operator asked for: not a plain success.
+        report.say(
+            f"stage {stage.name} is live on {len(cohort) - len(skipped)} of its {len(cohort)} host(s); "
+            "`rollout advance` gates it and retries the others when they are back, `rollout abort` restores all"
+        )
+        report.exit_code = REFUSED
     if stage.bake:
         report.say(f"baking {format_duration(stage.bake)}; `rollout advance` after that gates this stage")
 

@@ -14,11 +14,11 @@ from rollout.commands.common import Report, finish_restore, load_checked, sha256
 from rollout.commands.stage import go_live, report_verdict
 from rollout.cost import summary_lines
 from rollout.engine import Run, stage_shadow
-from rollout.errors import Refused
+from rollout.errors import REFUSED, Refused
 from rollout.fleet import Fleet, ProgressFn
 from rollout.gate import evaluate, reset_counters
 from rollout.projection import project_for
-from rollout.store import Store, now_iso
+from rollout.store import Store, backup_names, now_iso
 
 
 def start(
@@ -29,7 +29,7 @@ def start(
 ) -> Report:
     """Start a rollout; nothing is written to a host before every host is read and backed up.
     A `fleet` given by the caller (run --auto) is used and left open for the stages that follow."""
-    pb, data, problems = load_checked(playbook_path)
+    pb, data, problems = load_checked(playbook_path, state_dir)
     store = Store(state_dir)
     report = Report()
     for p in problems:
@@ -48,7 +48,8 @@ def start(
         try:
             snapshot = _snapshot(fleet, pb)
             projected = project_for(pb, data, {h: snapshot[h][0].data for h in pb.hosts}, fleet)
-            rollout = store.create(pb.name, _initial_state(pb, data, snapshot))
+            frozen = {"playbook.yml": pb.file.read_bytes(), f"candidate/{pb.config_source.name}": data}
+            rollout = store.create(pb.name, _initial_state(pb, data, snapshot), frozen)
             run = Run(rollout=rollout, playbook=pb, fleet=fleet)
             _freeze(run, data, snapshot)
             if projected is not None:
@@ -83,10 +84,12 @@ def _snapshot(fleet: Fleet, pb: Any) -> dict[str, Any]:
 
 def _initial_state(pb: Any, data: bytes, snapshot: dict[str, Any]) -> dict[str, Any]:
     hosts = {}
+    backups = backup_names(pb.hosts)
     for host in pb.hosts:
         live, shadow = snapshot[host]
         hosts[host] = {
             "state": "baseline",
+            "backup": backups[host],
             "sha256": live.sha256,
             "baseline_sha256": live.sha256,
             "baseline_mode": live.mode,
@@ -118,11 +121,24 @@ def _initial_state(pb: Any, data: bytes, snapshot: dict[str, Any]) -> dict[str, 
 
 
 def _freeze(run: Run, data: bytes, snapshot: dict[str, Any]) -> None:
-    """Keep the playbook, candidate, baseline backups and diffs in the rollout's folder."""
+    """Keep the baseline backups and diffs in the rollout's folder (the playbook and candidate
+    were frozen into it as it was made)."""
     r, pb = run.rollout, run.playbook
-    write_atomic(r.playbook_copy, pb.file.read_bytes(), 0o600)
-    write_atomic(r.dir / "candidate" / pb.config_source.name, data, 0o600)
     r.write_backups({h: snapshot[h][0].data for h in pb.hosts if snapshot[h][0].data is not None})
+    with r.writing("the diffs"):
+        groups = _write_diffs(run, data, snapshot)
+    r.log(
+        "started",
+        hosts=list(pb.hosts),
+        candidate_sha256=r.state["candidate_sha256"],
+        diff_groups=groups,
+        order=r.state["order"],
+    )
+
+
+def _write_diffs(run: Run, data: bytes, snapshot: dict[str, Any]) -> int:
+    """Write a diff per group of hosts with the same baseline; return how many groups."""
+    r, pb = run.rollout, run.playbook
     baselines: dict[str, str | None] = {h: snapshot[h][0].sha256 for h in pb.hosts}
     index = []
     for n, (sha, hosts) in enumerate(diffing.group_by_baseline(baselines), start=1):
@@ -131,13 +147,7 @@ def _freeze(run: Run, data: bytes, snapshot: dict[str, Any]) -> None:
         write_atomic(r.dir / "diffs" / f"{n}.txt", (text + "\n").encode())
         index.append({"group": n, "hosts": hosts, "baseline_sha256": sha, "changes": bool(as_json)})
     write_atomic(r.dir / "diffs" / "index.json", json.dumps(index, indent=2).encode())
-    r.log(
-        "started",
-        hosts=list(pb.hosts),
-        candidate_sha256=r.state["candidate_sha256"],
-        order=r.state["order"],
-        diff_groups=len(index),
-    )
+    return len(index)
 
 
 def _start_first_stage(run: Run, report: Report) -> None:
@@ -161,5 +171,10 @@ def _start_first_stage(run: Run, report: Report) -> None:
     )
     verdict = evaluate(run, first)
     report_verdict(run, first, verdict, report)
+    report.data["decision"] = verdict.decision
     if verdict.decision == "fail":
         finish_restore(run, "gate-failed", f"gate {first.name} failed: {verdict.why}", report)
+    elif verdict.decision in ("inconclusive", "retry"):
+        # A gate that could not decide is not a pass: say so with the contract's "not yet" code.
+        report.say(f"gate {first.name} has not passed yet; `rollout advance` measures it again")
+        report.exit_code = REFUSED

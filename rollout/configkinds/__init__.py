@@ -17,6 +17,7 @@ _REGISTRY: dict[str, str] = {
     "opencode": "rollout.configkinds.opencode:OPENCODE",
     "oh-my-opencode": "rollout.configkinds.ohmyopencode:OH_MY_OPENCODE",
     "litellm": "rollout.configkinds.litellm:LITELLM",
+    "toml": "rollout.configkinds.tomlkind:TOML",
 }
 
 # Keys of the playbook's `config:` block that belong to config kinds (beyond source/path/kind).
@@ -54,6 +55,8 @@ def infer(filename: str) -> str:
         return "json"
     if suffix in (".yml", ".yaml"):
         return "yaml"
+    if suffix == ".toml":
+        return "toml"
     return "text"
 
 

@@ -1,9 +1,17 @@
 """JSONC: JSON with // and /* */ comments and trailing commas, exactly what OpenCode accepts.
 
+OpenCode reads its config with `Bun.file(path).text()` and parses it with Microsoft's jsonc-parser
+(`parse(text, errors, {allowTrailingComma: true})`), refusing the file on any error. So:
+- a comma is trailing (and allowed) only after a value: `{,}`, `[,]` and `[ ,1]` are errors;
+- whitespace is what JSON's is (jsonc-parser 3: space, tab, CR, LF; no NBSP, \f, \v);
+- one leading UTF-8 BOM is accepted: jsonc-parser alone rejects U+FEFF, but Bun's `.text()`
+  decodes as WHATWG UTF-8 and drops a leading BOM before the parser sees it (oven-sh/bun#8227),
+  so OpenCode loads such a file; a second BOM, or one elsewhere, is an error.
+
 A small blanking pass instead of a JSON5 library: JSON5 also accepts unquoted keys, single
-quotes and hex numbers, which OpenCode's parser (jsonc-parser) refuses, so a JSON5 reader would
-pass files the fleet cannot load. Comments and trailing commas are replaced by spaces, so line
-and column numbers stay those of the original text.
+quotes and hex numbers, which jsonc-parser refuses, so a JSON5 reader would pass files the fleet
+cannot load. Comments and trailing commas are replaced by spaces, so line and column numbers
+stay those of the original text, and Python's strict JSON decoder judges the rest.
 """
 
 from __future__ import annotations
@@ -20,10 +28,12 @@ def blank_jsonc(text: str) -> str:
     out = list(text)
     i, n = 0, len(text)
     last_comma: int | None = None  # index of a comma not yet followed by a value
+    previous = ""  # the last significant character before i (outside strings and comments)
     while i < n:
         char = text[i]
         if char == '"':
             last_comma = None
+            previous = char
             i += 1
             while i < n and text[i] != '"':
                 if text[i] == "\n":
@@ -44,16 +54,21 @@ def blank_jsonc(text: str) -> str:
                     out[j] = " "
             i = end + 2
         elif char == ",":
-            last_comma = i
+            # Right after `{` or `[` a comma follows no value: jsonc-parser's ValueExpected even
+            # with allowTrailingComma, so it is left for the decoder to refuse.
+            last_comma = None if previous in ("{", "[") else i
+            previous = char
             i += 1
         elif char in "}]":
             if last_comma is not None:
                 out[last_comma] = " "
             last_comma = None
+            previous = char
             i += 1
         else:
             if not char.isspace():
                 last_comma = None
+                previous = char
             i += 1
     return "".join(out)
 
@@ -68,7 +83,7 @@ def load_jsonc(data: bytes) -> tuple[Any, str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigParseError(f"not UTF-8 ({e.reason})") from None
-    text = text.removeprefix("\ufeff")
+    text = text.removeprefix("\ufeff")  # as Bun's .text() does (see the module docstring)
     blanked = blank_jsonc(text)
     try:
         doc = json.loads(blanked, parse_constant=_reject_constant)

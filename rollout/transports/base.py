@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+# A file the rollout creates on a host that had none may hold secrets: owner-only unless the
+# host's own file said otherwise.
+NEW_FILE_MODE = 0o600
+
 
 @dataclass(frozen=True)
 class FileState:
@@ -56,6 +60,10 @@ class HostSession(Protocol):
 
     def run(self, command: str, env: dict[str, str], timeout: float, cwd: str | None) -> CommandResult:
         """Run a shell command on the host with `env` added, killed after `timeout` seconds."""
+
+    def cleanup(self, path: str) -> list[str]:
+        """Remove the temp files (`.<name>.*.rollout-tmp`) a killed operation left beside `path`;
+        return their names."""
 
     def close(self) -> None:
         """Release the connection."""

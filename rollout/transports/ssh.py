@@ -15,18 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rollout.errors import TransportError
-from rollout.transports.base import CommandResult, FileState, SwapResult
+from rollout.transports.base import NEW_FILE_MODE, CommandResult, FileState, SwapResult
 from rollout.transports.ssh_helper import KILL_GRACE_S, HostHelper
 from rollout.transports.ssh_options import SshOptions, parse_options
 
 if TYPE_CHECKING:
     from fabric import Connection
     from paramiko import SFTPAttributes, SFTPClient, SFTPFile
-
-
-# A file the rollout creates on a host that had none may hold secrets: owner-only unless the
-# host's own file said otherwise (as the local transport does).
-NEW_FILE_MODE = 0o600
 
 
 @dataclass
@@ -178,6 +173,19 @@ class SshSession:
         if rc != 0:
             raise TransportError(f"cannot create {folder}: {out.strip()[-300:]}")
         return sftp.open(tmp, "wbx")
+
+    def cleanup(self, path: str) -> list[str]:
+        folder, name = posixpath.split(path)
+        try:
+            names = self._sftp().listdir(folder or ".")
+        except OSError:
+            return []  # no folder: nothing was left there
+        gone = []
+        for entry in names:
+            if entry.startswith(f".{name}.") and entry.endswith(".rollout-tmp"):
+                self._remove_quietly(posixpath.join(folder, entry))
+                gone.append(posixpath.join(folder, entry))
+        return gone
 
     def _remove_quietly(self, tmp: str) -> None:
         try:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+import yaml
 
 from rollout.errors import TransportError
 from rollout.transports import ssh_config
@@ -167,3 +168,29 @@ def test_key_file_is_the_only_key_even_when_ssh_config_names_another(sshd: Sshd,
     config.write_text(f"Host {sshd.hosts[0]}\n  IdentityFile {sshd.key_file}\n")
     plain = transport_for(sshd, tmp_path, ssh_config=str(config), key_file=None)
     plain.open(sshd.spec(sshd.hosts[0])).close()
+
+
+def test_start_through_an_unknown_jump_host_writes_nothing_then_rolls_once_it_is_known(
+    tmp_path: Path, sshd: Sshd
+) -> None:
+    from tests.test_ssh_rollout import BASELINE, CANDIDATE, make_fleet
+
+    fleet = make_fleet(tmp_path, [sshd], ["shadow", 100])
+    jump, targets = sshd.spec(sshd.hosts[0]), fleet.hosts[1:4]
+    book = yaml.safe_load(fleet.playbook.read_text())
+    book["targets"]["hosts"] = targets
+    book["targets"]["ssh"]["ssh_config"] = "ssh_config"
+    fleet.playbook.write_text(yaml.safe_dump(book, sort_keys=False))
+    (tmp_path / "ssh_config").write_text(f"Host 127.0.0.*\n  ProxyJump {jump}\n")
+    sshd.known_hosts(tmp_path / "known_hosts", [h.rpartition(":")[0] for h in targets])
+    result = fleet.cli("start", str(fleet.playbook))
+    assert result.exit_code == 5, result.output
+    assert f"via jump host root@{jump}: host key not found in" in result.stderr
+    assert fleet.bytes_on() == dict.fromkeys(fleet.hosts, BASELINE)
+    assert fleet.leftovers() == []
+
+    sshd.known_hosts(tmp_path / "known_hosts")
+    result = fleet.cli("run", str(fleet.playbook), "--auto")
+    assert result.exit_code == 0, result.output
+    on = fleet.bytes_on()
+    assert [on[h] for h in targets] == [CANDIDATE] * 3

@@ -16,6 +16,7 @@ import click
 from click.shell_completion import CompletionItem
 
 from rollout.errors import OK, UNEXPECTED, RolloutError
+from rollout.redact import redact_text
 
 STATE_ENV = "ROLLOUT_STATE_DIR"
 
@@ -172,12 +173,14 @@ class RolloutGroup(click.Group):
             _json_error(e.exit_code, e.format_message())
             ctx.exit(e.exit_code)
         except RolloutError as e:
-            problems = list(getattr(e, "problems", []))
-            click.echo(f"error: {e}", err=True)
+            # A message may quote a playbook value: never a secret on the terminal or in --json.
+            message = redact_text(str(e))
+            problems = [redact_text(str(p)) for p in getattr(e, "problems", [])]
+            click.echo(f"error: {message}", err=True)
             for problem in problems:
                 click.echo(f"  {problem}", err=True)
             if as_json:
-                _json_error(e.exit_code, str(e), problems)
+                _json_error(e.exit_code, message, problems)
             ctx.exit(e.exit_code)
         except Exception:
             where = _crash_log(ctx.meta.get("rollout.state_dir"))
@@ -467,7 +470,6 @@ def _crash_log(state_dir: Path | None) -> Path:
     """
     import tempfile
 
-    from rollout.redact import redact_text
     from rollout.store import Store
 
     stamp = datetime.now(UTC).isoformat(timespec="seconds")

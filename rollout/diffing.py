@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rollout import configkinds
-from rollout.redact import redact_pair, redact_text
+from rollout.redact import redact_pair, redact_text, secret_values
 
 
 def host_ranges(hosts: Sequence[str]) -> str:
@@ -43,9 +43,9 @@ def diff_one(baseline: bytes | None, candidate: bytes, kind: str) -> tuple[dict[
     """Return (deepdiff as JSON-able dict, readable text) of baseline vs candidate, redacted."""
     from deepdiff import DeepDiff
 
-    old, new = redact_pair(
-        configkinds.parse_lenient(baseline, kind), configkinds.parse_lenient(candidate, kind)
-    )
+    old_doc, new_doc = configkinds.parse_lenient(baseline, kind), configkinds.parse_lenient(candidate, kind)
+    known = secret_values([old_doc, new_doc])  # a secret copied under an ordinary key is masked too
+    old, new = redact_pair(old_doc, new_doc, known)
     dd = DeepDiff(old, new, verbose_level=2)
     as_json = json.loads(dd.to_json()) if dd else {}
     if baseline is None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
-from rollout import cohorts, health
+from rollout import cohorts, configkinds, health
 from rollout.engine import BASELINE, CANDIDATE, SHADOW, UNKNOWN, Run
 from rollout.health.base import GateContext, Measurement
 from rollout.health.judge import Verdict, judge
 from rollout.playbook import Stage
-from rollout.redact import redact_text
+from rollout.redact import redact, redact_text, secret_values
 
 
 def context(run: Run, stage: Stage) -> GateContext:
@@ -59,9 +60,31 @@ def measure(run: Run, stage: Stage) -> list[Measurement]:
         try:
             out.extend(health.kind(check.kind).evaluate(check, ctx))
         except Exception as e:  # noqa: BLE001 - a broken check is a measurement error
-            why = redact_text(f"check could not run: {type(e).__name__}: {e}")
+            why = f"check could not run: {type(e).__name__}: {e}"
             out.append(Measurement(check.name, None, "error", why, check.enforce))
-    return out
+    # What a check printed or a probe saw reaches the verdict, events.jsonl, state.json and the
+    # verbs' output: redact it here, once, whatever kind of check produced it.
+    known = _known_secrets(run)
+    return [
+        dataclasses.replace(m, why=redact_text(m.why, known), details=redact(m.details, known)) for m in out
+    ]
+
+
+def _known_secrets(run: Run) -> frozenset[str]:
+    """Return the secret values of the candidate and the baselines (a check may print one bare)."""
+    kind = run.playbook.config_kind
+    docs = []
+    try:
+        docs.append(configkinds.parse_lenient(run.rollout.candidate(), kind))
+        seen: set[str] = set()
+        for host, entry in run.hosts.items():
+            sha = entry.get("baseline_sha256")
+            if sha is not None and sha not in seen:
+                seen.add(sha)
+                docs.append(configkinds.parse_lenient(run.rollout.read_backup(host), kind))
+    except Exception:  # noqa: BLE001 - what was read still counts; shapes and keys are masked anyway
+        pass
+    return secret_values(docs)
 
 
 def evaluate(run: Run, stage: Stage) -> Verdict:

@@ -47,6 +47,8 @@ MaxStartups 200:30:400
 MaxSessions 50
 LogLevel ERROR
 Subsystem sftp internal-sftp -d {home}
+AllowTcpForwarding yes
+PermitOpen any
 SetEnv HOME={home}
 """
 

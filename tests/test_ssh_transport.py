@@ -206,6 +206,17 @@ def test_promote_renames_the_staged_copy_in_place(session: SshSession, tmp_path:
     assert sorted(p.name for p in folder.iterdir()) == ["app.json"]  # no temp left
 
 
+def test_a_new_live_file_is_owner_only_unless_a_mode_is_given(session: SshSession, tmp_path: Path) -> None:
+    staged, target = tmp_path / "shadow.json", tmp_path / "live.json"
+    staged.write_bytes(b"candidate")
+    os.chmod(staged, 0o644)
+    assert session.promote(str(staged), str(target), sha(b"candidate"), None, None).swapped
+    assert target.stat().st_mode & 0o777 == 0o600
+    other = tmp_path / "given.json"
+    assert session.swap(str(other), b"x", None, 0o640).swapped
+    assert other.stat().st_mode & 0o777 == 0o640
+
+
 @pytest.mark.parametrize("name", ["back\\slash.json", "new\nline.json"])
 def test_promote_with_names_the_hash_tool_escapes(session: SshSession, tmp_path: Path, name: str) -> None:
     # sha256sum escapes a name holding a backslash or a newline: both hashes must still be read right.

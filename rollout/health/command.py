@@ -48,7 +48,8 @@ class RunKind:
 def _measure(
     check: CheckSpec, host: str | None, code: int | None, output: str, error: str | None
 ) -> Measurement:
-    tail = redact_text(output[-TAIL_CHARS:])
+    # Redact before cutting: a tail that starts mid-line could keep a value and lose its key.
+    tail = redact_text(output)[-TAIL_CHARS:]
     details: dict[str, Any] = {"exit_code": code, "output_tail": tail}
     if error is not None:
         return Measurement(check.name, host, "error", error, check.enforce, details)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +42,8 @@ class HttpKind:
     def parse(self, spec: dict[str, Any], where: str, base_dir: Path) -> HttpOptions:
         url = spec.get("http")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise BadInput(f"{where}.http: must be a URL starting with http:// or https://, got {url!r}")
+            shown = redact_text(url) if isinstance(url, str) else url
+            raise BadInput(f"{where}.http: must be a URL starting with http:// or https://, got {shown!r}")
         status = spec.get("status", 200)
         codes = status if isinstance(status, list) else [status]
         if not codes or not all(
@@ -94,13 +97,17 @@ def _probe(check: CheckSpec, opts: HttpOptions, host: str | None) -> Measurement
     def result(outcome: Any, why: str) -> Measurement:
         return Measurement(check.name, host, outcome, why, check.enforce, details)
 
+    request, password = _request(url)
     try:
-        with urllib.request.urlopen(url, timeout=check.timeout) as response:
+        with urllib.request.urlopen(request, timeout=check.timeout) as response:
             code, body = response.status, response.read()
     except urllib.error.HTTPError as e:
         code, body = e.code, e.read()
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        return result("error", f"cannot reach {details['url']}: {getattr(e, 'reason', e)}")
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as e:
+        reason = redact_text(str(getattr(e, "reason", e)))
+        if password:
+            reason = reason.replace(password, "***REDACTED***")
+        return result("error", f"cannot reach {details['url']}: {reason}")
     details["status"] = code
     if code not in opts.status:
         wanted = " or ".join(str(c) for c in opts.status)
@@ -120,6 +127,20 @@ def _probe(check: CheckSpec, opts: HttpOptions, host: str | None) -> Measurement
             return result("fail", f"HTTP {code}, {problem}")
         seen.append(f"{f.path}={value!r}")
     return result("pass", f"HTTP {code}, {', '.join(seen)}")
+
+
+def _request(url: str) -> tuple[urllib.request.Request, str | None]:
+    """Return a request for `url` with its `user:password@` sent as basic auth, not in the URL
+    (urllib would take it for part of the host name), and the password to keep out of reasons."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return urllib.request.Request(url), None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=hostport)))
+    pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+    request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
+    return request, password or None
 
 
 def _violation(f: FieldBound, value: Any) -> str | None:

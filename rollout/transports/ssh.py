@@ -233,9 +233,11 @@ class SshSession:
         return CommandResult(rc, out, None, _since(started))
 
     def close(self) -> None:
+        from rollout.transports.ssh_connect import close_connection
+
         if self._helper is not None:
             self._helper.close()
-        self.conn.close()
+        close_connection(self.conn)
 
 
 def _take_attributes(

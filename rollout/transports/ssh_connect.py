@@ -1,4 +1,6 @@
-"""Open one fabric Connection with known_hosts enforced, bounded timeouts and deterministic auth."""
+"""Open one fabric Connection with known_hosts enforced, bounded timeouts and deterministic auth,
+on every hop: a ProxyJump host from ssh_config is checked and timed like the host itself (fabric's
+own gateway Connection would accept any key, read no known_hosts and wait forever)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import paramiko
 from fabric import Config, Connection
 
 from rollout.errors import TransportError
-from rollout.transports.ssh_options import SshOptions, parse_host
+from rollout.transports import ssh_config
+from rollout.transports.ssh_options import HostSpec, SshOptions, parse_host
 
 if TYPE_CHECKING:
     from paramiko.pkey import PKey
@@ -28,8 +31,7 @@ IDLE_WAKE_S = 2.0
 _KNOWN_HOSTS_LOCK = threading.Lock()  # appends by accept-new
 _PARSED_KNOWN_HOSTS: dict[str, tuple[tuple[int, int, int], paramiko.HostKeys]] = {}
 _PARSED_KNOWN_HOSTS_LOCK = threading.Lock()
-_SSH_CONFIGS: dict[str, paramiko.SSHConfig] = {}
-_SSH_CONFIGS_LOCK = threading.Lock()
+MAX_HOPS = 8  # ProxyJump hops, counting a jump host's own ProxyJump
 
 
 def quiet_paramiko() -> None:
@@ -61,22 +63,8 @@ def _ssh_config(options: SshOptions) -> paramiko.SSHConfig:
     if options.ssh_config is False:
         return paramiko.SSHConfig()
     if isinstance(options.ssh_config, str):
-        paths = [options.ssh_config]
-    else:
-        paths = [os.path.expanduser("~/.ssh/config"), "/etc/ssh/ssh_config"]
-    key = "\0".join(paths)
-    with _SSH_CONFIGS_LOCK:
-        found = _SSH_CONFIGS.get(key)
-        if found is None:
-            found = paramiko.SSHConfig()
-            for path in paths:
-                if isinstance(options.ssh_config, str) and not os.path.isfile(path):
-                    raise TransportError(f"ssh_config file not found: {path}")
-                if os.path.isfile(path):
-                    with open(path, encoding="utf-8") as f:
-                        found.parse(f)
-            _SSH_CONFIGS[key] = found
-    return found
+        return ssh_config.load([options.ssh_config], must_exist=True)
+    return ssh_config.load([os.path.expanduser("~/.ssh/config"), ssh_config.SYSTEM_CONFIG], must_exist=False)
 
 
 def _known_hosts(path: str) -> paramiko.HostKeys | None:
@@ -97,27 +85,92 @@ def _known_hosts(path: str) -> paramiko.HostKeys | None:
 
 
 def open_connection(options: SshOptions, host: str) -> Connection:
-    """Connect and authenticate to `host`; raise TransportError with a reason on any failure."""
+    """Connect and authenticate to `host` (through its jump hosts); raise TransportError with a
+    reason on any failure."""
     quiet_paramiko()
     spec = parse_host(host)
+    config = _ssh_config(options)
+    user, port = spec.user or options.user, spec.port or options.port
+    conn = _connection(options, config, HostSpec(user, spec.hostname, port), ())
+    _open(conn, options)
+    return conn
+
+
+def close_connection(conn: Connection) -> None:
+    """Close `conn` and the jump hosts it was reached through (fabric closes only the first)."""
+    while isinstance(conn, Connection):
+        conn.close()
+        conn = conn.gateway
+
+
+def _where(conn: Connection) -> str:
+    return f"{conn.user}@{conn.host}:{conn.port}"
+
+
+def _connection(
+    options: SshOptions,
+    config: paramiko.SSHConfig,
+    spec: HostSpec,
+    seen: tuple[str, ...],
+    through: Connection | str | bool | None = None,
+) -> Connection:
+    """Build (not open) the Connection to `spec` with rollout's host-key policy, timeouts and
+    keys; its gateway (`through`, else ssh_config's ProxyJump) is built the same way."""
     timeout = options.connect_timeout
     connect_kwargs: dict[str, Any] = {
         "banner_timeout": timeout,
         "auth_timeout": timeout,
-        "channel_timeout": timeout,
+        "channel_timeout": timeout,  # also bounds opening the forwarded channel through a jump host
     }
     if options.key_file:
         connect_kwargs.update(key_filename=[options.key_file], look_for_keys=False, allow_agent=False)
     conn = Connection(
         spec.hostname,
-        user=spec.user or options.user,
-        port=spec.port or options.port,
+        user=spec.user,
+        port=spec.port,
         connect_kwargs=connect_kwargs,
-        config=Config(ssh_config=_ssh_config(options), lazy=True),
+        config=Config(ssh_config=config, lazy=True),
+        gateway=through if through is not None else _gateway(options, config, spec.hostname, seen),
     )
+    if options.key_file:
+        # "Only this key": fabric appends ssh_config's IdentityFile entries to key_filename.
+        conn.connect_kwargs["key_filename"] = [options.key_file]
     # fabric rounds connect_timeout down to whole seconds (0.5 -> no timeout): set it as given.
     conn.connect_timeout = timeout
-    where = f"{conn.user}@{conn.host}:{conn.port}"
+    _enforce_host_keys(conn, options)
+    return conn
+
+
+def _gateway(
+    options: SshOptions, config: paramiko.SSHConfig, hostname: str, seen: tuple[str, ...]
+) -> Connection | str | bool:
+    """Return what `hostname` is reached through: a jump host Connection (ProxyJump), a
+    ProxyCommand string, or False for a direct connection."""
+    found = config.lookup(hostname)
+    jumps = str(found.get("proxyjump") or "").strip()
+    if not jumps or jumps.lower() == "none":
+        command = found.get("proxycommand")
+        return str(command) if command else False
+    seen = (*seen, hostname)
+    gateway: Connection | str | bool = False
+    for i, hop in enumerate(jumps.split(",")):
+        try:
+            spec = parse_host(hop.strip().removeprefix("ssh://"))
+        except ValueError as e:
+            raise TransportError(f"ssh_config: ProxyJump {jumps!r} of {hostname}: {e}") from None
+        if spec.hostname in seen:  # `Host *` with a ProxyJump also matches the jump host itself
+            return gateway if i else False
+        if len(seen) > MAX_HOPS:
+            raise TransportError(f"ssh_config: more than {MAX_HOPS} ProxyJump hops to {hostname}")
+        # The first hop is reached as ssh_config says (its own ProxyJump too); each next one of a
+        # `ProxyJump a,b` list through the hop before it, as OpenSSH does.
+        gateway = _connection(options, config, spec, seen, None if i == 0 else gateway)
+        seen = (*seen, spec.hostname)
+    return gateway
+
+
+def _enforce_host_keys(conn: Connection, options: SshOptions) -> None:
+    """Give `conn` this host's keys from known_hosts and the playbook's missing-key policy."""
     client = conn.client
     known = options.known_hosts
     try:
@@ -133,6 +186,18 @@ def open_connection(options: SshOptions, host: str) -> Connection:
         client.set_missing_host_key_policy(AcceptNewPolicy(known))
     else:
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
+
+
+def _open(conn: Connection, options: SshOptions) -> None:
+    """Open the jump hosts first, then `conn` through them; a failure names the hop that failed."""
+    where = _where(conn)
+    gateway = conn.gateway
+    if isinstance(gateway, Connection):
+        try:
+            _open(gateway, options)
+        except TransportError as e:
+            close_connection(gateway)
+            raise TransportError(f"ssh {where}: via jump host {str(e).removeprefix('ssh ')}") from None
     started = time.monotonic()
     try:
         conn.open()
@@ -140,12 +205,11 @@ def open_connection(options: SshOptions, host: str) -> Connection:
         conn.transport.sock.settimeout(IDLE_WAKE_S)
     except Exception as e:  # noqa: BLE001 - every failure becomes one reason
         try:
-            conn.close()
+            close_connection(conn)
         except Exception:  # noqa: BLE001
             pass
         reason = connect_failure(e, options, time.monotonic() - started)
         raise TransportError(f"ssh {where}: {reason}") from None
-    return conn
 
 
 def connect_failure(e: BaseException, options: SshOptions, elapsed: float) -> str:

@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from rollout.configkinds.base import ConfigContext, ConfigParseError, Problem
+from rollout.configkinds.base import ConfigContext, ConfigParseError, Problem, number_problem
 
 
 def blank_jsonc(text: str) -> str:
@@ -75,7 +75,7 @@ def load_jsonc(data: bytes) -> tuple[Any, str]:
     except json.JSONDecodeError as e:
         raise ConfigParseError(f"invalid JSONC: {e.msg} (column {e.colno})", e.lineno) from None
     except ValueError as e:
-        raise ConfigParseError(f"invalid JSONC: {e}") from None
+        raise ConfigParseError(f"invalid JSONC: {number_problem(e)}") from None
     return doc, blanked
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,34 @@ def test_the_readme_example_gets_the_opencode_checks(
     result = fleet.cli("validate", str(fleet.playbook))
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == f"{source}: kind: opencode ({why})"
+
+
+def test_a_5mb_candidate_starts_quickly_with_a_line_summary_for_a_diff(fleet: LocalFleet) -> None:
+    items = [{"id": i, "name": f"item-{i}", "apiKey": f"sk-big-SECRET-{i}"} for i in range(60_000)]
+    (fleet.root / "big.json").write_text(json.dumps({"model": "m", "items": items}, indent=2))
+    assert (fleet.root / "big.json").stat().st_size > 5_000_000
+    write(fleet, source="big.json")
+    began = time.monotonic()
+    result = fleet.cli("start", str(fleet.playbook))
+    took = time.monotonic() - began
+    assert result.exit_code == 0, result.output
+    assert took < 20, took  # deepdiff alone took over 30 s
+    text = (fleet.rollout_dir() / "diffs" / "1.txt").read_text()
+    assert "over the 256 KiB deepdiff limit: a line summary instead of a deepdiff" in text
+    assert "SECRET" not in text and "SECRET" not in (fleet.rollout_dir() / "diffs" / "1.json").read_text()
+    result = fleet.cli("diff")
+    assert result.exit_code == 0 and "line summary instead of a deepdiff" in result.stdout
+
+
+def test_line_summary_of_a_large_change_is_redacted_and_names_what_changed() -> None:
+    from rollout import diffing
+
+    old = "".join(f'"apiKey": "sk-old-SECRET-{i}",\n"n": {i},\n' for i in range(10_000)).encode()
+    new = old.replace(b'"n": 5,', b'"n": -5,')
+    as_json, text = diffing.diff_one(old, new, "json")
+    assert as_json["summary"]["lines_added"] == 1 and as_json["summary"]["lines_removed"] == 1
+    assert text.splitlines()[-2:] == ['- "n": 5,', '+ "n": -5,']
+    assert diffing.diff_one(old, old, "json") == ({}, "no change")
+    as_json, text = diffing.diff_one(None, old, "json")
+    assert text.startswith("new file (no baseline on the host)\n")
+    assert "SECRET" not in text and "SECRET" not in json.dumps(as_json)

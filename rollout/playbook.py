@@ -18,6 +18,7 @@ TOP_KEYS = {"name", "description", "config", "targets", "stages", "health"}
 CONFIG_KEYS = {"source", "path", "kind", "shadow_path"}
 HEALTH_KEYS = {"checks", "failure_limit", "consecutive_error_limit", "interval"}
 CHECK_COMMON_KEYS = {"name", "kind", "on", "stages", "timeout", "enforce"}
+MAX_INT = 2**53  # no setting needs more; a float cannot hold more exactly
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook
     if not isinstance(data, dict):
         raise BadInput(f"{file}: a playbook must be a YAML mapping with name, config, targets")
     w.unknown(data, TOP_KEYS, "")
+    _check_scalars(w, data)
     base_dir = file.parent
     for key in ("name", "config", "targets"):
         if key not in data:
@@ -221,6 +223,26 @@ def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook
     # A frozen copy is read again by abort: what is on the hosts now must not stop it.
     _check_host_paths(w, pb, on_disk=require_source)
     return pb
+
+
+def _check_scalars(w: _Where, data: dict[str, Any]) -> None:
+    """Refuse what no setting can hold, wherever it is: a NUL, NaN, a number past 2**53, or a
+    `path` that cannot name a file (each check kind need not guard against them itself)."""
+    stack: list[tuple[str, Any, Any]] = [(str(k), k, v) for k, v in data.items()]
+    while stack:
+        field, key, value = stack.pop()
+        if isinstance(value, dict):
+            stack += [(f"{field}.{limits.shorten(str(k), 80)}", k, v) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(f"{field}[{i}]", key, v) for i, v in enumerate(value)]
+        elif isinstance(value, str):
+            problem = limits.path_problem(value) if key == "path" else None
+            if "\0" in value or problem is not None:
+                raise w.fail(field, f"{limits.show(value)} {problem or 'contains a NUL character'}")
+        elif isinstance(value, float) and value != value:
+            raise w.fail(field, "must be a number, got NaN")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise w.fail(field, f"{limits.show(value)} is too large a number for any setting")
 
 
 def _source(w: _Where, value: Any, base_dir: Path, required: bool) -> Path:

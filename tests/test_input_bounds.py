@@ -55,7 +55,7 @@ CASES = [
     (
         "bake-huge",
         {"stages": "[shadow, {percent: 100, bake: " + "9" * 400 + "}]"},
-        "stages[1].bake: must be a duration",
+        "stages[1].bake: 999999999999999999...9999999999999999999 is too large a number for any setting",
     ),
     ("bake-inf", {"stages": "[shadow, {percent: 100, bake: .inf}]"}, "stages[1].bake: must be a duration"),
     (
@@ -63,7 +63,17 @@ CASES = [
         {"stages": "[shadow, {percent: 100, bake: 1e400s}]"},
         "stages[1].bake: must be a duration",
     ),
-    ("interval-huge", {"interval": "9" * 400}, "health.interval: must be a duration"),
+    ("interval-huge", {"interval": "9" * 400}, "health.interval: 99999999"),
+    (
+        "interval-over-a-year",
+        {"interval": "10" * 6},
+        "health.interval: must be a duration like 30s, 5m or 1h (at most 366d)",
+    ),
+    (
+        "interval-400d",
+        {"interval": "400d"},
+        "health.interval: must be a duration like 30s, 5m or 1h (at most 366d)",
+    ),
     ("interval-inf", {"interval": ".inf"}, "health.interval: must be a duration"),
     (
         "int-5000-digits",
@@ -84,7 +94,7 @@ CASES = [
     (
         "host-nul",
         {"hosts": '["dev\\0-01", dev-02]'},
-        "targets.hosts[0]: 'dev\\x00-01' holds a control character",
+        "targets.hosts[0]: 'dev\\x00-01' contains a NUL character",
     ),
     ("path-folder", {"path": "fleet/{host}"}, "config.path: on host 'dev-01': 'fleet/dev-01' is a folder"),
     (
@@ -102,7 +112,20 @@ CASES = [
     ("name-10000", {}, "name: must be at most 100 printable characters"),
     ("source-10000", {"source": "s" * 10_000}, "config.source: 'sssss"),
     ("source-folder", {"source": "fleet"}, "config.source: {root}/fleet is a folder, not a candidate file"),
+    (
+        "host-newline",
+        {"hosts": '["dev\\n01", dev-02]'},
+        "targets.hosts[0]: 'dev\\n01' holds a control character",
+    ),
     ("health-empty-list", {}, "health: must be a mapping, got list"),
+    ("check-nul", {"interval": '5s\n  x: "a\\0b"'}, "health.x: 'a\\x00b' contains a NUL character"),
+    (
+        "check-max-huge",
+        {"interval": "5s\n  x: " + "9" * 400},
+        "health.x: 999999999999999999...9999999999999999999 is too large",
+    ),
+    ("check-max-nan", {"interval": "5s\n  x: .nan"}, "health.x: must be a number, got NaN"),
+    ("any-path-5000", {"interval": "5s\n  x: {path: " + "p" * 5000 + "}"}, "health.x.path: 'ppppp"),
     (
         "stage-name-list",
         {"stages": "[{name: [x], percent: 0}, 100]"},

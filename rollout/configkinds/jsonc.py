@@ -81,7 +81,9 @@ def load_jsonc(data: bytes) -> tuple[Any, str]:
 
 def is_number(value: Any) -> bool:
     """Return True for a finite int or float that is not a bool."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)  # math.isfinite(10**400) overflows
 
 
 class JsoncKind:

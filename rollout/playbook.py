@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -13,6 +14,7 @@ from rollout.durations import parse_duration
 from rollout.errors import BadInput
 from rollout.health.base import CheckSpec
 
+T = TypeVar("T")
 DEFAULT_STAGES: list[Any] = ["shadow", 25, 50, 100]
 TOP_KEYS = {"name", "description", "config", "targets", "stages", "health"}
 CONFIG_KEYS = {"source", "path", "kind", "shadow_path"}
@@ -112,6 +114,15 @@ class _Where:
             raise self.fail(field, f"must be a whole number >= {minimum}, got {limits.show(value)}")
         return value
 
+    def guard(self, field: str, parse: Callable[..., T], *args: Any) -> T:
+        """Call a kind's own parser; a value of a shape it did not expect is bad input, not a crash."""
+        try:
+            return parse(*args)
+        except (TypeError, ValueError, OverflowError, KeyError, AttributeError, RecursionError) as e:
+            raise self.fail(
+                field, f"cannot read it ({type(e).__name__}: {limits.shorten(str(e), 200)})"
+            ) from None
+
     def duration(self, value: Any, field: str) -> float:
         seconds = parse_duration(value)
         if seconds is None:
@@ -187,7 +198,7 @@ def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook
             f"unknown transport {limits.show(transport)} (known: {', '.join(transports.names())})",
         )
     hosts = _hosts(w, targets.get("hosts"))
-    transport_options = transports.kind(transport).parse_options(targets, str(file))
+    transport_options = w.guard("targets", transports.kind(transport).parse_options, targets, str(file))
     if transport == "local" and len(hosts) > 1 and "{host}" not in config_path:
         raise w.fail(
             "config.path",
@@ -376,7 +387,7 @@ def _health(w: _Where, value: Any, base_dir: Path, stages: tuple[Stage, ...]) ->
     for i, raw in enumerate(checks_raw):
         field = f"health.checks[{i}]"
         spec = w.mapping(raw, field)
-        kind_name = health.infer(spec)
+        kind_name = w.guard(field, health.infer, spec)
         if kind_name is None or kind_name not in health.names():
             raise w.fail(field, f"cannot tell the check's kind (give one of: {', '.join(health.names())})")
         kind = health.kind(kind_name)
@@ -401,7 +412,7 @@ def _health(w: _Where, value: Any, base_dir: Path, stages: tuple[Stage, ...]) ->
         enforce = spec.get("enforce", True)
         if not isinstance(enforce, bool):
             raise w.fail(f"{field}.enforce", f"must be true or false, got {limits.show(enforce)}")
-        options = kind.parse(spec, f"{w.file}: {field}", base_dir)
+        options = w.guard(field, kind.parse, spec, f"{w.file}: {field}", base_dir)
         checks.append(CheckSpec(name, kind_name, on, only, timeout, enforce, options))
     return Health(
         checks=tuple(checks),

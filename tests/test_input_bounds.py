@@ -259,3 +259,18 @@ def test_line_summary_of_a_large_change_is_redacted_and_names_what_changed() -> 
     as_json, text = diffing.diff_one(None, old, "json")
     assert text.startswith("new file (no baseline on the host)\n")
     assert "SECRET" not in text and "SECRET" not in json.dumps(as_json)
+
+
+def test_a_check_value_of_a_shape_its_kind_does_not_expect_is_exit_2(fleet: LocalFleet) -> None:
+    text = fleet.playbook.read_text().replace(
+        "  checks:\n",
+        "  checks:\n    - name: errors\n      metric: {error_rate: 1}\n"
+        "      source: {type: usage-log, path: usage.jsonl}\n",
+    )
+    fleet.playbook.write_text(text)
+    for verb in ("validate", "start"):
+        result = fleet.cli(verb, str(fleet.playbook))
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith(f"error: {fleet.playbook}: health.checks[0]"), result.stderr
+        assert "Traceback" not in result.output
+    assert not fleet.state.exists()

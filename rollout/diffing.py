@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from rollout import configkinds
 from rollout.redact import redact_pair, redact_text, secret_values
+
+# deepdiff takes about 7 s per MB here (and difflib's line diff is quadratic): above this size
+# a change is summarized by lines instead, so start and plan stay quick on a 5 MB candidate.
+DEEP_DIFF_MAX_BYTES = 256 * 1024
+SUMMARY_LINES = 20
 
 
 def host_ranges(hosts: Sequence[str]) -> str:
@@ -40,7 +47,10 @@ def host_ranges(hosts: Sequence[str]) -> str:
 
 
 def diff_one(baseline: bytes | None, candidate: bytes, kind: str) -> tuple[dict[str, Any], str]:
-    """Return (deepdiff as JSON-able dict, readable text) of baseline vs candidate, redacted."""
+    """Return (deepdiff as JSON-able dict, readable text) of baseline vs candidate, redacted;
+    files together larger than DEEP_DIFF_MAX_BYTES get a line summary instead (bounded time)."""
+    if len(baseline or b"") + len(candidate) > DEEP_DIFF_MAX_BYTES:
+        return line_summary(baseline, candidate)
     from deepdiff import DeepDiff
 
     old_doc, new_doc = configkinds.parse_lenient(baseline, kind), configkinds.parse_lenient(candidate, kind)
@@ -64,6 +74,54 @@ def diff_one(baseline: bytes | None, candidate: bytes, kind: str) -> tuple[dict[
         )
         text += "\n" + "\n".join(unified)
     return as_json, text
+
+
+def line_summary(baseline: bytes | None, candidate: bytes) -> tuple[dict[str, Any], str]:
+    """Summarize a large change in linear time: sizes, hashes, lines added and removed (as
+    multisets, not an alignment: difflib is quadratic on such files), the first few redacted."""
+    if baseline == candidate:
+        return {}, "no change"
+    old = baseline.decode("utf-8", "replace").splitlines() if baseline is not None else []
+    new = candidate.decode("utf-8", "replace").splitlines()
+    added, removed = Counter(new) - Counter(old), Counter(old) - Counter(new)
+    n_added, n_removed = sum(added.values()), sum(removed.values())
+    size = len(baseline or b"") + len(candidate)
+    why = (
+        f"{size:,} bytes in all, over the {DEEP_DIFF_MAX_BYTES // 1024} KiB deepdiff limit: "
+        "a line summary instead of a deepdiff"
+    )
+    sides = {"baseline": _side(baseline, old)} if baseline is not None else {}
+    sides["candidate"] = _side(candidate, new)
+    summary = {"why": why, **sides, "lines_added": n_added, "lines_removed": n_removed}
+    lines = ["new file (no baseline on the host)"] if baseline is None else []
+    lines.append(why)
+    lines += [
+        f"{k}: {v['bytes']:,} bytes, {v['lines']:,} lines, sha256 {v['sha256']}" for k, v in sides.items()
+    ]
+    lines.append(f"{n_added:,} line(s) added, {n_removed:,} removed; the first of each:")
+    for sign, pool, extra in (("-", old, removed), ("+", new, added)):
+        shown = _first(pool, extra, SUMMARY_LINES)
+        lines += [f"{sign} {redact_text(line[:200])}" for line in shown]
+        if sum(extra.values()) > len(shown):
+            lines.append(f"{sign} ...")
+    return {"summary": summary}, "\n".join(lines)
+
+
+def _side(data: bytes, lines: list[str]) -> dict[str, Any]:
+    return {"bytes": len(data), "lines": len(lines), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _first(lines: list[str], extra: Counter[str], n: int) -> list[str]:
+    """Return the first `n` lines of `lines` counted in `extra` (the multiset difference)."""
+    left = Counter(extra)
+    out: list[str] = []
+    for line in lines:
+        if len(out) == n:
+            break
+        if left[line] > 0:
+            left[line] -= 1
+            out.append(line)
+    return out
 
 
 def group_by_baseline(baselines: dict[str, str | None]) -> list[tuple[str | None, list[str]]]:

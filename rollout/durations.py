@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import re
 
+MAX_SECONDS = 366 * 86400.0  # a year: anything longer (or .inf, or 10**400) is a mistake
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(value: object) -> float | None:
-    """Return seconds for a number or a string like "1h30m"; None when it is not a duration."""
+    """Return seconds for a number or a string like "1h30m"; None when it is not a duration
+    (negative, not finite, or longer than MAX_SECONDS)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value) if value >= 0 else None
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return float(value) if 0 <= value <= MAX_SECONDS else None
     if not isinstance(value, str):
         return None
     text = value.strip().replace(" ", "")
@@ -25,11 +30,13 @@ def parse_duration(value: object) -> float | None:
             return None
         total += float(m.group(1)) * _UNIT[m.group(2)]
         pos = m.end()
-    return total if pos == len(text) else None
+    return total if pos == len(text) and total <= MAX_SECONDS else None
 
 
 def format_duration(seconds: float) -> str:
     """Return a short human form: 45s, 4m05s, 1h02m."""
+    if not math.isfinite(seconds):
+        return "forever" if seconds > 0 else "?"
     s = int(round(seconds))
     if s < 60:
         return f"{s}s"

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
-from rollout import configkinds, health, transports, yamlload
+from rollout import configkinds, health, limits, transports, yamlload
 from rollout.durations import parse_duration
 from rollout.errors import BadInput
 from rollout.health.base import CheckSpec
 
+T = TypeVar("T")
 DEFAULT_STAGES: list[Any] = ["shadow", 25, 50, 100]
 TOP_KEYS = {"name", "description", "config", "targets", "stages", "health"}
 CONFIG_KEYS = {"source", "path", "kind", "shadow_path"}
 HEALTH_KEYS = {"checks", "failure_limit", "consecutive_error_limit", "interval"}
 CHECK_COMMON_KEYS = {"name", "kind", "on", "stages", "timeout", "enforce"}
+MAX_INT = 2**53  # no setting needs more; a float cannot hold more exactly
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Playbook:
     stages: tuple[Stage, ...]
     health: Health
     raw: dict[str, Any]
+    config_kind_why: str = "config.kind"  # how the kind was chosen, when it was inferred
 
     def path_on(self, host: str) -> str:
         """Return the live config path template for `host`."""
@@ -76,14 +80,15 @@ class _Where:
         self.file = file
 
     def fail(self, field: str, message: str) -> BadInput:
-        return BadInput(f"{self.file}: {field}: {message}")
+        return BadInput(limits.shorten(f"{self.file}: {field}: {message}"))
 
     def unknown(self, data: dict[str, Any], allowed: set[str], field: str) -> None:
         extra = sorted(set(data) - allowed, key=str)
         if extra:
             prefix = f"{field}." if field else ""
+            key = extra[0] if isinstance(extra[0], str) else limits.show(extra[0])
             raise self.fail(
-                f"{prefix}{extra[0]}",
+                f"{prefix}{limits.shorten(key, 80)}",
                 f"unknown key (expected one of: {', '.join(sorted(allowed))})",
             )
 
@@ -94,18 +99,36 @@ class _Where:
 
     def string(self, value: Any, field: str) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(field, f"must be a non-empty string, got {value!r}")
+            raise self.fail(field, f"must be a non-empty string, got {limits.show(value)}")
         return value
+
+    def path(self, value: Any, field: str) -> str:
+        text = self.string(value, field)
+        problem = limits.path_problem(text)
+        if problem is not None:
+            raise self.fail(field, f"{limits.show(text)} {problem}")
+        return text
 
     def whole(self, value: Any, field: str, minimum: int = 0) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise self.fail(field, f"must be a whole number >= {minimum}, got {value!r}")
+            raise self.fail(field, f"must be a whole number >= {minimum}, got {limits.show(value)}")
         return value
+
+    def guard(self, field: str, parse: Callable[..., T], *args: Any) -> T:
+        """Call a kind's own parser; a value of a shape it did not expect is bad input, not a crash."""
+        try:
+            return parse(*args)
+        except (TypeError, ValueError, OverflowError, KeyError, AttributeError, RecursionError) as e:
+            raise self.fail(
+                field, f"cannot read it ({type(e).__name__}: {limits.shorten(str(e), 200)})"
+            ) from None
 
     def duration(self, value: Any, field: str) -> float:
         seconds = parse_duration(value)
         if seconds is None:
-            raise self.fail(field, f"must be a duration like 30s, 5m or 1h, got {value!r}")
+            raise self.fail(
+                field, f"must be a duration like 30s, 5m or 1h (at most 366d), got {limits.show(value)}"
+            )
         return seconds
 
 
@@ -124,8 +147,11 @@ def load(path: str | Path) -> Playbook:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e)
-        raise BadInput(f"{file}{line}: invalid YAML: {problem}") from None
-    return from_dict(data, file.resolve())
+        raise BadInput(limits.shorten(f"{file}{line}: invalid YAML: {problem}")) from None
+    try:
+        return from_dict(data, file.resolve())
+    except BadInput as e:  # a check elsewhere may quote a whole value: keep the line short
+        raise BadInput(limits.shorten(str(e)), e.problems) from None
 
 
 def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook:
@@ -134,36 +160,45 @@ def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook
     if not isinstance(data, dict):
         raise BadInput(f"{file}: a playbook must be a YAML mapping with name, config, targets")
     w.unknown(data, TOP_KEYS, "")
+    _check_scalars(w, data)
     base_dir = file.parent
     for key in ("name", "config", "targets"):
         if key not in data:
             raise w.fail(key, "missing (required)")
     name = w.string(data["name"], "name")
+    if len(name) > limits.MAX_NAME or not name.isprintable():
+        raise w.fail(
+            "name", f"must be at most {limits.MAX_NAME} printable characters, got {limits.show(name)}"
+        )
 
     config = w.mapping(data["config"], "config")
     w.unknown(config, CONFIG_KEYS | configkinds.OPTION_KEYS, "config")
     for key in ("source", "path"):
         if key not in config:
             raise w.fail(f"config.{key}", "missing (required)")
-    source = base_dir / Path(w.string(config["source"], "config.source")).expanduser()
-    if require_source and not source.is_file():
-        raise w.fail("config.source", f"candidate file not found: {source}")
-    config_path = w.string(config["path"], "config.path")
-    shadow_path = w.string(config.get("shadow_path", "{path}.rollout-shadow"), "config.shadow_path")
-    kind = config.get("kind", configkinds.infer(source.name))
-    if kind not in configkinds.names():
-        raise w.fail("config.kind", f"unknown kind {kind!r} (known: {', '.join(configkinds.names())})")
+    source = _source(w, config["source"], base_dir, require_source)
+    config_path = w.path(config["path"], "config.path")
+    shadow_path = w.path(config.get("shadow_path", "{path}.rollout-shadow"), "config.shadow_path")
+    kind_why = "config.kind"
+    if "kind" in config:
+        kind = config["kind"]
+    else:
+        kind, kind_why = configkinds.infer_why(source.name, _head(source))
+    if not isinstance(kind, str) or kind not in configkinds.names():
+        raise w.fail(
+            "config.kind", f"unknown kind {limits.show(kind)} (known: {', '.join(configkinds.names())})"
+        )
     config_options = configkinds.parse_options(config, str(file), base_dir)
 
     targets = w.mapping(data["targets"], "targets")
     transport = targets.get("transport", "local")
-    if transport not in transports.names():
+    if not isinstance(transport, str) or transport not in transports.names():
         raise w.fail(
             "targets.transport",
-            f"unknown transport {transport!r} (known: {', '.join(transports.names())})",
+            f"unknown transport {limits.show(transport)} (known: {', '.join(transports.names())})",
         )
     hosts = _hosts(w, targets.get("hosts"))
-    transport_options = transports.kind(transport).parse_options(targets, str(file))
+    transport_options = w.guard("targets", transports.kind(transport).parse_options, targets, str(file))
     if transport == "local" and len(hosts) > 1 and "{host}" not in config_path:
         raise w.fail(
             "config.path",
@@ -178,8 +213,8 @@ def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook
         raise w.fail("config.shadow_path", "must contain {path} or {host} so hosts do not collide")
 
     stages = _stages(w, data.get("stages", DEFAULT_STAGES))
-    health_block = _health(w, data.get("health", {}), base_dir, stages)
-    return Playbook(
+    health_block = _health(w, data.get("health"), base_dir, stages)
+    pb = Playbook(
         file=file,
         base_dir=base_dir,
         name=name,
@@ -194,7 +229,88 @@ def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook
         stages=stages,
         health=health_block,
         raw=data,
+        config_kind_why=kind_why,
     )
+    # A frozen copy is read again by abort: what is on the hosts now must not stop it.
+    _check_host_paths(w, pb, on_disk=require_source)
+    return pb
+
+
+def _check_scalars(w: _Where, data: dict[str, Any]) -> None:
+    """Refuse what no setting can hold, wherever it is: a NUL, NaN, a number past 2**53, or a
+    `path` that cannot name a file (each check kind need not guard against them itself)."""
+    stack: list[tuple[str, Any, Any]] = [(str(k), k, v) for k, v in data.items()]
+    while stack:
+        field, key, value = stack.pop()
+        if isinstance(value, dict):
+            stack += [(f"{field}.{limits.shorten(str(k), 80)}", k, v) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(f"{field}[{i}]", key, v) for i, v in enumerate(value)]
+        elif isinstance(value, str):
+            problem = limits.path_problem(value) if key == "path" else None
+            if "\0" in value or problem is not None:
+                raise w.fail(field, f"{limits.show(value)} {problem or 'contains a NUL character'}")
+        elif isinstance(value, float) and value != value:
+            raise w.fail(field, "must be a number, got NaN")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise w.fail(field, f"{limits.show(value)} is too large a number for any setting")
+
+
+def _source(w: _Where, value: Any, base_dir: Path, required: bool) -> Path:
+    text = w.path(value, "config.source")
+    try:
+        source = base_dir / Path(text).expanduser()
+    except RuntimeError as e:  # ~user with no such user
+        raise w.fail("config.source", f"cannot expand {limits.show(text)} ({e})") from None
+    if not required:
+        return source
+    try:
+        if source.is_dir():
+            raise w.fail("config.source", f"{source} is a folder, not a candidate file")
+        found = source.is_file()
+    except OSError as e:
+        raise w.fail("config.source", f"cannot read {source} ({e.strerror})") from None
+    if not found:
+        raise w.fail("config.source", f"candidate file not found: {source}")
+    return source
+
+
+def _head(source: Path) -> bytes | None:
+    """Return the start of the candidate (its `$schema` tells its kind), None if unreadable."""
+    try:
+        with source.open("rb") as f:
+            return f.read(4096)
+    except OSError:
+        return None
+
+
+def _check_host_paths(w: _Where, pb: Playbook, on_disk: bool) -> None:
+    """Refuse at validate what `start` would fail on: a host's path that cannot name a file."""
+    for host in pb.hosts:
+        for field, path in (("config.path", pb.path_on(host)), ("config.shadow_path", pb.shadow_on(host))):
+            problem = limits.path_problem(path)
+            if problem is None and on_disk and pb.transport == "local":
+                problem = _local_path_problem(pb.base_dir, path)
+            if problem is not None:
+                raise w.fail(field, f"on host {limits.show(host)}: {limits.show(path)} {problem}")
+
+
+def _local_path_problem(base_dir: Path, path: str) -> str | None:
+    """Return why a local host path cannot hold the config file (a folder is in the way)."""
+    try:
+        target = Path(path).expanduser()
+    except RuntimeError as e:
+        return f"cannot be expanded ({e})"
+    target = target if target.is_absolute() else base_dir / target
+    try:
+        if target.is_dir():
+            return f"is a folder ({target})"
+        for parent in target.parents:
+            if parent.exists():
+                return None if parent.is_dir() else f"is inside {parent}, which is a file"
+    except OSError as e:
+        return f"cannot be checked ({e.strerror})"
+    return None
 
 
 def _hosts(w: _Where, value: Any) -> tuple[str, ...]:
@@ -203,11 +319,17 @@ def _hosts(w: _Where, value: Any) -> tuple[str, ...]:
     seen: set[str] = set()
     for i, host in enumerate(value):
         if not isinstance(host, str) or not host.strip():
-            raise w.fail(f"targets.hosts[{i}]", f"must be a host name, got {host!r}")
+            raise w.fail(f"targets.hosts[{i}]", f"must be a host name, got {limits.show(host)}")
+        if len(host) > limits.MAX_HOST:
+            raise w.fail(
+                f"targets.hosts[{i}]", f"is {len(host):,} characters long (the limit is {limits.MAX_HOST})"
+            )
+        if not host.isprintable():
+            raise w.fail(f"targets.hosts[{i}]", f"{limits.show(host)} holds a control character")
         if host in seen:
-            raise w.fail(f"targets.hosts[{i}]", f"duplicate host {host!r}")
+            raise w.fail(f"targets.hosts[{i}]", f"duplicate host {limits.show(host)}")
         if "/" in host or host.startswith("."):
-            raise w.fail(f"targets.hosts[{i}]", f"{host!r} is not a valid host name")
+            raise w.fail(f"targets.hosts[{i}]", f"{limits.show(host)} is not a valid host name")
         seen.add(host)
     return tuple(value)
 
@@ -229,6 +351,8 @@ def _stages(w: _Where, value: Any) -> tuple[Stage, ...]:
                 percent = item["percent"]
             bake = w.duration(item.get("bake", 0), f"{field}.bake")
             name = item.get("name")
+            if name is not None:
+                w.string(name, f"{field}.name")
         else:
             percent, name = item, None
         if percent == "shadow" or percent == 0:
@@ -237,7 +361,9 @@ def _stages(w: _Where, value: Any) -> tuple[Stage, ...]:
             stages.append(Stage(name or "shadow", 0, bake))
             continue
         if not isinstance(percent, int) or isinstance(percent, bool) or not 0 < percent <= 100:
-            raise w.fail(field, f"percent must be a whole number from 1 to 100 or 'shadow', got {percent!r}")
+            raise w.fail(
+                field, f"percent must be a whole number from 1 to 100 or 'shadow', got {limits.show(percent)}"
+            )
         if stages and stages[-1].percent >= percent:
             raise w.fail(field, f"percents must increase: {percent} after {stages[-1].percent}")
         label = name if name is not None else f"{percent}%"
@@ -251,7 +377,7 @@ def _stages(w: _Where, value: Any) -> tuple[Stage, ...]:
 
 
 def _health(w: _Where, value: Any, base_dir: Path, stages: tuple[Stage, ...]) -> Health:
-    block = w.mapping(value or {}, "health")
+    block = w.mapping({} if value is None else value, "health")
     w.unknown(block, HEALTH_KEYS, "health")
     checks_raw = block.get("checks", [])
     if not isinstance(checks_raw, list):
@@ -261,17 +387,17 @@ def _health(w: _Where, value: Any, base_dir: Path, stages: tuple[Stage, ...]) ->
     for i, raw in enumerate(checks_raw):
         field = f"health.checks[{i}]"
         spec = w.mapping(raw, field)
-        kind_name = health.infer(spec)
+        kind_name = w.guard(field, health.infer, spec)
         if kind_name is None or kind_name not in health.names():
             raise w.fail(field, f"cannot tell the check's kind (give one of: {', '.join(health.names())})")
         kind = health.kind(kind_name)
         w.unknown(spec, CHECK_COMMON_KEYS | set(kind.keys), field)
         name = w.string(spec.get("name", f"check-{i + 1}"), f"{field}.name")
         if any(c.name == name for c in checks):
-            raise w.fail(f"{field}.name", f"duplicate check name {name!r}")
+            raise w.fail(f"{field}.name", f"duplicate check name {limits.show(name)}")
         on = spec.get("on", "hosts")
         if on not in ("hosts", "local"):
-            raise w.fail(f"{field}.on", f"must be 'hosts' or 'local', got {on!r}")
+            raise w.fail(f"{field}.on", f"must be 'hosts' or 'local', got {limits.show(on)}")
         only: tuple[str, ...] | None = None
         if "stages" in spec:
             listed = spec["stages"]
@@ -280,13 +406,13 @@ def _health(w: _Where, value: Any, base_dir: Path, stages: tuple[Stage, ...]) ->
             only = tuple(str(s) for s in listed)
             for s in only:
                 if s not in stage_keys:
-                    raise w.fail(f"{field}.stages", f"no stage named {s!r}")
+                    raise w.fail(f"{field}.stages", f"no stage named {limits.show(s)}")
             only = tuple(st.name for st in stages if st.name in only or str(st.percent) in only)
         timeout = w.duration(spec.get("timeout", 60), f"{field}.timeout")
         enforce = spec.get("enforce", True)
         if not isinstance(enforce, bool):
-            raise w.fail(f"{field}.enforce", f"must be true or false, got {enforce!r}")
-        options = kind.parse(spec, f"{w.file}: {field}", base_dir)
+            raise w.fail(f"{field}.enforce", f"must be true or false, got {limits.show(enforce)}")
+        options = w.guard(field, kind.parse, spec, f"{w.file}: {field}", base_dir)
         checks.append(CheckSpec(name, kind_name, on, only, timeout, enforce, options))
     return Health(
         checks=tuple(checks),

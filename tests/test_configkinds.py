@@ -106,13 +106,38 @@ def test_path_str_quotes_odd_keys():
         ("oh-my-opencode.json", "oh-my-opencode"),
         ("oh-my-opencode.jsonc", "oh-my-opencode"),
         ("settings.jsonc", "jsonc"),
-        ("new-opencode.json", "json"),
+        ("new-opencode.json", "opencode"),  # the README's own example (issue 18)
+        ("staging.oh-my-opencode.jsonc", "oh-my-opencode"),
+        ("settings.json", "json"),
         ("config.yaml", "yaml"),  # LiteLLM's config is only ever named explicitly
+        ("opencode.yaml", "yaml"),
         ("notes.txt", "text"),
     ],
 )
 def test_infer_kind_from_file_name(name, kind):
     assert configkinds.infer(name) == kind
+
+
+@pytest.mark.parametrize(
+    ("head", "kind", "why"),
+    [
+        (
+            b'{\n  "$schema": "https://opencode.ai/config.json",\n  "model": "x/y"}',
+            "opencode",
+            'from "$schema"',
+        ),
+        (
+            b'// team config\n{"$schema": "https://raw.githubusercontent.com/code-yeongyu/oh-my-openagent/dev/'
+            b'assets/oh-my-opencode.schema.json"}',
+            "oh-my-opencode",
+            'from "$schema"',
+        ),
+        (b'{"$schema": "https://json-schema.org/draft/2020-12/schema"}', "json", "from the .json suffix"),
+        (b'{"a": {"$schema": "https://opencode.ai/config.json"}}', "json", "from the .json suffix"),
+    ],
+)
+def test_infer_kind_from_schema(head, kind, why):
+    assert configkinds.infer_why("candidate.json", head) == (kind, why)
 
 
 def test_registered_kinds():

@@ -125,9 +125,9 @@ def test_custom_agent_needs_a_description():
         ),
         (
             {"default_agent": "Ghost"},
-            [
-                "opencode.json:2: warning: default_agent: default agent Ghost is not defined in this "
-                "file (OpenCode falls back to build)"
+            [  # an error since issue 18: a default naming no agent is a broken assignment
+                "opencode.json:2: default_agent: default agent 'Ghost' names no agent (none of this "
+                "file's agents, nor OpenCode's built-in build, plan)"
             ],
         ),
     ],
@@ -182,3 +182,34 @@ def test_assignment_lists_agents_and_default():
     assert got["CoderAgent"] == {"opencode/big-pickle": 1.0}
     assert got["ContextScout"] == {"google/gemini-2.0-flash-lite": 1.0}
     assert len(got) == 14
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        ({"provider": []}, ["opencode.json:2: provider: must be an object of providers, got []"]),
+        (
+            {"provider": {"x": "y"}},
+            ["opencode.json:3: provider.x: provider x: must be an object, got 'y'"],
+        ),
+        (
+            {"provider": {"x": {"models": ["m"]}}},
+            ["opencode.json:4: provider.x.models: provider x: models must be an object of models"],
+        ),
+        (
+            {"provider": {"x": {"models": {"m": 1}}}},
+            ["opencode.json:5: provider.x.models.m: provider x: model m must be an object, got 1"],
+        ),
+        (
+            {"disabled_providers": "openai"},
+            ["opencode.json:2: disabled_providers: must be a list of provider ids, got 'openai'"],
+        ),
+        (
+            {"enabled_providers": ["openai", 3]},
+            ["opencode.json:2: enabled_providers: must be a list of provider ids, got ['openai', 3]"],
+        ),
+        ({"disabled_providers": ["openai"], "provider": {"x": {"models": {"m": {}}}}}, []),
+    ],
+)
+def test_provider_block_and_provider_lists_have_their_shapes(doc, expected):
+    assert check(doc) == expected

@@ -80,8 +80,8 @@ def test_invariant_10_shadow_path_is_never_the_live_file(fleet: LocalFleet) -> N
 
 
 def test_invariant_10_shadow_path_is_never_another_hosts_live_file(fleet: LocalFleet) -> None:
-    _shadow_refused(fleet, "{path}/../../dev-01/opencode.json", "is the live file of host dev-01")
-    _shadow_refused(fleet, "{path}.{host}/../../dev-01/shadow", "is the shadow path of dev-01 and dev-02")
+    _shadow_refused(fleet, "fleet/{host}/../dev-01/opencode.json", "is the live file of host dev-01")
+    _shadow_refused(fleet, "fleet/{host}/../dev-01/shadow", "is the shadow path of dev-01 and dev-02")
 
 
 def test_invariant_10_shadow_path_through_a_symlink_to_a_live_file(fleet: LocalFleet) -> None:

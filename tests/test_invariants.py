@@ -32,7 +32,8 @@ def test_invariant_1_nothing_written_when_a_host_cannot_be_read(tmp_path: Path) 
     fleet = make_fleet(tmp_path)
     broken = fleet.file("dev-05")
     broken.unlink()
-    broken.mkdir()  # reading a folder fails: the host's current file cannot be read
+    # A symlink loop cannot be read (a folder there is now refused at validate, exit 2).
+    broken.symlink_to(broken.name)
     result = fleet.cli("start", str(fleet.playbook))
     assert result.exit_code == 5
     assert "dev-05" in result.stderr and "nothing written" in result.stderr

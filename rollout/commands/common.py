@@ -48,8 +48,13 @@ def load_checked(path: str | Path, state_dir: Path | None = None) -> tuple[Playb
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         rendered = [p.render(str(pb.config_source)) for p in problems]
+        kind = (
+            pb.config_kind
+            if pb.config_kind_why == "config.kind"
+            else f"{pb.config_kind}, {pb.config_kind_why}"
+        )
         raise BadInput(
-            f"{pb.config_source}: the candidate config ({pb.config_kind}) is invalid: {len(errors)} error(s)",
+            f"{pb.config_source}: the candidate config ({kind}) is invalid: {len(errors)} error(s)",
             rendered,
         )
     return pb, data, problems

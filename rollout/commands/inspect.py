@@ -18,6 +18,9 @@ def validate(playbook_path: str | Path) -> Report:
         report.say(p.render(str(pb.config_source)))
         report.data["warnings"].append(p.render(str(pb.config_source)))
     checks = len(pb.health.checks)
+    report.data.update(kind=pb.config_kind, kind_from=pb.config_kind_why)
+    if pb.config_kind_why != "config.kind":  # so a file read as plain json (no model checks) is noticed
+        report.say(f"{pb.config_source}: kind: {pb.config_kind} ({pb.config_kind_why})")
     report.say(
         f"{pb.file}: ok: {len(pb.hosts)} host(s) over {pb.transport}, stages "
         f"{' -> '.join(s.name for s in pb.stages)}, {checks} check(s), candidate {pb.config_kind}"

@@ -32,6 +32,14 @@ class ConfigParseError(Exception):
         self.line = line
 
 
+def number_problem(e: ValueError) -> str:
+    """Return a readable message for a ValueError raised while reading a number."""
+    text = str(e)
+    if "integer string conversion" in text:  # Python's int-to-str limit (4300 digits)
+        return "a number has too many digits (the limit is 4300)"
+    return text[:200]
+
+
 @dataclass(frozen=True)
 class ConfigContext:
     """What a kind may need beyond the document: the playbook folder and the `config:` block."""

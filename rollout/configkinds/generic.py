@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rollout.configkinds.base import ConfigContext, ConfigParseError, Problem
+from rollout.configkinds.base import ConfigContext, ConfigParseError, Problem, number_problem
 
 
 class JsonKind:
@@ -18,6 +18,8 @@ class JsonKind:
             raise ConfigParseError(f"not UTF-8 ({e.reason})") from None
         except json.JSONDecodeError as e:
             raise ConfigParseError(f"invalid JSON: {e.msg} (column {e.colno})", e.lineno) from None
+        except ValueError as e:
+            raise ConfigParseError(f"invalid JSON: {number_problem(e)}") from None
 
     def check(self, doc: Any, data: bytes, ctx: ConfigContext) -> list[Problem]:
         return []
@@ -32,7 +34,7 @@ class YamlKind:
         from rollout import yamlload
 
         try:
-            return yamlload.safe_load(data.decode("utf-8"))
+            return yamlload.load_config(data.decode("utf-8"))
         except UnicodeDecodeError as e:
             raise ConfigParseError(f"not UTF-8 ({e.reason})") from None
         except yaml.YAMLError as e:

@@ -20,7 +20,7 @@ import json
 import math
 from typing import Any
 
-from rollout.configkinds.base import ConfigContext, ConfigParseError, Problem
+from rollout.configkinds.base import ConfigContext, ConfigParseError, Problem, number_problem
 
 
 def blank_jsonc(text: str) -> str:
@@ -90,13 +90,15 @@ def load_jsonc(data: bytes) -> tuple[Any, str]:
     except json.JSONDecodeError as e:
         raise ConfigParseError(f"invalid JSONC: {e.msg} (column {e.colno})", e.lineno) from None
     except ValueError as e:
-        raise ConfigParseError(f"invalid JSONC: {e}") from None
+        raise ConfigParseError(f"invalid JSONC: {number_problem(e)}") from None
     return doc, blanked
 
 
 def is_number(value: Any) -> bool:
     """Return True for a finite int or float that is not a bool."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)  # math.isfinite(10**400) overflows
 
 
 class JsoncKind:

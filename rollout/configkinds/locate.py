@@ -16,8 +16,10 @@ def path_str(path: Path) -> str:
     """Render a path as `agent.build.model`, `model_list[0]`, or `agent["a.b"]` for odd keys."""
     out = ""
     for part in path:
-        if isinstance(part, int):
+        if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
+        elif not isinstance(part, str):  # a YAML key that is not a string: null, true, 1.5
+            out += f"[{json.dumps(part) if part is None or isinstance(part, bool) else str(part)}]"
         elif _PLAIN_KEY.match(part):
             out += f".{part}" if out else part
         else:

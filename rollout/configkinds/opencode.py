@@ -10,6 +10,7 @@ from rollout import catalog as catalogs
 from rollout.configkinds.base import ConfigContext, Problem
 from rollout.configkinds.jsonc import is_number, load_jsonc
 from rollout.configkinds.locate import Path, Report, json_lines
+from rollout.limits import show
 
 # Top-level keys of OpenCode's config schema (Config.Info is strict: anything else is refused).
 TOP_KEYS = frozenset(
@@ -104,6 +105,7 @@ class OpenCodeKind:
             agents = {}
         for name, agent in agents.items():
             self._agent(report, name, agent, known)
+        self._provider_block(report, doc)
         self._providers(report, doc, agents)
         if "default_agent" in doc:
             self._default_agent(report, doc["default_agent"], agents)
@@ -142,6 +144,34 @@ class OpenCodeKind:
             report.error(
                 path, f"{owner}: a custom agent needs a description (OpenCode shows it to pick the agent)"
             )
+
+    def _provider_block(self, report: Report, doc: dict[str, Any]) -> None:
+        """`provider` is an object of provider objects; the provider lists are lists of ids."""
+        providers = doc.get("provider", {})
+        if not isinstance(providers, dict):
+            report.error(("provider",), f"must be an object of providers, got {show(providers)}")
+            providers = {}
+        for provider_id, entry in providers.items():
+            where: Path = ("provider", provider_id)
+            if not isinstance(entry, dict):
+                report.error(where, f"provider {provider_id}: must be an object, got {show(entry)}")
+                continue
+            models = entry.get("models", {})
+            if not isinstance(models, dict):
+                report.error(
+                    (*where, "models"), f"provider {provider_id}: models must be an object of models"
+                )
+                continue
+            for model_id, model in models.items():
+                if not isinstance(model, dict):
+                    report.error(
+                        (*where, "models", model_id),
+                        f"provider {provider_id}: model {model_id} must be an object, got {show(model)}",
+                    )
+        for key in ("disabled_providers", "enabled_providers"):
+            listed = doc.get(key, [])
+            if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
+                report.error((key,), f"must be a list of provider ids, got {show(listed)}")
 
     def _providers(self, report: Report, doc: dict[str, Any], agents: dict[str, Any]) -> None:
         """A model whose provider OpenCode will not load fails at the first call: say so now."""
@@ -189,8 +219,10 @@ class OpenCodeKind:
         elif value in BUILTIN_OTHER:
             report.error(path, f"default agent {value} is not a primary agent")
         elif value not in BUILTIN_PRIMARY:
-            report.warn(
-                path, f"default agent {value} is not defined in this file (OpenCode falls back to build)"
+            report.error(
+                path,
+                f"default agent {show(value)} names no agent (none of this file's agents, "
+                f"nor OpenCode's built-in {', '.join(sorted(BUILTIN_PRIMARY))})",
             )
 
 

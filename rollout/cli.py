@@ -144,6 +144,22 @@ json_option = click.option(
 rollout_id = click.argument("rollout_id", required=False, shell_complete=_complete_rollout_id)
 
 
+def _set_operator(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        from rollout.who import set_operator
+
+        set_operator(value)
+
+
+OPERATOR_HELP = "Who acts, recorded on every event (env ROLLOUT_OPERATOR, default login@hostname)."
+operator_option = click.option(
+    "--operator", metavar="NAME", expose_value=False, callback=_set_operator, help=OPERATOR_HELP
+)
+force_option = click.option(
+    "--force", is_flag=True, help="Act even on a rollout whose journal fails `history --verify`."
+)
+
+
 class RolloutGroup(click.Group):
     """Maps every error to the contract's exit codes, in one place."""
 
@@ -190,9 +206,13 @@ class RolloutGroup(click.Group):
 
 @click.group(cls=RolloutGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @state_dir_option
+@click.option("--operator", metavar="NAME", default=None, help=OPERATOR_HELP)
 @click.version_option(package_name="rollout")
-def cli(state_dir: str | None) -> None:
+def cli(state_dir: str | None, operator: str | None) -> None:
     """Roll one config file across a fleet: shadow, 25%, 50%, 100%, health-gated."""
+    from rollout.who import set_operator
+
+    set_operator(operator)  # each invocation starts from its own (a verb's --operator overrides)
 
 
 @cli.command()
@@ -235,6 +255,7 @@ def plan(ctx: click.Context, playbook: str, state_dir: str | None, as_json: bool
 @click.argument("playbook", type=click.Path())
 @state_dir_option
 @json_option
+@operator_option
 @click.pass_context
 def start(ctx: click.Context, playbook: str, state_dir: str | None, as_json: bool) -> None:
     """Snapshot every host, stage the shadow copy and run the shadow checks.
@@ -252,8 +273,12 @@ def start(ctx: click.Context, playbook: str, state_dir: str | None, as_json: boo
 @rollout_id
 @state_dir_option
 @json_option
+@operator_option
+@force_option
 @click.pass_context
-def advance(ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_json: bool) -> None:
+def advance(
+    ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_json: bool, force: bool
+) -> None:
     """Gate the current stage, then go live on the next cohort.
 
     \b
@@ -262,13 +287,15 @@ def advance(ctx: click.Context, rollout_id: str | None, state_dir: str | None, a
     """
     from rollout.commands.advance import advance as run
 
-    _emit(run(_state_dir(ctx, state_dir), rollout_id, _progress(as_json)), as_json)
+    _emit(run(_state_dir(ctx, state_dir), rollout_id, _progress(as_json), force=force), as_json)
 
 
 def _restore_verb(fn: Callable[..., None]) -> Callable[..., None]:
     """The arguments `abort` and `undo` share: which rollout, why, where its state is, --json."""
     for decorate in (
         click.pass_context,
+        force_option,
+        operator_option,
         json_option,
         state_dir_option,
         click.option("--reason", default="", help="Why, recorded in the journal."),
@@ -293,6 +320,7 @@ def abort(
     reason: str,
     state_dir: str | None,
     as_json: bool,
+    force: bool,
     accept_drift: tuple[str, ...],
 ) -> None:
     """Restore every touched host to its baseline bytes, now.
@@ -304,13 +332,19 @@ def abort(
     from rollout.commands.abort import abort as run
 
     folder = _state_dir(ctx, state_dir)
-    _emit(run(folder, rollout_id, reason, _progress(as_json), accept_drift=accept_drift), as_json)
+    report = run(folder, rollout_id, reason, _progress(as_json), accept_drift=accept_drift, force=force)
+    _emit(report, as_json)
 
 
 @cli.command()
 @_restore_verb
 def undo(
-    ctx: click.Context, rollout_id: str | None, reason: str, state_dir: str | None, as_json: bool
+    ctx: click.Context,
+    rollout_id: str | None,
+    reason: str,
+    state_dir: str | None,
+    as_json: bool,
+    force: bool,
 ) -> None:
     """Take a complete rollout back to the baseline on every host.
 
@@ -320,13 +354,14 @@ def undo(
     """
     from rollout.commands.abort import undo as run
 
-    _emit(run(_state_dir(ctx, state_dir), rollout_id, reason, _progress(as_json)), as_json)
+    _emit(run(_state_dir(ctx, state_dir), rollout_id, reason, _progress(as_json), force=force), as_json)
 
 
 @cli.command()
 @rollout_id
 @state_dir_option
 @json_option
+@operator_option
 @click.pass_context
 def status(ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_json: bool) -> None:
     """Where the rollout stands, per host.
@@ -365,22 +400,35 @@ def diff(ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_j
 @cli.command()
 @rollout_id
 @click.option("--list", "list_all", is_flag=True, help="List every rollout instead.")
+@click.option(
+    "--verify", is_flag=True, help="Check the journal's hash chain: exit 0 whole, 2 naming the first line touched."
+)
 @state_dir_option
 @json_option
 @click.pass_context
 def history(
-    ctx: click.Context, rollout_id: str | None, list_all: bool, state_dir: str | None, as_json: bool
+    ctx: click.Context,
+    rollout_id: str | None,
+    list_all: bool,
+    verify: bool,
+    state_dir: str | None,
+    as_json: bool,
 ) -> None:
     """The rollout's event journal.
 
     \b
     Example:
       rollout history --list     # every rollout id and its state
+      rollout history --verify   # exit 2 naming the first line edited, removed or inserted
     """
     from rollout.commands.show import history as run
     from rollout.commands.show import rollouts
 
     folder = _state_dir(ctx, state_dir)
+    if verify:
+        from rollout.commands.verify import verify as check
+
+        _emit(check(folder, rollout_id), as_json)
     _emit(rollouts(folder) if list_all else run(folder, rollout_id), as_json)
 
 
@@ -389,9 +437,16 @@ def history(
 @click.option("--auto", is_flag=True, required=True, help="Drive every stage unattended.")
 @state_dir_option
 @json_option
+@operator_option
+@force_option
 @click.pass_context
 def run_cmd(
-    ctx: click.Context, playbook: str | None, auto: bool, state_dir: str | None, as_json: bool
+    ctx: click.Context,
+    playbook: str | None,
+    auto: bool,
+    state_dir: str | None,
+    as_json: bool,
+    force: bool,
 ) -> None:
     """Start (given a playbook) and drive the rollout through every stage.
 
@@ -404,7 +459,7 @@ def run_cmd(
     if not auto:
         raise click.UsageError("run needs --auto (drive every stage unattended)")
     say = None if as_json else click.echo
-    report = run_auto(_state_dir(ctx, state_dir), playbook, _progress(as_json), say)
+    report = run_auto(_state_dir(ctx, state_dir), playbook, _progress(as_json), say, force=force)
     if not as_json:
         report.lines = []
     _emit(report, as_json)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rollout import machine
+from rollout import journal, machine
 from rollout.commands.common import Report, finish_restore, open_run
 from rollout.commands.stage import go_live, report_verdict
 from rollout.durations import format_duration
@@ -31,12 +31,15 @@ def bake_left(run: Run) -> float:
     return max(0.0, float(stage.bake) - (time.time() - float(state["stage_entered_at"])))
 
 
-def advance(state_dir: Path, rollout_id: str | None = None, progress: ProgressFn | None = None) -> Report:
+def advance(
+    state_dir: Path, rollout_id: str | None = None, progress: ProgressFn | None = None, *, force: bool = False
+) -> Report:
     """Gate the current stage; on pass promote, on fail roll back, otherwise refuse (exit 5)."""
     store = Store(state_dir)
     with store.lock():
         rollout = store.pick(rollout_id, "advance")
         machine.require(rollout.state["state"], "advance")
+        journal.require_intact(rollout, "advance", force)
         run = open_run(rollout, progress)
         try:
             return advance_run(run)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rollout import machine, playbook, transports
+from rollout import journal, machine, playbook, transports
 from rollout.commands.advance import advance_run, bake_left
 from rollout.commands.common import Report, finish_restore, open_run
 from rollout.commands.stage import report_verdict
@@ -26,6 +26,8 @@ def run_auto(
     progress: ProgressFn | None = None,
     say: Say | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    *,
+    force: bool = False,
 ) -> Report:
     """Start (when given a playbook) and advance until complete, rolled back or stopped.
     Waits out bake times, measuring the gate every `health.interval` meanwhile (a failure rolls
@@ -56,6 +58,7 @@ def run_auto(
                 raise Refused(f"stopped: rollout {rollout.id} is now {rollout.state['state']}")
             rollout_id = total.data["id"] = rollout.id
             machine.require(rollout.state["state"], "run")
+            journal.require_intact(rollout, "run", force)
             run = open_run(rollout, progress, fleet)
             fleet, keep = run.fleet, False
             try:

@@ -357,6 +357,92 @@ def undo(
     _emit(run(_state_dir(ctx, state_dir), rollout_id, reason, _progress(as_json), force=force), as_json)
 
 
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    from rollout.durations import parse_duration
+
+    if value is None:
+        return None
+    seconds = parse_duration(value)
+    if seconds is None:
+        raise click.BadParameter(f"must be a duration like 30s, 5m or 1h, got {value!r}")
+    return seconds
+
+
+@cli.command()
+@rollout_id
+@click.option("--timeout", callback=_duration, metavar="D", help="Give up (exit 5) after D, e.g. 2h.")
+@click.option(
+    "--interval", callback=_duration, default="1s", show_default=True, metavar="D", help="How often to look."
+)
+@state_dir_option
+@json_option
+@click.pass_context
+def wait(
+    ctx: click.Context,
+    rollout_id: str | None,
+    timeout: float | None,
+    interval: float,
+    state_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Block until the rollout is finished or waits for a human (for CI).
+
+    Exit 0 complete; 3 rolled back, aborted or reverted; 4 rollback failed; 5 still going at the
+    timeout, or waiting for a human (paused; or, with no `run --auto` driving it, a gate that is
+    inconclusive or could not measure, a bake that is over, an interrupted start or undo).
+
+    \b
+    Example:
+      rollout wait --timeout 6h && echo "rolled out everywhere"
+    """
+    from rollout.commands.wait import wait as run
+
+    _emit(run(_state_dir(ctx, state_dir), rollout_id, timeout, interval), as_json)
+
+
+@cli.command()
+@rollout_id
+@click.option("--reason", default="", help="Why, recorded in the journal and kept in `reasons`.")
+@state_dir_option
+@json_option
+@operator_option
+@force_option
+@click.pass_context
+def pause(
+    ctx: click.Context, rollout_id: str | None, reason: str, state_dir: str | None, as_json: bool, force: bool
+) -> None:
+    """Stop promoting: gates still measure and still roll back on a failure.
+
+    \b
+    Example:
+      rollout pause --reason "holiday freeze until Monday"
+    """
+    from rollout.commands.pause import pause as run
+
+    _emit(run(_state_dir(ctx, state_dir), rollout_id, reason, force=force), as_json)
+
+
+@cli.command()
+@rollout_id
+@state_dir_option
+@json_option
+@operator_option
+@force_option
+@click.pass_context
+def resume(
+    ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_json: bool, force: bool
+) -> None:
+    """Let a paused rollout promote again.
+
+    \b
+    Example:
+      rollout resume             # run --auto promotes at its next look
+    """
+    from rollout.commands.pause import resume as run
+
+    _emit(run(_state_dir(ctx, state_dir), rollout_id, force=force), as_json)
+
+
 @cli.command()
 @rollout_id
 @state_dir_option
@@ -401,7 +487,9 @@ def diff(ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_j
 @rollout_id
 @click.option("--list", "list_all", is_flag=True, help="List every rollout instead.")
 @click.option(
-    "--verify", is_flag=True, help="Check the journal's hash chain: exit 0 whole, 2 naming the first line touched."
+    "--verify",
+    is_flag=True,
+    help="Check the journal's hash chain: exit 0 whole, 2 naming the first line touched.",
 )
 @state_dir_option
 @json_option
@@ -459,7 +547,10 @@ def run_cmd(
     if not auto:
         raise click.UsageError("run needs --auto (drive every stage unattended)")
     say = None if as_json else click.echo
-    report = run_auto(_state_dir(ctx, state_dir), playbook, _progress(as_json), say, force=force)
+    from rollout.driver import driving
+
+    with driving():
+        report = run_auto(_state_dir(ctx, state_dir), playbook, _progress(as_json), say, force=force)
     if not as_json:
         report.lines = []
     _emit(report, as_json)

@@ -139,12 +139,16 @@ def verify(folder: Path, state: dict[str, Any]) -> Verification:
     if head is None:
         if not chained:
             return Verification(
-                "legacy", f"{len(raw)} line(s), written before the journal was hash-chained: not verifiable",
+                "legacy",
+                f"{len(raw)} line(s), written before the journal was hash-chained: not verifiable",
                 len(raw),
             )
         return Verification(
-            "broken", "state.json records no journal head, but the journal is hash-chained",
-            len(raw), None, "edited",
+            "broken",
+            "state.json records no journal head, but the journal is hash-chained",
+            len(raw),
+            None,
+            "edited",
         )
     found = _first_break(raw, records, head.get("sha256"))
     if found is not None:

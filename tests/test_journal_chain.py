@@ -27,7 +27,9 @@ def _started(fleet: LocalFleet) -> list[str]:
     return lines
 
 
-def test_invariant_11_each_line_carries_the_hash_of_the_previous_and_state_the_last(fleet: LocalFleet) -> None:
+def test_invariant_11_each_line_carries_the_hash_of_the_previous_and_state_the_last(
+    fleet: LocalFleet,
+) -> None:
     lines = _started(fleet)
     prev = None
     for n, line in enumerate(lines, start=1):

@@ -60,6 +60,7 @@ def advance_run(run: Run) -> Report:
         report.say(f"{host}: {now}")
     state, pb = run.rollout.state, run.playbook
     machine.require(state["state"], "advance")
+    machine.require_unpaused(state.get("paused"), "advance")
     index = state["stage_index"]
     stage = pb.stages[index]
     left = bake_left(run)

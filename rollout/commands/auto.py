@@ -6,9 +6,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rollout import journal, machine, playbook, transports
+from rollout import driver, journal, machine, playbook, transports
 from rollout.commands.advance import advance_run, bake_left
 from rollout.commands.common import Report, finish_restore, open_run
+from rollout.commands.holds import held_wait
 from rollout.commands.stage import report_verdict
 from rollout.commands.start import start
 from rollout.engine import Run, reconcile
@@ -57,12 +58,13 @@ def run_auto(
                 # Someone else (an operator's `abort`) moved it on while we waited.
                 raise Refused(f"stopped: rollout {rollout.id} is now {rollout.state['state']}")
             rollout_id = total.data["id"] = rollout.id
+            driver.claim(rollout.dir)  # `rollout wait` sees the rollout is driven, not waiting for a human
             machine.require(rollout.state["state"], "run")
             journal.require_intact(rollout, "run", force)
             run = open_run(rollout, progress, fleet)
             fleet, keep = run.fleet, False
             try:
-                wait = bake_left(run)
+                wait = held_wait(run, bake_left(run))  # paused: measured, not promoted
                 interval = run.playbook.health.interval
                 if wait > 0 and sample_due:
                     sampled = _sample_bake(run)

@@ -49,6 +49,9 @@ def status(state_dir: Path, rollout_id: str | None = None) -> Report:
     }
     if note:
         data["note"] = note
+    from rollout.commands.wait import timing_of
+
+    data.update(timing_of(rollout))  # bake time left, the next check, paused, driven
     return Report(data=data)
 
 

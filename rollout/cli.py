@@ -172,6 +172,14 @@ class RolloutGroup(click.Group):
             ctx.exit(OK)
 
     def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return self._invoke(ctx)
+        finally:
+            from rollout import notify
+
+            notify.drain()  # at most a short grace for webhooks still under way
+
+    def _invoke(self, ctx: click.Context) -> Any:
         as_json = bool(ctx.meta.get("rollout.json"))
         try:
             return super().invoke(ctx)

@@ -8,13 +8,14 @@ from typing import Any
 
 import yaml
 
-from rollout import configkinds, health, transports, yamlload
+from rollout import configkinds, health, notify, transports, yamlload
 from rollout.durations import parse_duration
 from rollout.errors import BadInput
 from rollout.health.base import CheckSpec
+from rollout.notify import Webhook
 
 DEFAULT_STAGES: list[Any] = ["shadow", 25, 50, 100]
-TOP_KEYS = {"name", "description", "config", "targets", "stages", "health"}
+TOP_KEYS = {"name", "description", "config", "targets", "stages", "health", "notify"}
 CONFIG_KEYS = {"source", "path", "kind", "shadow_path"}
 HEALTH_KEYS = {"checks", "failure_limit", "consecutive_error_limit", "interval"}
 CHECK_COMMON_KEYS = {"name", "kind", "on", "stages", "timeout", "enforce"}
@@ -59,6 +60,7 @@ class Playbook:
     stages: tuple[Stage, ...]
     health: Health
     raw: dict[str, Any]
+    notify: tuple[Webhook, ...] = ()
 
     def path_on(self, host: str) -> str:
         """Return the live config path template for `host`."""
@@ -194,6 +196,7 @@ def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook
         stages=stages,
         health=health_block,
         raw=data,
+        notify=notify.parse(data.get("notify"), w.fail),
     )
 
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rollout import journal, machine, orphans, who
+from rollout import journal, machine, notify, orphans, who
 from rollout.atomic import TEMP_SUFFIX, fsync_dir, write_atomic
 from rollout.errors import BadInput, Refused, StateWriteError
 
@@ -118,6 +118,7 @@ class Rollout:
                 record.update(seq=head["seq"])
                 self.state["journal"] = head
                 self.save()
+        notify.dispatch(self, record)  # queued for a background sender: never waits for a webhook
         return record
 
     def events(self) -> list[dict[str, Any]]:

@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from rollout import configkinds, health, notify, transports, yamlload
+from rollout import configkinds, deadlines, health, notify, transports, yamlload
+from rollout.deadlines import Deadline
 from rollout.durations import parse_duration
 from rollout.errors import BadInput
 from rollout.health.base import CheckSpec
@@ -17,7 +18,7 @@ from rollout.notify import Webhook
 DEFAULT_STAGES: list[Any] = ["shadow", 25, 50, 100]
 TOP_KEYS = {"name", "description", "config", "targets", "stages", "health", "notify"}
 CONFIG_KEYS = {"source", "path", "kind", "shadow_path"}
-HEALTH_KEYS = {"checks", "failure_limit", "consecutive_error_limit", "interval"}
+HEALTH_KEYS = {"checks", "failure_limit", "consecutive_error_limit", "interval"} | deadlines.KEYS
 CHECK_COMMON_KEYS = {"name", "kind", "on", "stages", "timeout", "enforce"}
 
 
@@ -61,6 +62,7 @@ class Playbook:
     health: Health
     raw: dict[str, Any]
     notify: tuple[Webhook, ...] = ()
+    deadlines: tuple[Deadline | None, ...] = ()  # one per stage
 
     def path_on(self, host: str) -> str:
         """Return the live config path template for `host`."""
@@ -197,6 +199,9 @@ def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook
         health=health_block,
         raw=data,
         notify=notify.parse(data.get("notify"), w.fail),
+        deadlines=deadlines.parse(
+            data.get("stages", DEFAULT_STAGES), data.get("health"), [s.bake for s in stages], w.fail
+        ),
     )
 
 
@@ -223,7 +228,7 @@ def _stages(w: _Where, value: Any) -> tuple[Stage, ...]:
         field = f"stages[{i}]"
         bake = 0.0
         if isinstance(item, dict):
-            w.unknown(item, {"name", "percent", "bake"}, field)
+            w.unknown(item, {"name", "percent", "bake"} | deadlines.KEYS, field)
             if "percent" not in item:
                 if item.get("name") != "shadow":
                     raise w.fail(f"{field}.percent", "missing (required unless name is shadow)")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rollout import journal, machine
 from rollout.commands.common import Report, finish_restore, open_run
+from rollout.commands.holds import deadline_step
 from rollout.commands.stage import go_live, report_verdict
 from rollout.durations import format_duration
 from rollout.engine import (
@@ -42,7 +43,12 @@ def advance(
         journal.require_intact(rollout, "advance", force)
         run = open_run(rollout, progress)
         try:
-            return advance_run(run)
+            missed = deadline_step(run)  # past the stage's deadline: alert once, or roll back
+            if missed is not None and rollout.state["state"] not in (machine.SHADOW, machine.LIVE):
+                return missed
+            report = advance_run(run)
+            report.lines[:0] = missed.lines if missed else []
+            return report
         finally:
             run.fleet.close()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from rollout import driver, journal, machine, playbook, transports
 from rollout.commands.advance import advance_run, bake_left
 from rollout.commands.common import Report, finish_restore, open_run
-from rollout.commands.holds import held_wait
+from rollout.commands.holds import deadline_step, held_wait, keeps_measuring
 from rollout.commands.stage import report_verdict
 from rollout.commands.start import start
 from rollout.engine import Run, reconcile
@@ -64,6 +64,11 @@ def run_auto(
             run = open_run(rollout, progress, fleet)
             fleet, keep = run.fleet, False
             try:
+                missed = deadline_step(run)  # past the stage's deadline: alert once, or roll back
+                if missed is not None:
+                    _relay(missed, total, emit)
+                    if rollout.state["state"] not in (machine.SHADOW, machine.LIVE):
+                        return total
                 wait = held_wait(run, bake_left(run))  # paused: measured, not promoted
                 interval = run.playbook.health.interval
                 if wait > 0 and sample_due:
@@ -76,11 +81,12 @@ def run_auto(
                     _relay(step, total, emit)
                     decision = step.data.get("decision")
                     state = rollout.state["state"]
-                    if step.exit_code != OK and not (step.exit_code == REFUSED and decision == "retry"):
+                    again = decision == "retry" or keeps_measuring(run, decision)  # a deadline decides
+                    if step.exit_code != OK and not (step.exit_code == REFUSED and again):
                         return total
                     if state == machine.COMPLETE:
                         return total
-                    wait = bake_left(run) if decision != "retry" else interval
+                    wait = bake_left(run) if not again else interval
                 keep = wait <= 0
             finally:
                 if not keep:

@@ -283,19 +283,39 @@ def start(ctx: click.Context, playbook: str, state_dir: str | None, as_json: boo
 @json_option
 @operator_option
 @force_option
+@click.option(
+    "--to",
+    "to",
+    type=click.IntRange(1, 100),
+    default=None,
+    metavar="PERCENT",
+    help="After the gate passes, go live on this stage's cohort at once (needs --yes to skip stages).",
+)
+@click.option("--full", is_flag=True, help="The same as --to 100.")
+@click.option("--yes", is_flag=True, help="Confirm skipping cohorts with --to / --full.")
 @click.pass_context
 def advance(
-    ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_json: bool, force: bool
+    ctx: click.Context,
+    rollout_id: str | None,
+    state_dir: str | None,
+    as_json: bool,
+    force: bool,
+    to: int | None,
+    full: bool,
+    yes: bool,
 ) -> None:
     """Gate the current stage, then go live on the next cohort.
 
     \b
     Example:
       rollout advance            # the active rollout; exits 5 while the stage bakes
+      rollout advance --to 100 --yes   # gate this stage, then live everywhere
     """
     from rollout.commands.advance import advance as run
 
-    _emit(run(_state_dir(ctx, state_dir), rollout_id, _progress(as_json), force=force), as_json)
+    folder = _state_dir(ctx, state_dir)
+    target = 100 if full else to
+    _emit(run(folder, rollout_id, _progress(as_json), force=force, to=target, yes=yes), as_json)
 
 
 def _restore_verb(fn: Callable[..., None]) -> Callable[..., None]:

@@ -385,6 +385,27 @@ def undo(
     _emit(run(_state_dir(ctx, state_dir), rollout_id, reason, _progress(as_json), force=force), as_json)
 
 
+@cli.command()
+@rollout_id
+@state_dir_option
+@json_option
+@operator_option
+@force_option
+@click.pass_context
+def retry(
+    ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_json: bool, force: bool
+) -> None:
+    """Start a new rollout from a rolled-back or aborted one's frozen playbook and candidate.
+
+    \b
+    Example:
+      rollout retry              # the latest rollout, if it was rolled back or aborted
+    """
+    from rollout.commands.retry import retry as run
+
+    _emit(run(_state_dir(ctx, state_dir), rollout_id, _progress(as_json), force=force), as_json)
+
+
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     from rollout.durations import parse_duration
 

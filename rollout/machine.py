@@ -22,8 +22,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     SHADOW: frozenset({"advance", "abort", "run", "pause", "resume"}),
     LIVE: frozenset({"advance", "abort", "run", "pause", "resume"}),
     COMPLETE: frozenset({"undo"}),
-    ROLLED_BACK: frozenset(),
-    ABORTED: frozenset(),
+    ROLLED_BACK: frozenset({"retry"}),  # a new rollout of the same frozen inputs; this one stays as it is
+    ABORTED: frozenset({"retry"}),
     REVERTING: frozenset({"undo", "abort"}),
     REVERTED: frozenset(),
     ROLLBACK_FAILED: frozenset({"abort"}),

@@ -220,3 +220,22 @@ def test_a_bad_notify_block_is_bad_input(tmp_path: Path, notify: dict[str, Any],
     result = fleet.cli("validate", str(fleet.playbook))
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_operator_events_reach_the_webhook(tmp_path: Path, receivers: dict[str, Receiver]) -> None:
+    ok = receivers["ok"]
+    fleet = _fleet(
+        tmp_path, [{"url": ok.url(), "events": ["paused", "resumed", "deadline", "aborted", "reverted"]}]
+    )
+    fleet.rewrite(health={"deadline": "1s", "checks": [{"name": "ok", "run": "true"}]})
+    assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
+    assert fleet.cli("--operator", "carol", "pause", "--reason", "vendor incident").exit_code == 0
+    assert fleet.cli("resume").exit_code == 0
+    time.sleep(1.1)
+    assert fleet.cli("advance").exit_code == 0  # notices the deadline (alert), then promotes
+    assert fleet.cli("abort", "--reason", "enough for today").exit_code == 0
+    events = [(b["event"], b["reason"]) for b in ok.bodies()]
+    assert [e for e, _ in events] == ["paused", "resumed", "deadline", "aborted"]
+    assert events[0][1] == "vendor incident" and ok.bodies()[0]["operator"] == "carol"
+    assert events[2][1].startswith("stage shadow not promoted within its deadline of 1s")
+    assert events[3][1] == "enough for today"

@@ -566,6 +566,7 @@ def history(
         from rollout.commands.verify import verify as check
 
         _emit(check(folder, rollout_id), as_json)
+        return
     _emit(rollouts(folder) if list_all else run(folder, rollout_id), as_json)
 
 
@@ -639,9 +640,11 @@ def demo(
       rollout demo --bad --dir /tmp/demo   # a bad model, rolled back at 25%
     """
     from rollout.commands.demo import demo as run
+    from rollout.driver import driving
 
     say = (lambda line: None) if as_json else click.echo
-    report = run(Path(folder), Path(playbook) if playbook else None, _state_dir(ctx, state_dir), bad, say)
+    with driving():  # run --auto inside lets go of the rollouts it drove when the demo ends
+        report = run(Path(folder), Path(playbook) if playbook else None, _state_dir(ctx, state_dir), bad, say)
     _emit(report, as_json)
 
 

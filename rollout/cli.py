@@ -160,6 +160,17 @@ force_option = click.option(
 )
 
 
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    from rollout.durations import parse_duration
+
+    if value is None:
+        return None
+    seconds = parse_duration(value)
+    if seconds is None:
+        raise click.BadParameter(f"must be a duration like 30s, 5m or 1h, got {value!r}")
+    return seconds
+
+
 class RolloutGroup(click.Group):
     """Maps every error to the contract's exit codes, in one place."""
 
@@ -406,17 +417,6 @@ def retry(
     _emit(run(_state_dir(ctx, state_dir), rollout_id, _progress(as_json), force=force), as_json)
 
 
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    from rollout.durations import parse_duration
-
-    if value is None:
-        return None
-    seconds = parse_duration(value)
-    if seconds is None:
-        raise click.BadParameter(f"must be a duration like 30s, 5m or 1h, got {value!r}")
-    return seconds
-
-
 @cli.command()
 @rollout_id
 @click.option("--timeout", callback=_duration, metavar="D", help="Give up (exit 5) after D, e.g. 2h.")
@@ -498,15 +498,29 @@ def resume(
 @json_option
 @operator_option
 @click.pass_context
-def status(ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_json: bool) -> None:
+@click.option("--watch", is_flag=True, help="Redraw until finished or waiting for a human (exit as `wait`).")
+@click.option(
+    "--interval", callback=_duration, default="2s", show_default=True, metavar="D", help="Redraw this often."
+)
+def status(
+    ctx: click.Context,
+    rollout_id: str | None,
+    state_dir: str | None,
+    as_json: bool,
+    watch: bool,
+    interval: float,
+) -> None:
     """Where the rollout stands, per host.
 
     \b
     Example:
       rollout status --json | jq '.hosts | map_values(.state)'
+      rollout status --watch     # redraws in place; exits 0, 3, 4 or 5 like `rollout wait`
     """
     from rollout.commands.show import status as run
 
+    if watch:
+        _watch(_state_dir(ctx, state_dir), rollout_id, interval, as_json)
     report = run(_state_dir(ctx, state_dir), rollout_id)
     if not as_json:
         from rollout.render import status_text
@@ -646,6 +660,32 @@ def demo(
     with driving():  # run --auto inside lets go of the rollouts it drove when the demo ends
         report = run(Path(folder), Path(playbook) if playbook else None, _state_dir(ctx, state_dir), bad, say)
     _emit(report, as_json)
+
+
+def _watch(folder: Path, rollout_id: str | None, interval: float, as_json: bool) -> None:
+    """Redraw the status in place on a terminal (elsewhere: again whenever it changes), then exit."""
+    from rollout.commands.watch import watch
+    from rollout.render import status_text
+
+    tty, shown = sys.stdout.isatty(), [""]
+
+    def draw(data: dict[str, Any]) -> None:
+        if as_json:
+            return
+        text = status_text(data)
+        if tty:
+            click.clear()
+            click.echo(text)
+        elif _without_clock(text) != _without_clock(shown[0]):
+            click.echo(text + "\n")
+        shown[0] = text
+
+    _emit(watch(folder, rollout_id, interval, draw), as_json)
+
+
+def _without_clock(text: str) -> str:
+    """Return the status text without its lines that change every second (for a log, not a screen)."""
+    return "\n".join(line for line in text.splitlines() if not line.startswith(("in stage for ", "bake: ")))
 
 
 def main() -> None:

@@ -127,3 +127,30 @@ def test_an_inconclusive_gate_waits_for_a_human_only_when_nobody_drives_it() -> 
     code, why = progress.outcome(state, driven=False, busy=False, bake_left=0) or (0, "")
     assert code == 5 and "gate 25% inconclusive (3 of 10)" in why
     assert progress.outcome(state, driven=False, busy=True, bake_left=0) is None
+
+
+def test_status_watch_redraws_until_complete_and_exits_like_wait(
+    tmp_path: Path, env_without_pause: dict[str, str]
+) -> None:
+    fleet = make_fleet(tmp_path, n=2, stages=["shadow", {"percent": 100, "bake": "1s"}])
+    fleet.rewrite(health={"interval": "0.2s", "checks": [{"name": "ok", "run": "true"}]})
+    assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
+    driver = _rollout(fleet, env_without_pause, "run", "--auto")
+    try:
+        watch = _rollout(fleet, env_without_pause, "status", "--watch", "--interval", "0.1s")
+        out, err = watch.communicate(timeout=120)
+    finally:
+        driver.communicate(timeout=120)
+    assert watch.returncode == 0, err
+    assert out.count("rollout test-rollout-") >= 2  # drawn again as it changed (not a terminal: no clearing)
+    assert out.rstrip().endswith(": complete")
+    assert fleet.cli("pause").exit_code == 5  # complete: nothing to pause
+
+
+def test_status_watch_exits_5_when_paused(fleet: LocalFleet, env_without_pause: dict[str, str]) -> None:
+    assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
+    assert fleet.cli("pause", "--reason", "lunch").exit_code == 0
+    proc = _rollout(fleet, env_without_pause, "status", "--watch", "--json", "--interval", "0.1s")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 5
+    assert json.loads(out)["outcome"].startswith("waiting for a human: paused (lunch)")

@@ -29,8 +29,9 @@ def timing_of(rollout: Rollout) -> dict[str, Any]:
     return progress.timing(rollout.state, clock_of(rollout), driver.is_driven(rollout.dir), time.time())
 
 
-def _find(store: Store, rollout_id: str | None) -> Rollout | None:
-    """Return the rollout to wait for; None while a `start` is still making it."""
+def _find(store: Store, rollout_id: str | None, patient: bool) -> Rollout | None:
+    """Return the rollout to wait for; None while a `start` is still making it (or, when
+    `patient`, while there is none yet: a CI job may start `wait` before `run --auto` begins)."""
     if rollout_id is not None:
         return store.pick(rollout_id, "wait")
     active = store.active()
@@ -40,6 +41,8 @@ def _find(store: Store, rollout_id: str | None) -> Rollout | None:
         return None  # an operation (a `start`) is under way: the rollout may be on its way
     every = store.rollouts()
     if not every:
+        if patient:
+            return None
         raise Refused(f"cannot wait: no rollout in {store.root}")
     return every[-1]
 
@@ -57,7 +60,7 @@ def wait(
     began = time.monotonic()
     pending: tuple[int, str] | None = None
     while True:
-        rollout = _find(store, rollout_id)
+        rollout = _find(store, rollout_id, patient=timeout is not None)
         found: tuple[int, str] | None = None
         data: dict[str, Any] = {}
         if rollout is not None:

@@ -145,6 +145,33 @@ json_option = click.option(
 rollout_id = click.argument("rollout_id", required=False, shell_complete=_complete_rollout_id)
 
 
+def _set_operator(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        from rollout.who import set_operator
+
+        set_operator(value)
+
+
+OPERATOR_HELP = "Who acts, recorded on every event (env ROLLOUT_OPERATOR, default login@hostname)."
+operator_option = click.option(
+    "--operator", metavar="NAME", expose_value=False, callback=_set_operator, help=OPERATOR_HELP
+)
+force_option = click.option(
+    "--force", is_flag=True, help="Act even on a rollout whose journal fails `history --verify`."
+)
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    from rollout.durations import parse_duration
+
+    if value is None:
+        return None
+    seconds = parse_duration(value)
+    if seconds is None:
+        raise click.BadParameter(f"must be a duration like 30s, 5m or 1h, got {value!r}")
+    return seconds
+
+
 class RolloutGroup(click.Group):
     """Maps every error to the contract's exit codes, in one place."""
 
@@ -157,6 +184,14 @@ class RolloutGroup(click.Group):
             ctx.exit(OK)
 
     def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return self._invoke(ctx)
+        finally:
+            from rollout import notify
+
+            notify.drain()  # at most a short grace for webhooks still under way
+
+    def _invoke(self, ctx: click.Context) -> Any:
         as_json = bool(ctx.meta.get("rollout.json"))
         try:
             return super().invoke(ctx)
@@ -193,9 +228,13 @@ class RolloutGroup(click.Group):
 
 @click.group(cls=RolloutGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @state_dir_option
+@click.option("--operator", metavar="NAME", default=None, help=OPERATOR_HELP)
 @click.version_option(package_name="rollout")
-def cli(state_dir: str | None) -> None:
+def cli(state_dir: str | None, operator: str | None) -> None:
     """Roll one config file across a fleet: shadow, 25%, 50%, 100%, health-gated."""
+    from rollout.who import set_operator
+
+    set_operator(operator)  # each invocation starts from its own (a verb's --operator overrides)
 
 
 @cli.command()
@@ -238,6 +277,7 @@ def plan(ctx: click.Context, playbook: str, state_dir: str | None, as_json: bool
 @click.argument("playbook", type=click.Path())
 @state_dir_option
 @json_option
+@operator_option
 @click.pass_context
 def start(ctx: click.Context, playbook: str, state_dir: str | None, as_json: bool) -> None:
     """Snapshot every host, stage the shadow copy and run the shadow checks.
@@ -255,23 +295,49 @@ def start(ctx: click.Context, playbook: str, state_dir: str | None, as_json: boo
 @rollout_id
 @state_dir_option
 @json_option
+@operator_option
+@force_option
+@click.option(
+    "--to",
+    "to",
+    type=click.IntRange(1, 100),
+    default=None,
+    metavar="PERCENT",
+    help="After the gate passes, go live on this stage's cohort at once (needs --yes to skip stages).",
+)
+@click.option("--full", is_flag=True, help="The same as --to 100.")
+@click.option("--yes", is_flag=True, help="Confirm skipping cohorts with --to / --full.")
 @click.pass_context
-def advance(ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_json: bool) -> None:
+def advance(
+    ctx: click.Context,
+    rollout_id: str | None,
+    state_dir: str | None,
+    as_json: bool,
+    force: bool,
+    to: int | None,
+    full: bool,
+    yes: bool,
+) -> None:
     """Gate the current stage, then go live on the next cohort.
 
     \b
     Example:
       rollout advance            # the active rollout; exits 5 while the stage bakes
+      rollout advance --to 100 --yes   # gate this stage, then live everywhere
     """
     from rollout.commands.advance import advance as run
 
-    _emit(run(_state_dir(ctx, state_dir), rollout_id, _progress(as_json)), as_json)
+    folder = _state_dir(ctx, state_dir)
+    target = 100 if full else to
+    _emit(run(folder, rollout_id, _progress(as_json), force=force, to=target, yes=yes), as_json)
 
 
 def _restore_verb(fn: Callable[..., None]) -> Callable[..., None]:
     """The arguments `abort` and `undo` share: which rollout, why, where its state is, --json."""
     for decorate in (
         click.pass_context,
+        force_option,
+        operator_option,
         json_option,
         state_dir_option,
         click.option("--reason", default="", help="Why, recorded in the journal."),
@@ -296,6 +362,7 @@ def abort(
     reason: str,
     state_dir: str | None,
     as_json: bool,
+    force: bool,
     accept_drift: tuple[str, ...],
 ) -> None:
     """Restore every touched host to its baseline bytes, now.
@@ -307,13 +374,19 @@ def abort(
     from rollout.commands.abort import abort as run
 
     folder = _state_dir(ctx, state_dir)
-    _emit(run(folder, rollout_id, reason, _progress(as_json), accept_drift=accept_drift), as_json)
+    report = run(folder, rollout_id, reason, _progress(as_json), accept_drift=accept_drift, force=force)
+    _emit(report, as_json)
 
 
 @cli.command()
 @_restore_verb
 def undo(
-    ctx: click.Context, rollout_id: str | None, reason: str, state_dir: str | None, as_json: bool
+    ctx: click.Context,
+    rollout_id: str | None,
+    reason: str,
+    state_dir: str | None,
+    as_json: bool,
+    force: bool,
 ) -> None:
     """Take a complete rollout back to the baseline on every host.
 
@@ -323,23 +396,134 @@ def undo(
     """
     from rollout.commands.abort import undo as run
 
-    _emit(run(_state_dir(ctx, state_dir), rollout_id, reason, _progress(as_json)), as_json)
+    _emit(run(_state_dir(ctx, state_dir), rollout_id, reason, _progress(as_json), force=force), as_json)
 
 
 @cli.command()
 @rollout_id
 @state_dir_option
 @json_option
+@operator_option
+@force_option
 @click.pass_context
-def status(ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_json: bool) -> None:
+def retry(
+    ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_json: bool, force: bool
+) -> None:
+    """Start a new rollout from a rolled-back or aborted one's frozen playbook and candidate.
+
+    \b
+    Example:
+      rollout retry              # the latest rollout, if it was rolled back or aborted
+    """
+    from rollout.commands.retry import retry as run
+
+    _emit(run(_state_dir(ctx, state_dir), rollout_id, _progress(as_json), force=force), as_json)
+
+
+@cli.command()
+@rollout_id
+@click.option("--timeout", callback=_duration, metavar="D", help="Give up (exit 5) after D, e.g. 2h.")
+@click.option(
+    "--interval", callback=_duration, default="1s", show_default=True, metavar="D", help="How often to look."
+)
+@state_dir_option
+@json_option
+@click.pass_context
+def wait(
+    ctx: click.Context,
+    rollout_id: str | None,
+    timeout: float | None,
+    interval: float,
+    state_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Block until the rollout is finished or waits for a human (for CI).
+
+    Exit 0 complete; 3 rolled back, aborted or reverted; 4 rollback failed; 5 still going at the
+    timeout, or waiting for a human (paused; or, with no `run --auto` driving it, a gate that is
+    inconclusive or could not measure, a bake that is over, an interrupted start or undo).
+
+    \b
+    Example:
+      rollout wait --timeout 6h && echo "rolled out everywhere"
+    """
+    from rollout.commands.wait import wait as run
+
+    _emit(run(_state_dir(ctx, state_dir), rollout_id, timeout, interval), as_json)
+
+
+@cli.command()
+@rollout_id
+@click.option("--reason", default="", help="Why, recorded in the journal and kept in `reasons`.")
+@state_dir_option
+@json_option
+@operator_option
+@force_option
+@click.pass_context
+def pause(
+    ctx: click.Context, rollout_id: str | None, reason: str, state_dir: str | None, as_json: bool, force: bool
+) -> None:
+    """Stop promoting: gates still measure and still roll back on a failure.
+
+    \b
+    Example:
+      rollout pause --reason "holiday freeze until Monday"
+    """
+    from rollout.commands.pause import pause as run
+
+    _emit(run(_state_dir(ctx, state_dir), rollout_id, reason, force=force), as_json)
+
+
+@cli.command()
+@rollout_id
+@state_dir_option
+@json_option
+@operator_option
+@force_option
+@click.pass_context
+def resume(
+    ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_json: bool, force: bool
+) -> None:
+    """Let a paused rollout promote again.
+
+    \b
+    Example:
+      rollout resume             # run --auto promotes at its next look
+    """
+    from rollout.commands.pause import resume as run
+
+    _emit(run(_state_dir(ctx, state_dir), rollout_id, force=force), as_json)
+
+
+@cli.command()
+@rollout_id
+@state_dir_option
+@json_option
+@operator_option
+@click.pass_context
+@click.option("--watch", is_flag=True, help="Redraw until finished or waiting for a human (exit as `wait`).")
+@click.option(
+    "--interval", callback=_duration, default="2s", show_default=True, metavar="D", help="Redraw this often."
+)
+def status(
+    ctx: click.Context,
+    rollout_id: str | None,
+    state_dir: str | None,
+    as_json: bool,
+    watch: bool,
+    interval: float,
+) -> None:
     """Where the rollout stands, per host.
 
     \b
     Example:
       rollout status --json | jq '.hosts | map_values(.state)'
+      rollout status --watch     # redraws in place; exits 0, 3, 4 or 5 like `rollout wait`
     """
     from rollout.commands.show import status as run
 
+    if watch:
+        _watch(_state_dir(ctx, state_dir), rollout_id, interval, as_json)
     report = run(_state_dir(ctx, state_dir), rollout_id)
     if not as_json:
         from rollout.render import status_text
@@ -368,22 +552,38 @@ def diff(ctx: click.Context, rollout_id: str | None, state_dir: str | None, as_j
 @cli.command()
 @rollout_id
 @click.option("--list", "list_all", is_flag=True, help="List every rollout instead.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Check the journal's hash chain: exit 0 whole, 2 naming the first line touched.",
+)
 @state_dir_option
 @json_option
 @click.pass_context
 def history(
-    ctx: click.Context, rollout_id: str | None, list_all: bool, state_dir: str | None, as_json: bool
+    ctx: click.Context,
+    rollout_id: str | None,
+    list_all: bool,
+    verify: bool,
+    state_dir: str | None,
+    as_json: bool,
 ) -> None:
     """The rollout's event journal.
 
     \b
     Example:
       rollout history --list     # every rollout id and its state
+      rollout history --verify   # exit 2 naming the first line edited, removed or inserted
     """
     from rollout.commands.show import history as run
     from rollout.commands.show import rollouts
 
     folder = _state_dir(ctx, state_dir)
+    if verify:
+        from rollout.commands.verify import verify as check
+
+        _emit(check(folder, rollout_id), as_json)
+        return
     _emit(rollouts(folder) if list_all else run(folder, rollout_id), as_json)
 
 
@@ -392,9 +592,16 @@ def history(
 @click.option("--auto", is_flag=True, required=True, help="Drive every stage unattended.")
 @state_dir_option
 @json_option
+@operator_option
+@force_option
 @click.pass_context
 def run_cmd(
-    ctx: click.Context, playbook: str | None, auto: bool, state_dir: str | None, as_json: bool
+    ctx: click.Context,
+    playbook: str | None,
+    auto: bool,
+    state_dir: str | None,
+    as_json: bool,
+    force: bool,
 ) -> None:
     """Start (given a playbook) and drive the rollout through every stage.
 
@@ -407,7 +614,10 @@ def run_cmd(
     if not auto:
         raise click.UsageError("run needs --auto (drive every stage unattended)")
     say = None if as_json else click.echo
-    report = run_auto(_state_dir(ctx, state_dir), playbook, _progress(as_json), say)
+    from rollout.driver import driving
+
+    with driving():
+        report = run_auto(_state_dir(ctx, state_dir), playbook, _progress(as_json), say, force=force)
     if not as_json:
         report.lines = []
     _emit(report, as_json)
@@ -447,10 +657,38 @@ def demo(
       rollout demo --bad --dir /tmp/demo   # a bad model, rolled back at 25%
     """
     from rollout.commands.demo import demo as run
+    from rollout.driver import driving
 
     say = (lambda line: None) if as_json else click.echo
-    report = run(Path(folder), Path(playbook) if playbook else None, _state_dir(ctx, state_dir), bad, say)
+    with driving():  # run --auto inside lets go of the rollouts it drove when the demo ends
+        report = run(Path(folder), Path(playbook) if playbook else None, _state_dir(ctx, state_dir), bad, say)
     _emit(report, as_json)
+
+
+def _watch(folder: Path, rollout_id: str | None, interval: float, as_json: bool) -> None:
+    """Redraw the status in place on a terminal (elsewhere: again whenever it changes), then exit."""
+    from rollout.commands.watch import watch
+    from rollout.render import status_text
+
+    tty, shown = sys.stdout.isatty(), [""]
+
+    def draw(data: dict[str, Any]) -> None:
+        if as_json:
+            return
+        text = status_text(data)
+        if tty:
+            click.clear()
+            click.echo(text)
+        elif _without_clock(text) != _without_clock(shown[0]):
+            click.echo(text + "\n")
+        shown[0] = text
+
+    _emit(watch(folder, rollout_id, interval, draw), as_json)
+
+
+def _without_clock(text: str) -> str:
+    """Return the status text without its lines that change every second (for a log, not a screen)."""
+    return "\n".join(line for line in text.splitlines() if not line.startswith(("in stage for ", "bake: ")))
 
 
 def main() -> None:

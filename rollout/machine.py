@@ -19,15 +19,21 @@ ACTIVE = frozenset({STARTING, SHADOW, LIVE, REVERTING, ROLLBACK_FAILED})
 # Verbs that change a rollout, per state. status/diff/history are always allowed.
 ALLOWED: dict[str, frozenset[str]] = {
     STARTING: frozenset({"abort"}),
-    SHADOW: frozenset({"advance", "abort", "run"}),
-    LIVE: frozenset({"advance", "abort", "run"}),
+    SHADOW: frozenset({"advance", "abort", "run", "pause", "resume"}),
+    LIVE: frozenset({"advance", "abort", "run", "pause", "resume"}),
     COMPLETE: frozenset({"undo"}),
-    ROLLED_BACK: frozenset(),
-    ABORTED: frozenset(),
+    ROLLED_BACK: frozenset({"retry"}),  # a new rollout of the same frozen inputs; this one stays as it is
+    ABORTED: frozenset({"retry"}),
     REVERTING: frozenset({"undo", "abort"}),
     REVERTED: frozenset(),
     ROLLBACK_FAILED: frozenset({"abort"}),
 }
+
+# Paused is a flag on a shadow or live rollout (`state["paused"]`: time, reason, operator), not a
+# state of its own: the rollout is still where it was, every gate still measures it and a failed
+# gate still rolls it back; only promotion waits. `pause` sets it, `resume` clears it; while it is
+# set these verbs are refused (`run --auto` goes on measuring and does not promote).
+PAUSED_REFUSES = frozenset({"advance"})
 
 # (state, event) -> next state. Every state change goes through `transition`.
 TRANSITIONS: dict[tuple[str, str], str] = {
@@ -68,3 +74,11 @@ def transition(state: str, event: str) -> str:
         return TRANSITIONS[(state, event)]
     except KeyError:
         raise AssertionError(f"no transition from {state!r} on {event!r}") from None
+
+
+def require_unpaused(paused: object, verb: str) -> None:
+    """Raise Refused (exit 5) when the rollout is paused and `verb` would promote it."""
+    if paused and verb in PAUSED_REFUSES:
+        why = paused.get("reason") if isinstance(paused, dict) else None
+        detail = f" ({why})" if why else ""
+        raise Refused(f"cannot {verb}: the rollout is paused{detail}; `rollout resume` lets it go on")

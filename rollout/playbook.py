@@ -9,16 +9,18 @@ from typing import Any, TypeVar
 
 import yaml
 
-from rollout import configkinds, health, limits, transports, yamlload
+from rollout import configkinds, deadlines, health, limits, notify, transports, yamlload
+from rollout.deadlines import Deadline
 from rollout.durations import parse_duration
 from rollout.errors import BadInput
 from rollout.health.base import CheckSpec
+from rollout.notify import Webhook
 
 T = TypeVar("T")
 DEFAULT_STAGES: list[Any] = ["shadow", 25, 50, 100]
-TOP_KEYS = {"name", "description", "config", "targets", "stages", "health"}
+TOP_KEYS = {"name", "description", "config", "targets", "stages", "health", "notify"}
 CONFIG_KEYS = {"source", "path", "kind", "shadow_path"}
-HEALTH_KEYS = {"checks", "failure_limit", "consecutive_error_limit", "interval"}
+HEALTH_KEYS = {"checks", "failure_limit", "consecutive_error_limit", "interval"} | deadlines.KEYS
 CHECK_COMMON_KEYS = {"name", "kind", "on", "stages", "timeout", "enforce"}
 MAX_INT = 2**53  # no setting needs more; a float cannot hold more exactly
 
@@ -63,6 +65,8 @@ class Playbook:
     health: Health
     raw: dict[str, Any]
     config_kind_why: str = "config.kind"  # how the kind was chosen, when it was inferred
+    notify: tuple[Webhook, ...] = ()
+    deadlines: tuple[Deadline | None, ...] = ()  # one per stage
 
     def path_on(self, host: str) -> str:
         """Return the live config path template for `host`."""
@@ -230,6 +234,10 @@ def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook
         health=health_block,
         raw=data,
         config_kind_why=kind_why,
+        notify=notify.parse(data.get("notify"), w.fail),
+        deadlines=deadlines.parse(
+            data.get("stages", DEFAULT_STAGES), data.get("health"), [s.bake for s in stages], w.fail
+        ),
     )
     # A frozen copy is read again by abort: what is on the hosts now must not stop it.
     _check_host_paths(w, pb, on_disk=require_source)
@@ -342,7 +350,7 @@ def _stages(w: _Where, value: Any) -> tuple[Stage, ...]:
         field = f"stages[{i}]"
         bake = 0.0
         if isinstance(item, dict):
-            w.unknown(item, {"name", "percent", "bake"}, field)
+            w.unknown(item, {"name", "percent", "bake"} | deadlines.KEYS, field)
             if "percent" not in item:
                 if item.get("name") != "shadow":
                     raise w.fail(f"{field}.percent", "missing (required unless name is shadow)")

@@ -25,6 +25,8 @@ def status_text(data: dict[str, Any]) -> str:
         console.print(f"reason: {data['reason']}")
     if data["state"] in ("shadow", "live"):
         console.print(f"in stage for {format_duration(time.time() - data['stage_entered_at'])}")
+        for line in _progress_lines(data):
+            console.print(line, soft_wrap=True, markup=False, highlight=False)
     hosts = Table("host", "state", "sha256", "note", box=None, pad_edge=False)
     for host, rec in data["hosts"].items():
         hosts.add_row(host, rec["state"], (rec["sha256"] or "(no file)")[:12], rec.get("reason") or "")
@@ -56,3 +58,20 @@ def _num(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _progress_lines(data: dict[str, Any]) -> list[str]:
+    """Say whether the stage is paused, how much bake is left, and who drives it."""
+    lines = []
+    paused = data.get("paused")
+    if paused:
+        lines.append(f"PAUSED since {paused.get('at')} by {paused.get('operator')}: {paused.get('reason')}")
+    left = data.get("bake_left_s")
+    if left:
+        lines.append(f"bake: {format_duration(left)} left")
+    lines.append(
+        "driven by run --auto"
+        if data.get("driven")
+        else "no run --auto drives it: `rollout advance` gates it once the bake is over"
+    )
+    return lines

@@ -11,13 +11,14 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rollout import machine, orphans
+from rollout import journal, machine, notify, orphans, who
 from rollout.atomic import TEMP_SUFFIX, fsync_dir, write_atomic
 from rollout.errors import BadInput, Refused, StateWriteError
 
@@ -67,6 +68,7 @@ class Rollout:
         self.dir = folder
         self.id = folder.name
         self.state: dict[str, Any] = json.loads((folder / "state.json").read_text())
+        self._journal_lock = threading.Lock()  # a fleet's worker threads log too
 
     # -- state and journal -------------------------------------------------------------
     @contextlib.contextmanager
@@ -104,16 +106,19 @@ class Rollout:
             write_atomic(self.dir / "state.json", encode_state(self.state))
 
     def log(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Append one event to the journal and fsync it."""
+        """Append one event (with its operator) to the journal, fsync it, and record the chain's
+        new head in state.json (a rollout started before the chain existed stays unchained)."""
         record = {"time": now_iso(), "event": event, "stage": self.state.get("stage"), **fields}
-        line = json.dumps(record, default=str) + "\n"
-        with self.writing("the journal (events.jsonl)"):
-            fd = os.open(self.dir / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        record.setdefault("operator", who.operator())
+        chained = "journal" in self.state
+        with self._journal_lock:
+            with self.writing("the journal (events.jsonl)"):
+                head = journal.append(self.dir, record, chained=chained)
+            if head is not None:
+                record.update(seq=head["seq"])
+                self.state["journal"] = head
+                self.save()
+        notify.dispatch(self, record)  # queued for a background sender: never waits for a webhook
         return record
 
     def events(self) -> list[dict[str, Any]]:
@@ -271,6 +276,7 @@ class Store:
             for rel, data in (frozen or {}).items():
                 write_atomic(building / rel, data, 0o600)
             state["id"] = rid
+            state.setdefault("journal", journal.new_head())
             write_atomic(building / "state.json", encode_state(state))
             os.rename(building, self.root / rid)
             fsync_dir(self.root)

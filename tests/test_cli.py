@@ -105,7 +105,7 @@ def test_verbs_not_allowed_in_state_exit_5_and_say_what_is(fleet: LocalFleet) ->
     result = fleet.cli("undo", rid)
     assert result.exit_code == 5
     assert (
-        "cannot undo: the rollout is shadow (allowed now: abort, advance, diff, history, run, status)"
+        "cannot undo: the rollout is shadow (allowed now: abort, advance, diff, history, pause, resume, run, status)"
         in result.stderr
     )
 

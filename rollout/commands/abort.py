@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rollout import machine
+from rollout import journal, machine
 from rollout.commands.common import Report, finish_restore, open_run
 from rollout.engine import DRIFTED, Run, reconcile
 from rollout.errors import BadInput
@@ -18,18 +18,25 @@ def abort(
     reason: str = "",
     progress: ProgressFn | None = None,
     accept_drift: tuple[str, ...] = (),
+    *,
+    force: bool = False,
 ) -> Report:
     """Restore every touched host now; exit 4 naming any host that could not be restored.
     Hosts in `accept_drift` (drifted: changed by someone else) are left as they are by decision."""
     why = reason or "aborted by the operator"
-    return _restore(state_dir, rollout_id, "abort", why, progress, accept_drift)
+    return _restore(state_dir, rollout_id, "abort", why, progress, accept_drift, force)
 
 
 def undo(
-    state_dir: Path, rollout_id: str | None = None, reason: str = "", progress: ProgressFn | None = None
+    state_dir: Path,
+    rollout_id: str | None = None,
+    reason: str = "",
+    progress: ProgressFn | None = None,
+    *,
+    force: bool = False,
 ) -> Report:
     """Take a complete rollout back to the baseline on every host."""
-    return _restore(state_dir, rollout_id, "undo", reason or "undone by the operator", progress)
+    return _restore(state_dir, rollout_id, "undo", reason or "undone by the operator", progress, (), force)
 
 
 def _restore(
@@ -39,6 +46,7 @@ def _restore(
     reason: str,
     progress: ProgressFn | None,
     accept_drift: tuple[str, ...] = (),
+    force: bool = False,
 ) -> Report:
     store = Store(state_dir)
     with store.lock():
@@ -49,6 +57,7 @@ def _restore(
         else:
             rollout = store.pick(rollout_id, verb)
         machine.require(rollout.state["state"], verb)
+        journal.require_intact(rollout, verb, force)
         run = open_run(rollout, progress)
         report = Report(data={"id": rollout.id})
         try:

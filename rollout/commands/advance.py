@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rollout import machine
+from rollout import journal, machine
 from rollout.commands.common import Report, finish_restore, open_run
+from rollout.commands.holds import deadline_step
+from rollout.commands.skip import skipped_names, target_index
 from rollout.commands.stage import go_live, report_verdict
 from rollout.durations import format_duration
 from rollout.engine import (
@@ -31,21 +33,37 @@ def bake_left(run: Run) -> float:
     return max(0.0, float(stage.bake) - (time.time() - float(state["stage_entered_at"])))
 
 
-def advance(state_dir: Path, rollout_id: str | None = None, progress: ProgressFn | None = None) -> Report:
-    """Gate the current stage; on pass promote, on fail roll back, otherwise refuse (exit 5)."""
+def advance(
+    state_dir: Path,
+    rollout_id: str | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    force: bool = False,
+    to: int | None = None,
+    yes: bool = False,
+) -> Report:
+    """Gate the current stage; on pass promote (to the next stage, or the one at `to` percent),
+    on fail roll back, otherwise refuse (exit 5)."""
     store = Store(state_dir)
     with store.lock():
         rollout = store.pick(rollout_id, "advance")
         machine.require(rollout.state["state"], "advance")
+        journal.require_intact(rollout, "advance", force)
         run = open_run(rollout, progress)
         try:
-            return advance_run(run)
+            target = target_index(run, to, yes)
+            missed = deadline_step(run)  # past the stage's deadline: alert once, or roll back
+            if missed is not None and rollout.state["state"] not in (machine.SHADOW, machine.LIVE):
+                return missed
+            report = advance_run(run, target)
+            report.lines[:0] = missed.lines if missed else []
+            return report
         finally:
             run.fleet.close()
 
 
-def advance_run(run: Run) -> Report:
-    """Advance an opened rollout (the caller holds the lock)."""
+def advance_run(run: Run, target: int | None = None) -> Report:
+    """Advance an opened rollout (the caller holds the lock); `target`: the stage to promote to."""
     report = Report(data={"id": run.rollout.id})
     reconciled = reconcile(run)
     if reconciled:
@@ -57,6 +75,7 @@ def advance_run(run: Run) -> Report:
         report.say(f"{host}: {now}")
     state, pb = run.rollout.state, run.playbook
     machine.require(state["state"], "advance")
+    machine.require_unpaused(state.get("paused"), "advance")
     index = state["stage_index"]
     stage = pb.stages[index]
     left = bake_left(run)
@@ -82,7 +101,7 @@ def advance_run(run: Run) -> Report:
             f"gate {stage.name}: PASS: {recent['why']} (measured {ago:.0f}s ago, within health.interval)"
         )
         run.rollout.log("gate-reused", stage=stage.name, measured_at=recent["measured_at"])
-        return _promote(run, index, report)
+        return _promote(run, index, report, target)
     verdict = evaluate(run, stage)
     report_verdict(run, stage, verdict, report)
     report.data["decision"] = verdict.decision
@@ -95,11 +114,11 @@ def advance_run(run: Run) -> Report:
         report.say(f"not advancing{more}; nothing changed, nothing rolled back")
         report.exit_code = REFUSED
         return report
-    return _promote(run, index, report)
+    return _promote(run, index, report, target)
 
 
-def _promote(run: Run, index: int, report: Report) -> Report:
-    """The gate of stage `index` passed: go live on the next cohort, or complete."""
+def _promote(run: Run, index: int, report: Report, target: int | None = None) -> Report:
+    """The gate of stage `index` passed: go live on the next cohort (or stage `target`'s), or complete."""
     state, pb = run.rollout.state, run.playbook
     if index == len(pb.stages) - 1:
         for host, why in sorted(clear_shadow(run, list(pb.hosts)).items()):
@@ -114,5 +133,9 @@ def _promote(run: Run, index: int, report: Report) -> Report:
         else:
             report.say(f"rollout {run.rollout.id} complete: the candidate is live on every host")
         return report
-    go_live(run, index + 1, report)
+    if target is not None and target > index + 1:
+        skipped = skipped_names(run, index, target)
+        run.rollout.log("stages-skipped", skipped=skipped, to=pb.stages[target].name)
+        report.say(f"skipping {', '.join(skipped)} (advance --to, confirmed with --yes)")
+    go_live(run, target if target is not None else index + 1, report)
     return report

@@ -6,9 +6,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rollout import machine, playbook, transports
+from rollout import driver, journal, machine, playbook, transports
 from rollout.commands.advance import advance_run, bake_left
 from rollout.commands.common import Report, finish_restore, open_run
+from rollout.commands.holds import deadline_step, held_wait, keeps_measuring
 from rollout.commands.stage import report_verdict
 from rollout.commands.start import start
 from rollout.engine import Run, reconcile
@@ -26,6 +27,8 @@ def run_auto(
     progress: ProgressFn | None = None,
     say: Say | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    *,
+    force: bool = False,
 ) -> Report:
     """Start (when given a playbook) and advance until complete, rolled back or stopped.
     Waits out bake times, measuring the gate every `health.interval` meanwhile (a failure rolls
@@ -55,11 +58,18 @@ def run_auto(
                 # Someone else (an operator's `abort`) moved it on while we waited.
                 raise Refused(f"stopped: rollout {rollout.id} is now {rollout.state['state']}")
             rollout_id = total.data["id"] = rollout.id
+            driver.claim(rollout.dir)  # `rollout wait` sees the rollout is driven, not waiting for a human
             machine.require(rollout.state["state"], "run")
+            journal.require_intact(rollout, "run", force)
             run = open_run(rollout, progress, fleet)
             fleet, keep = run.fleet, False
             try:
-                wait = bake_left(run)
+                missed = deadline_step(run)  # past the stage's deadline: alert once, or roll back
+                if missed is not None:
+                    _relay(missed, total, emit)
+                    if rollout.state["state"] not in (machine.SHADOW, machine.LIVE):
+                        return total
+                wait = held_wait(run, bake_left(run))  # paused: measured, not promoted
                 interval = run.playbook.health.interval
                 if wait > 0 and sample_due:
                     sampled = _sample_bake(run)
@@ -71,11 +81,12 @@ def run_auto(
                     _relay(step, total, emit)
                     decision = step.data.get("decision")
                     state = rollout.state["state"]
-                    if step.exit_code != OK and not (step.exit_code == REFUSED and decision == "retry"):
+                    again = decision == "retry" or keeps_measuring(run, decision)  # a deadline decides
+                    if step.exit_code != OK and not (step.exit_code == REFUSED and again):
                         return total
                     if state == machine.COMPLETE:
                         return total
-                    wait = bake_left(run) if decision != "retry" else interval
+                    wait = bake_left(run) if not again else interval
                 keep = wait <= 0
             finally:
                 if not keep:

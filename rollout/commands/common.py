@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollout import configkinds, machine, playbook, transports, yamlload
+from rollout import configkinds, machine, playbook, transports, who, yamlload
 from rollout.configkinds.base import ConfigContext, Problem
 from rollout.engine import DRIFTED, RestoreReport, Run, restore
 from rollout.errors import OK, ROLLBACK_INCOMPLETE, ROLLED_BACK, BadInput
 from rollout.fleet import Fleet, ProgressFn
 from rollout.pathcheck import check_paths
 from rollout.playbook import Playbook
-from rollout.store import Rollout
+from rollout.store import Rollout, now_iso
 
 
 @dataclass
@@ -115,7 +115,8 @@ def finish_restore(run: Run, event: str, reason: str, report: Report) -> Restore
             report.say(f"restored {restored} host(s) to their baseline bytes; every touched host is back")
     for host, why in sorted(result.warnings.items()):
         report.say(f"warning: {host}: shadow copy not removed: {why}")
-    state["reason"] = reason
+    state["reason"] = reason  # the latest; `reasons` keeps every one given
+    who.add_reason(state, state["state"], reason, now_iso())
     run.rollout.save()
     run.rollout.log(state["state"], reason=reason, restored=result.restored, not_restored=result.not_restored)
     return result

@@ -40,13 +40,18 @@ def status(state_dir: Path, rollout_id: str | None = None) -> Report:
         "intent": s.get("intent"),
         "last_verdict": s.get("last_verdict"),
         "reason": s.get("reason"),
+        "reasons": s.get("reasons", []),
         "history": [
-            {"time": e["time"], "event": e["event"], "stage": e.get("stage")} for e in rollout.events()
+            {"time": e["time"], "event": e["event"], "stage": e.get("stage"), "operator": e.get("operator")}
+            for e in rollout.events()
         ],
         "folder": str(rollout.dir),
     }
     if note:
         data["note"] = note
+    from rollout.commands.wait import timing_of
+
+    data.update(timing_of(rollout))  # bake time left, the next check, paused, driven
     return Report(data=data)
 
 
@@ -139,7 +144,8 @@ def history(state_dir: Path, rollout_id: str | None = None) -> Report:
         hosts = e.get("hosts")
         if not extra and isinstance(hosts, list) and hosts:
             extra = host_ranges(hosts)
-        report.say(f"{e['time']}  {e.get('stage') or '-':8}  {e['event']:16} {extra}".rstrip())
+        by = f"  [{e['operator']}]" if e.get("operator") else ""
+        report.say(f"{e['time']}  {e.get('stage') or '-':8}  {e['event']:16} {extra}".rstrip() + by)
     return report
 
 

@@ -12,11 +12,13 @@ from rollout import cohorts, diffing, machine, transports
 from rollout.atomic import write_atomic
 from rollout.commands.common import Report, finish_restore, load_checked, sha256
 from rollout.commands.stage import go_live, report_verdict
+from rollout.configkinds.base import Problem
 from rollout.cost import summary_lines
 from rollout.engine import Run, stage_shadow
 from rollout.errors import REFUSED, Refused
 from rollout.fleet import Fleet, ProgressFn
 from rollout.gate import evaluate, reset_counters
+from rollout.playbook import Playbook
 from rollout.projection import project_for
 from rollout.store import Store, backup_names, now_iso
 
@@ -30,6 +32,21 @@ def start(
     """Start a rollout; nothing is written to a host before every host is read and backed up.
     A `fleet` given by the caller (run --auto) is used and left open for the stages that follow."""
     pb, data, problems = load_checked(playbook_path, state_dir)
+    return start_from(pb, data, problems, pb.file.read_bytes(), state_dir, progress, fleet)
+
+
+def start_from(
+    pb: Playbook,
+    data: bytes,
+    problems: list[Problem],
+    playbook_bytes: bytes,
+    state_dir: Path,
+    progress: ProgressFn | None = None,
+    fleet: Fleet | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Report:
+    """Start a rollout of `data` under the validated `pb` (whose file's bytes are frozen as
+    `playbook_bytes`); `extra` goes into the new state (e.g. what it retries)."""
     store = Store(state_dir)
     report = Report()
     for p in problems:
@@ -48,8 +65,8 @@ def start(
         try:
             snapshot = _snapshot(fleet, pb)
             projected = project_for(pb, data, {h: snapshot[h][0].data for h in pb.hosts}, fleet)
-            frozen = {"playbook.yml": pb.file.read_bytes(), f"candidate/{pb.config_source.name}": data}
-            rollout = store.create(pb.name, _initial_state(pb, data, snapshot), frozen)
+            frozen = {"playbook.yml": playbook_bytes, f"candidate/{pb.config_source.name}": data}
+            rollout = store.create(pb.name, {**_initial_state(pb, data, snapshot), **(extra or {})}, frozen)
             run = Run(rollout=rollout, playbook=pb, fleet=fleet)
             _freeze(run, data, snapshot)
             if projected is not None:

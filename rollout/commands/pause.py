@@ -1,0 +1,56 @@
+"""`rollout pause` and `rollout resume`: hold a rollout's promotion, and let it go on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rollout import journal, machine, who
+from rollout.commands.common import Report
+from rollout.durations import format_duration
+from rollout.errors import Refused
+from rollout.store import Store, now_iso
+
+
+def pause(state_dir: Path, rollout_id: str | None = None, reason: str = "", *, force: bool = False) -> Report:
+    """Stop the rollout from promoting (gates still measure and still roll back on a failure)."""
+    store = Store(state_dir)
+    with store.lock():
+        rollout = store.pick(rollout_id, "pause")
+        state = rollout.state
+        machine.require(state["state"], "pause")
+        journal.require_intact(rollout, "pause", force)
+        if state.get("paused"):
+            since = state["paused"].get("at")
+            raise Refused(f"cannot pause: rollout {rollout.id} is already paused (since {since})")
+        why = reason or "paused by the operator"
+        state["paused"] = {"at": now_iso(), "since": time.time(), "reason": why, "operator": who.operator()}
+        who.add_reason(state, "paused", why, state["paused"]["at"])
+        rollout.save()
+        rollout.log("paused", reason=why, percent=state.get("percent"))
+    report = Report(data={"id": rollout.id, "paused": state["paused"]})
+    report.say(
+        f"rollout {rollout.id} paused at {state['stage']}: nothing is promoted until `rollout resume`; "
+        "gates still measure, and a failed gate still rolls back"
+    )
+    return report
+
+
+def resume(state_dir: Path, rollout_id: str | None = None, *, force: bool = False) -> Report:
+    """Let a paused rollout promote again."""
+    store = Store(state_dir)
+    with store.lock():
+        rollout = store.pick(rollout_id, "resume")
+        state = rollout.state
+        machine.require(state["state"], "resume")
+        journal.require_intact(rollout, "resume", force)
+        paused = state.get("paused")
+        if not paused:
+            raise Refused(f"cannot resume: rollout {rollout.id} is not paused")
+        held = max(0.0, time.time() - float(paused.get("since") or time.time()))
+        state["paused"] = None
+        rollout.save()
+        rollout.log("resumed", paused_for_s=round(held, 1), percent=state.get("percent"))
+    report = Report(data={"id": rollout.id, "paused": None})
+    report.say(f"rollout {rollout.id} resumed at {state['stage']} after {format_duration(held)} paused")
+    return report

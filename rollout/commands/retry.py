@@ -1,0 +1,57 @@
+"""`rollout retry`: after a rollback or an abort, start a new rollout from the same frozen inputs.
+
+It is the only verb that applies a rollout's candidate again, and it says so: nothing else (not
+`start` of a changed playbook, not `run --auto`) re-applies a candidate that was rolled back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rollout import journal, machine
+from rollout.commands.common import Report, check_candidate, frozen_playbook, sha256
+from rollout.commands.start import start_from
+from rollout.errors import BadInput, Refused
+from rollout.fleet import ProgressFn
+from rollout.pathcheck import check_paths
+from rollout.store import Store
+
+
+def retry(
+    state_dir: Path, rollout_id: str | None = None, progress: ProgressFn | None = None, *, force: bool = False
+) -> Report:
+    """Start a new rollout from a rolled-back or aborted one's frozen playbook and candidate."""
+    store = Store(state_dir)
+    with store.lock():
+        if rollout_id is None and store.active() is None:
+            every = store.rollouts()
+            if not every:
+                raise Refused(f"cannot retry: no rollout in {state_dir}")
+            old = every[-1]
+        else:
+            old = store.pick(rollout_id, "retry")
+        machine.require(old.state["state"], "retry")
+        journal.require_intact(old, "retry", force)
+        pb = frozen_playbook(old)
+        data = old.candidate()
+        if sha256(data) != old.state["candidate_sha256"]:
+            raise BadInput(
+                f"cannot retry {old.id}: its frozen candidate no longer has the hash recorded at start"
+            )
+        check_paths(pb, state_dir)
+        problems = check_candidate(pb, data)
+        errors = [p for p in problems if p.severity == "error"]
+        if errors:
+            rendered = [p.render(str(pb.config_source)) for p in problems]
+            raise BadInput(f"cannot retry {old.id}: its frozen candidate is invalid now", rendered)
+        frozen_bytes = old.playbook_copy.read_bytes()
+        old.log(
+            "retry-requested", reason=f"a new rollout of the same candidate ({sha256(data)[:12]})"
+        )
+    report = start_from(pb, data, problems, frozen_bytes, state_dir, progress, extra={"retry_of": old.id})
+    report.lines[:0] = [
+        f"retry of {old.id} ({old.state['state']}): a new rollout of its frozen playbook and candidate "
+        f"(sha256 {old.state['candidate_sha256'][:12]}); `retry` is the only verb that applies it again"
+    ]
+    report.data["retry_of"] = old.id
+    return report

@@ -1,0 +1,104 @@
+"""`rollout wait`: block until a rollout is finished or waiting for a human (for CI)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rollout import driver, machine, progress
+from rollout.commands.common import Report, frozen_playbook
+from rollout.durations import format_duration
+from rollout.errors import REFUSED, Refused
+from rollout.store import Rollout, Store
+
+
+def clock_of(rollout: Rollout) -> progress.Clock | None:
+    """Return the current stage's bake and the gates' interval, from the frozen playbook."""
+    try:
+        pb = frozen_playbook(rollout)
+        stage = pb.stages[int(rollout.state["stage_index"])]
+    except Exception:  # noqa: BLE001 - a playbook that no longer loads: timing unknown, not a crash
+        return None
+    return progress.Clock(stage.bake, float(rollout.state["stage_entered_at"]), pb.health.interval)
+
+
+def timing_of(rollout: Rollout) -> dict[str, Any]:
+    """Return bake time left, when it ends, the next check, paused, driven (for status --json)."""
+    return progress.timing(rollout.state, clock_of(rollout), driver.is_driven(rollout.dir), time.time())
+
+
+def _find(store: Store, rollout_id: str | None, patient: bool) -> Rollout | None:
+    """Return the rollout to wait for; None while a `start` is still making it (or, when
+    `patient`, while there is none yet: a CI job may start `wait` before `run --auto` begins)."""
+    if rollout_id is not None:
+        return store.pick(rollout_id, "wait")
+    active = store.active()
+    if active is not None:
+        return active
+    if driver.lock_holder_alive(store.root):
+        return None  # an operation (a `start`) is under way: the rollout may be on its way
+    every = store.rollouts()
+    if not every:
+        if patient:
+            return None
+        raise Refused(f"cannot wait: no rollout in {store.root}")
+    return every[-1]
+
+
+def wait(
+    state_dir: Path,
+    rollout_id: str | None = None,
+    timeout: float | None = None,
+    interval: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Report:
+    """Poll the rollout's state (without the lock) until it is complete (0), rolled back or aborted
+    (3), failed to roll back (4), or waiting for a human or still going at `timeout` (5)."""
+    store = Store(state_dir)
+    began = time.monotonic()
+    pending: tuple[int, str] | None = None
+    while True:
+        rollout = _find(store, rollout_id, patient=timeout is not None)
+        found: tuple[int, str] | None = None
+        data: dict[str, Any] = {}
+        if rollout is not None:
+            s = rollout.state
+            clock = clock_of(rollout)
+            left = clock.bake_left(time.time()) if clock else 0.0
+            driven = driver.is_driven(rollout.dir)
+            busy = driver.lock_holder_alive(store.root)
+            found = progress.outcome(s, driven=driven, busy=busy, bake_left=left)
+            data = {
+                "id": rollout.id,
+                "state": s["state"],
+                "stage": s["stage"],
+                "percent": s["percent"],
+                **progress.timing(s, clock, driven, time.time()),
+            }
+            if found is not None and s["state"] in machine.ACTIVE and found[0] == REFUSED:
+                # "Waiting for a human" must be seen twice in a row: `run --auto` lets go of the
+                # state folder's lock between `start` and driving the rollout.
+                if pending != found:
+                    pending, found = found, None
+            else:
+                pending = None
+        waited = time.monotonic() - began
+        if found is not None:
+            code, why = found
+            report = Report(exit_code=code, data={**data, "outcome": why, "waited_s": round(waited, 1)})
+            report.say(f"rollout {data['id']}: {why}")
+            return report
+        if timeout is not None and waited >= timeout:
+            where = f"{data['state']} at {data['stage']}" if data else "not started yet"
+            remaining = data.get("bake_left_s")
+            tail = f", bake {format_duration(remaining)} left" if remaining else ""
+            why = f"still going after {format_duration(timeout)}: {where}{tail}"
+            report = Report(exit_code=REFUSED, data={**data, "outcome": why, "waited_s": round(waited, 1)})
+            report.say(f"rollout {data.get('id', '?')}: {why}")
+            return report
+        step = min(interval, 0.2) if pending else interval
+        if timeout is not None:
+            step = max(0.0, min(step, timeout - waited))
+        sleep(step)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +12,17 @@ from rollout.durations import format_duration, parse_duration
 from rollout.errors import BadInput
 from rollout.health.base import CheckSpec, GateContext, Measurement
 from rollout.metrics.assess import DEFAULT_ALPHA, Bounds, assess
-from rollout.metrics.definitions import METRICS, Cohort, cohort_from_records
+from rollout.metrics.definitions import (
+    METRICS,
+    SECONDS_PER_DAY,
+    Cohort,
+    HostPeriods,
+    Period,
+    cohort_from_records,
+)
 from rollout.metrics.prometheus import QueryError, query_value, render
 from rollout.metrics.sources import HostFileSource, PrometheusSource, Source, fetch_batches, parse_source
+from rollout.metrics.stats import look_alpha
 from rollout.usage import UsageRecord
 
 DEFAULT_WINDOW = 600.0
@@ -31,7 +40,9 @@ class MetricOptions:
 
 class MetricKind:
     name = "metric"
-    keys = frozenset({"metric", "source", "window", "max", "min", "max_regression", "min_samples", "alpha"})
+    keys = frozenset(
+        {"metric", "source", "window", "max", "min", "max_regression", "min_samples", "alpha", "on_fleetwide"}
+    )
 
     def parse(self, spec: dict[str, Any], where: str, base_dir: Path) -> MetricOptions:
         metric = spec.get("metric")
@@ -57,7 +68,12 @@ class MetricKind:
         alpha = _number(spec, "alpha", where)
         if alpha is not None and not 0 < alpha < 0.5:
             raise BadInput(f"{where}.alpha: must be between 0 and 0.5, got {alpha:g}")
-        bounds = Bounds(hi, lo, regression, samples, DEFAULT_ALPHA if alpha is None else alpha)
+        fleetwide = spec.get("on_fleetwide", "hold")
+        if fleetwide not in ("hold", "fail"):
+            raise BadInput(f"{where}.on_fleetwide: must be 'hold' or 'fail', got {fleetwide!r}")
+        bounds = Bounds(
+            hi, lo, regression, samples, DEFAULT_ALPHA if alpha is None else alpha, fleetwide == "fail"
+        )
         return MetricOptions(metric, source, window, bounds)
 
     def evaluate(self, check: CheckSpec, ctx: GateContext) -> list[Measurement]:
@@ -76,13 +92,18 @@ class MetricKind:
         if isinstance(got, str):
             return [Measurement(check.name, None, "error", got, check.enforce, {"metric": opts.metric})]
         canary, baseline = got
-        verdict = assess(METRICS[opts.metric], opts.bounds, canary, baseline)
+        stages = sum(1 for st in ctx.playbook.stages if not st.is_shadow and check.applies_to(st.name))
+        spend = look_alpha(opts.bounds.alpha, ctx.look, ctx.planned_looks, stages)
+        verdict = assess(METRICS[opts.metric], opts.bounds, canary, baseline, spend)
         details = {
             **verdict.details,
             "window_s": opts.window,
             "source": opts.source.type,
             "canary_hosts": list(canary.hosts),
             "baseline_hosts": list(baseline.hosts) if baseline is not None else [],
+            "look": ctx.look,
+            "planned_looks": ctx.planned_looks,
+            "alpha_look": spend,
         }
         return [Measurement(check.name, None, verdict.outcome, verdict.why, check.enforce, details)]
 
@@ -99,7 +120,8 @@ def _number(spec: dict[str, Any], key: str, where: str) -> float | None:
 def _from_hosts(
     opts: MetricOptions, source: HostFileSource, ctx: GateContext, now: float
 ) -> tuple[Cohort, Cohort | None] | str:
-    """Read every cohort host's records and keep those inside the window since it switched."""
+    """Read every cohort host's records and keep those inside the window since it switched; keep
+    each canary host's calls from before its switch too, for the difference-in-differences."""
     metric = METRICS[opts.metric]
     starts = {h: max(now - opts.window, ctx.switched_at.get(h, now - opts.window)) for h in ctx.canary}
     baseline_hosts = tuple(h for h in ctx.baseline_hosts if h not in starts)
@@ -107,28 +129,72 @@ def _from_hosts(
     failed = [b for b in batches.values() if isinstance(b, str)]
     if failed:
         return "; ".join(failed)
-    # The baseline is measured over the same period the canary has been live.
-    since = min(starts.values())
-    for h in baseline_hosts:
-        starts[h] = since
-    picked: dict[str, list[UsageRecord]] = {}
     bad = 0
+    by_host: dict[str, list[UsageRecord]] = {}
     for host, batch in batches.items():
         assert not isinstance(batch, str)
         bad += len(batch.bad_lines)
-        picked[host] = [r for r in batch.records if starts[host] <= r.ts <= now + CLOCK_SKEW_S]
+        by_host[host] = sorted(batch.records, key=lambda r: r.ts)
+    stamps = {h: [r.ts for r in rs] for h, rs in by_host.items()}
+
+    def between(host: str, lo: float, hi: float, *, closed: bool = True) -> list[UsageRecord]:
+        ts = stamps[host]
+        right = bisect.bisect_right(ts, hi) if closed else bisect.bisect_left(ts, hi)
+        return by_host[host][bisect.bisect_left(ts, lo) : right]
+
+    def period(hosts: tuple[str, ...], lo: dict[str, float], hi: float, *, post: bool) -> Period:
+        records: list[UsageRecord] = []
+        spans = []
+        for h in hosts:
+            top = hi + CLOCK_SKEW_S if post else hi
+            records.extend(between(h, lo[h], top, closed=post))
+            # A host is watched from its first recorded call at the earliest (logging started then).
+            first = stamps[h][0] if stamps[h] else hi
+            spans.append((max(lo[h], min(first, lo[h] if post else hi)), hi))
+        return Period(tuple(records), tuple(spans))
+
+    # The baseline is measured over the same period the canary has been live.
+    since = min(starts.values())
     fleet_size = len(ctx.playbook.hosts)
+    per_day = SECONDS_PER_DAY * fleet_size
 
-    def cohort(name: str, hosts: tuple[str, ...]) -> Cohort:
-        records = [r for h in hosts for r in picked[h]]
-        seconds = sum(now - starts[h] for h in hosts)
-        return cohort_from_records(metric, name, hosts, records, seconds, fleet_size)
+    def cohort(name: str, hosts: tuple[str, ...], lo: dict[str, float]) -> Cohort:
+        watched = period(hosts, lo, now, post=True)
+        records = list(watched.records)
+        seconds = sum(now - lo[h] for h in hosts)
+        found = cohort_from_records(metric, name, hosts, records, seconds, fleet_size)
+        found.period, found.per_day = watched, per_day
+        wall = now - min(lo.values())
+        found.calls_per_s = len(records) / wall if wall > 0 else None
+        return found
 
-    canary = cohort("canary", ctx.canary)
+    canary = cohort("canary", ctx.canary, starts)
+    if baseline_hosts:
+        canary.did = []
+        for h in ctx.canary:
+            switched = ctx.switched_at.get(h)
+            if switched is None or not stamps[h] or stamps[h][0] >= switched:
+                canary.did = None  # no calls from before its switch: nothing to difference against
+                break
+            pre_lo = max(switched - opts.window, stamps[h][0])
+            pre = {b: pre_lo for b in (h, *baseline_hosts)}
+            post = {b: starts[h] for b in baseline_hosts}
+            canary.did.append(
+                HostPeriods(
+                    h,
+                    period((h,), starts, now, post=True),
+                    period((h,), pre, switched, post=False),
+                    period(baseline_hosts, post, now, post=True),
+                    period(baseline_hosts, pre, switched, post=False),
+                )
+            )
     if bad:
         canary.notes.append(f"{bad} unreadable usage line{'s' if bad != 1 else ''} skipped")
     canary.notes.append(f"window {format_duration(now - since)}")
-    return canary, cohort("baseline", baseline_hosts) if baseline_hosts else None
+    baseline = (
+        cohort("baseline", baseline_hosts, dict.fromkeys(baseline_hosts, since)) if baseline_hosts else None
+    )
+    return canary, baseline
 
 
 def _from_prometheus(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from rollout.metrics.stats import quantile
+from rollout.metrics.stats import RatioEstimate, quantile, quantile_variance, ratio_estimate
 from rollout.usage import UsageRecord
 
 SECONDS_PER_DAY = 86400.0
@@ -56,6 +57,118 @@ METRICS: dict[str, MetricDef] = {
 }
 
 
+@dataclass(frozen=True)
+class Period:
+    """One group of hosts over one stretch of time: their calls, and when each host was watched."""
+
+    records: tuple[UsageRecord, ...]
+    spans: tuple[tuple[float, float], ...]  # (start, end) of each host watched
+
+    @property
+    def calls(self) -> int:
+        return len(self.records)
+
+    @property
+    def host_seconds(self) -> float:
+        return sum(max(0.0, end - start) for start, end in self.spans)
+
+
+@dataclass(frozen=True)
+class HostPeriods:
+    """A canary host before and since it switched, and the baseline hosts over the same stretches:
+    the four cells of a difference-in-differences."""
+
+    host: str
+    post: Period
+    pre: Period
+    baseline_post: Period
+    baseline_pre: Period
+
+
+MAX_SLICES = 30
+
+
+def estimate(metric: MetricDef, period: Period) -> RatioEstimate | None:
+    """Return the metric over a period with a variance robust to bursts and heavy tails.
+
+    Rates are events per call, means are sums per call, cost is dollars per host-second (the
+    quantity cost_per_day_usd shows, before scaling to a day and a fleet), p95 is the sample
+    quantile. Time slices of about a second (at most 30) serve as clusters for the variance.
+    """
+    records = period.records
+    n = len(records)
+    if not n or not period.spans:
+        return None
+    if metric.name == "latency_p95_s":
+        durations = [r.duration_s for r in records]
+        return RatioEstimate(quantile(durations, 0.95), quantile_variance(durations, 0.95))
+    start = min(s for s, _ in period.spans)
+    end = max(e for _, e in period.spans)
+    m = max(1, min(MAX_SLICES, int(end - start)))
+    width = (end - start) / m if end > start else 1.0
+    ys, xs = [0.0] * m, [0.0] * m
+
+    def slot(ts: float) -> int:
+        return min(m - 1, max(0, int((ts - start) / width)))
+
+    if metric.name == "cost_per_day_usd":
+        squares = 0.0
+        for r in records:
+            ys[slot(r.ts)] += r.cost_usd
+            squares += r.cost_usd * r.cost_usd
+        for s, e in period.spans:
+            for j in range(m):
+                lo, hi = start + j * width, start + (j + 1) * width
+                xs[j] += max(0.0, min(e, hi) - max(s, lo))
+        seconds = period.host_seconds
+        if seconds <= 0:
+            return None
+        # Compound Poisson: the variance of a sum of calls arriving at random is the sum of squares.
+        return ratio_estimate(ys, xs, squares / (seconds * seconds))
+    if metric.test == "rate":
+        assert metric.event is not None
+        events = 0
+        for r in records:
+            hit = 1.0 if metric.event(r) else 0.0
+            events += int(hit)
+            j = slot(r.ts)
+            ys[j] += hit
+            xs[j] += 1
+        adjusted = (events + 1) / (n + 2)  # Agresti-Caffo: zero counts keep a variance
+        return ratio_estimate(ys, xs, adjusted * (1 - adjusted) / (n + 2))
+    assert metric.sample is not None
+    total = squares = 0.0
+    for r in records:
+        v = metric.sample(r)
+        total += v
+        squares += v * v
+        j = slot(r.ts)
+        ys[j] += v
+        xs[j] += 1
+    mean = total / n
+    per_call = max(0.0, squares / n - mean * mean) * n / max(n - 1, 1) / n
+    return ratio_estimate(ys, xs, per_call)
+
+
+def batch_means(metric: MetricDef, period: Period) -> list[float]:
+    """Return the means of consecutive batches of calls in time order (about 10 calls each, at
+    most 30 batches): averages that are close to normal even when single calls are heavy-tailed."""
+    assert metric.sample is not None
+    ordered = sorted(period.records, key=lambda r: r.ts)
+    k = max(1, min(MAX_SLICES, len(ordered) // 10))
+    out = []
+    for j in range(k):
+        chunk = ordered[j * len(ordered) // k : (j + 1) * len(ordered) // k]
+        if chunk:
+            out.append(sum(metric.sample(r) for r in chunk) / len(chunk))
+    return out
+
+
+def is_finite(value: float | None) -> bool:
+    """Return True for a real, finite number."""
+    return value is not None and math.isfinite(value)
+
+
 @dataclass
 class Cohort:
     """What a cohort measured: its value, sample count, and what a statistical test needs."""
@@ -67,6 +180,10 @@ class Cohort:
     events: int | None = None  # rate metrics: calls that count (errors, failovers, successes)
     values: list[float] | None = None  # scale metrics: one value per call
     notes: list[str] = field(default_factory=list)
+    period: Period | None = None  # the calls behind the value (usage sources)
+    did: list[HostPeriods] | None = None  # canary: each host before/after, with the baseline's change
+    per_day: float = 1.0  # cost_per_day_usd: a day times the fleet's hosts (value = rate x per_day)
+    calls_per_s: float | None = None  # how fast this cohort's calls arrive
 
 
 def cohort_from_records(

@@ -92,8 +92,9 @@ class MetricKind:
         if isinstance(got, str):
             return [Measurement(check.name, None, "error", got, check.enforce, {"metric": opts.metric})]
         canary, baseline = got
-        stages = sum(1 for st in ctx.playbook.stages if not st.is_shadow and check.applies_to(st.name))
-        spend = look_alpha(opts.bounds.alpha, ctx.look, ctx.planned_looks, stages)
+        gated = [st.name for st in ctx.playbook.stages if not st.is_shadow and check.applies_to(st.name)]
+        position = gated.index(ctx.stage.name) if ctx.stage.name in gated else 0
+        spend = look_alpha(opts.bounds.alpha, ctx.look, ctx.planned_looks, position, len(gated))
         verdict = assess(METRICS[opts.metric], opts.bounds, canary, baseline, spend)
         details = {
             **verdict.details,

@@ -23,6 +23,7 @@ from rollout.metrics.definitions import (
     batch_means,
     estimate,
     format_value,
+    placebo_variance,
 )
 from rollout.metrics.stats import (
     RatioEstimate,
@@ -136,10 +137,11 @@ def assess(
         else:
             parts.append(_regression(metric, bounds, canary, baseline, spend, details))
     for outcome in ("fail", "inconclusive"):
-        for part in parts:
-            if part.outcome == outcome:
-                extra = {"needed": part.needed} if part.needed else {}
-                return verdict(outcome, f"{seen} {part.text}", **extra)
+        deciding = [p for p in parts if p.outcome == outcome]
+        if deciding:
+            needed = max((p.needed or 0 for p in deciding), default=0)
+            extra = {"needed": needed} if needed else {}
+            return verdict(outcome, f"{seen} " + ", and ".join(p.text for p in deciding), **extra)
     if not parts:
         return verdict("pass", f"{seen} is within {bounds.describe(metric)}")
     return verdict("pass", f"{seen} " + ", and ".join(p.text for p in parts))
@@ -322,14 +324,19 @@ def _regression(
     did = _did(metric, canary.did or []) if canary.did else None
     observed = estimate(metric, canary.period) if canary.period is not None else None
     if did is not None and observed is not None:
-        expected, var_e = did
+        expected = did.expected
         scale = canary.per_day if metric.name == "cost_per_day_usd" else 1.0
+        hosts = len(canary.did or [])
         against = (
             f"vs {fmt(expected * scale)} expected from each host's own calls before its switch and "
             f"the baseline's change over the same periods (difference-in-differences, "
-            f"{len(canary.did or [])} host{'s' if len(canary.did or []) != 1 else ''})"
+            f"{hosts} host{'s' if hosts != 1 else ''})"
         )
-        p = _p(observed, RatioEstimate(expected, var_e), factor, metric.lower_is_better)
+        # The contrast varies at least as much as it did over windows of this length before.
+        var = max(observed.variance, did.observed.variance) + factor * factor * did.expected_var
+        if did.placebo_var is not None:
+            var = max(var, did.placebo_var + factor * factor * did.expected_var)
+        p = _p(observed, RatioEstimate(expected, 0.0), factor, metric.lower_is_better, var)
         rel = relative_regression(observed.value, expected, metric.lower_is_better)
         details["method"] = "difference-in-differences"
         details["expected"] = expected * scale
@@ -359,23 +366,59 @@ def _regression(
         return _Part(
             "fail", f"{against}: {change}, significantly over the {allowed} allowed (p={p:.2g} < {spend:.2g})"
         )
+    if rel is not None and rel > margin and p < bounds.alpha:
+        # Over the margin and suggestive at the check's alpha, not yet at this look's: sample more.
+        z_now, z_need = normal_isf(max(p, 1e-300)), normal_isf(spend)
+        n = canary.samples or 0
+        needed = max(1, math.ceil(n * (z_need / z_now) ** 2 - n)) if n and z_now > 0 else None
+        more = f": about {needed} more calls needed{_how_long(needed, [canary])}" if needed else ""
+        return _Part(
+            "inconclusive",
+            f"{against}: {change}, over the {allowed} allowed but not yet significantly "
+            f"(p={p:.2g}, needs < {spend:.2g}){more}",
+            needed,
+        )
     return _Part("pass", f"{against}: {change}, not significantly over {allowed} (p={p:.2g})")
 
 
-def _did(metric: MetricDef, cells: list[HostPeriods]) -> tuple[float, float] | None:
-    """Return what the canary would show had nothing changed, and its variance: per host, its own
-    value before the switch times the baseline's change over the same periods, weighted like the
-    canary's calls (host-seconds for cost). The baseline's terms are shared by every host, so their
-    errors add up (correlated), the hosts' own terms are independent."""
+@dataclass(frozen=True)
+class _DiD:
+    observed: RatioEstimate  # the canary's value since the switch, pooled over its hosts
+    expected: float  # what it would be had nothing changed
+    expected_var: float
+    placebo_var: float | None  # the contrast's variance seen over windows before the switch
+
+
+def _did(metric: MetricDef, cells: list[HostPeriods]) -> _DiD | None:
+    """Per host, its own value before the switch times the baseline's change over the same
+    periods is what it would show had nothing changed; weighted like the canary's calls
+    (host-seconds for cost). The baseline's terms are shared by every host, so their errors add
+    up (correlated); the hosts' own terms are independent."""
     weights: list[float] = []
-    own_var = shared_sd = total = 0.0
+    own_var = shared_sd = total = observed = observed_var = placebo = 0.0
+    placebo_known = True
+    memo: dict[tuple[Any, ...], RatioEstimate | None] = {}
+
+    def cached(period: Period) -> RatioEstimate | None:
+        # Hosts that switched together share their baseline periods: estimate each once.
+        key = (period.spans, len(period.records))
+        if key not in memo:
+            memo[key] = estimate(metric, period)
+        return memo[key]
+
     for cell in cells:
-        pre = estimate(metric, cell.pre)
-        b1, b0 = estimate(metric, cell.baseline_post), estimate(metric, cell.baseline_pre)
-        if pre is None or b1 is None or b0 is None:
+        post, pre = estimate(metric, cell.post), estimate(metric, cell.pre)
+        b1, b0 = cached(cell.baseline_post), cached(cell.baseline_pre)
+        if post is None or pre is None or b1 is None or b0 is None:
             return None
+        length = max(e for _, e in cell.post.spans) - min(s for s, _ in cell.post.spans)
         w = _weight(metric, cell.post)
         weights.append(w)
+        observed += w * post.value
+        observed_var += w * w * post.variance
+        seen = placebo_variance(metric, cell, length)
+        placebo_known = placebo_known and seen is not None
+        placebo += w * w * (seen or 0.0)
         if b0.value > 0:
             change = b1.value / b0.value
             e = pre.value * change
@@ -390,7 +433,13 @@ def _did(metric: MetricDef, cells: list[HostPeriods]) -> tuple[float, float] | N
     weight = sum(weights)
     if weight <= 0:
         return None
-    return total / weight, (own_var + shared_sd * shared_sd) / (weight * weight)
+    w2 = weight * weight
+    return _DiD(
+        RatioEstimate(observed / weight, observed_var / w2),
+        total / weight,
+        (own_var + shared_sd * shared_sd) / w2,
+        placebo / w2 if placebo_known else None,
+    )
 
 
 def _weight(metric: MetricDef, period: Period) -> float:
@@ -398,14 +447,19 @@ def _weight(metric: MetricDef, period: Period) -> float:
 
 
 def _p(
-    observed: RatioEstimate | None, expected: RatioEstimate, factor: float, lower_is_better: bool
+    observed: RatioEstimate | None,
+    expected: RatioEstimate,
+    factor: float,
+    lower_is_better: bool,
+    variance: float | None = None,
 ) -> float:
-    """One-sided p of "observed is worse than factor x expected" (normal approximation)."""
+    """One-sided p of "observed is worse than factor x expected" (normal approximation); the
+    variance of the contrast defaults to the sum of both sides'."""
     assert observed is not None
     diff = observed.value - factor * expected.value
     if not lower_is_better:
         diff = -diff
-    var = observed.variance + factor * factor * expected.variance
+    var = observed.variance + factor * factor * expected.variance if variance is None else variance
     if not math.isfinite(var):
         return 1.0
     if var <= 0:

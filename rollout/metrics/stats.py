@@ -185,19 +185,24 @@ def clopper_pearson_interval(events: int, n: int, alpha: float) -> tuple[float, 
     return lower, upper
 
 
-def look_alpha(alpha: float, look: int, planned: int, stages: int) -> float:
+def look_alpha(alpha: float, look: int, planned: int, stage: int = 0, stages: int = 1) -> float:
     """Return the share of `alpha` that look number `look` of a stage may spend.
 
     Alpha spending with a union bound, so the chance of any false fail over every look of every
-    stage stays at most `alpha` however the looks are correlated: each of the `stages` stages gets
-    alpha / stages; 90% of that is spread evenly over the `planned` looks (bake plus extension at
-    the sampling interval), and the last 10% over unplanned looks after those (a human's late
-    `advance`), look k > planned getting planned / (k (k - 1)) of it, which sums to one.
+    stage stays at most `alpha` however the looks are correlated. Stage `stage` (0-based) of
+    `stages` gets a share falling with its position (3:2:1 for three stages: the early stages,
+    with the most hosts left to protect and a baseline to compare with, get the most). 90% of a
+    stage's share is spent over its `planned` looks (bake plus extension at the sampling interval)
+    in proportion to the look's number, since later looks see more data; the last 10% goes to
+    unplanned looks (a human's late `advance`): look k > planned gets planned / (k (k - 1)) of it,
+    which sums to one.
     """
-    share = alpha / max(stages, 1)
+    stages = max(stages, 1)
+    stage = min(max(stage, 0), stages - 1)
+    share = alpha * (stages - stage) / (stages * (stages + 1) / 2)
     planned = max(planned, 1)
     if look <= planned:
-        return share * 0.9 / planned
+        return share * 0.9 * 2 * look / (planned * (planned + 1))
     return share * 0.1 * planned / (look * (look - 1))
 
 

@@ -82,7 +82,7 @@ class HostTraffic:
 @dataclass
 class Fleet:
     hosts: dict[str, HostTraffic]
-    incidents: list[tuple[float, float]]  # (start, end): the provider fails 30% more calls
+    incidents: list[tuple[float, float]]  # (start, end): the provider fails 15% more calls
     scenario: Scenario
 
 
@@ -147,7 +147,7 @@ def record(fleet: Fleet, traffic: HostTraffic, call: Call, candidate: bool) -> s
     s = fleet.scenario
     rate = traffic.error_rate * (s.errors if candidate else 1.0)
     if any(a <= call.ts < b for a, b in fleet.incidents):
-        rate += 0.3
+        rate += 0.15
     failed = call.u_error < rate
     latency = call.latency_s * (s.latency if candidate else 1.0)
     cost = call.cost_usd * (s.cost if candidate else 1.0)

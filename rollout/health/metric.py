@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import bisect
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rollout.durations import format_duration, parse_duration
+from rollout.durations import parse_duration
 from rollout.errors import BadInput
 from rollout.health.base import CheckSpec, GateContext, Measurement
 from rollout.metrics.assess import DEFAULT_ALPHA, Bounds, assess
-from rollout.metrics.definitions import (
-    METRICS,
-    SECONDS_PER_DAY,
-    Cohort,
-    HostPeriods,
-    Period,
-    cohort_from_records,
-)
+from rollout.metrics.definitions import METRICS, Cohort
+from rollout.metrics.periods import split_cohorts
 from rollout.metrics.prometheus import QueryError, query_value, render
 from rollout.metrics.sources import HostFileSource, PrometheusSource, Source, fetch_batches, parse_source
 from rollout.metrics.stats import look_alpha
@@ -27,7 +20,6 @@ from rollout.usage import UsageRecord
 
 DEFAULT_WINDOW = 600.0
 DEFAULT_MIN_SAMPLES = 10
-CLOCK_SKEW_S = 60.0  # records stamped slightly in the future still count
 
 
 @dataclass(frozen=True)
@@ -121,80 +113,30 @@ def _number(spec: dict[str, Any], key: str, where: str) -> float | None:
 def _from_hosts(
     opts: MetricOptions, source: HostFileSource, ctx: GateContext, now: float
 ) -> tuple[Cohort, Cohort | None] | str:
-    """Read every cohort host's records and keep those inside the window since it switched; keep
-    each canary host's calls from before its switch too, for the difference-in-differences."""
-    metric = METRICS[opts.metric]
-    starts = {h: max(now - opts.window, ctx.switched_at.get(h, now - opts.window)) for h in ctx.canary}
-    baseline_hosts = tuple(h for h in ctx.baseline_hosts if h not in starts)
+    """Read every cohort host's records and cut them into the periods the gate compares."""
+    baseline_hosts = tuple(h for h in ctx.baseline_hosts if h not in ctx.canary)
     batches = fetch_batches(ctx.fleet, source, ctx.canary + baseline_hosts)
     failed = [b for b in batches.values() if isinstance(b, str)]
     if failed:
         return "; ".join(failed)
     bad = 0
-    by_host: dict[str, list[UsageRecord]] = {}
+    records: dict[str, list[UsageRecord]] = {}
     for host, batch in batches.items():
         assert not isinstance(batch, str)
         bad += len(batch.bad_lines)
-        by_host[host] = sorted(batch.records, key=lambda r: r.ts)
-    stamps = {h: [r.ts for r in rs] for h, rs in by_host.items()}
-
-    def between(host: str, lo: float, hi: float, *, closed: bool = True) -> list[UsageRecord]:
-        ts = stamps[host]
-        right = bisect.bisect_right(ts, hi) if closed else bisect.bisect_left(ts, hi)
-        return by_host[host][bisect.bisect_left(ts, lo) : right]
-
-    def period(hosts: tuple[str, ...], lo: dict[str, float], hi: float, *, post: bool) -> Period:
-        records: list[UsageRecord] = []
-        spans = []
-        for h in hosts:
-            top = hi + CLOCK_SKEW_S if post else hi
-            records.extend(between(h, lo[h], top, closed=post))
-            # A host is watched from its first recorded call at the earliest (logging started then).
-            first = stamps[h][0] if stamps[h] else hi
-            spans.append((max(lo[h], min(first, lo[h] if post else hi)), hi))
-        return Period(tuple(records), tuple(spans))
-
-    # The baseline is measured over the same period the canary has been live.
-    since = min(starts.values())
-    fleet_size = len(ctx.playbook.hosts)
-    per_day = SECONDS_PER_DAY * fleet_size
-
-    def cohort(name: str, hosts: tuple[str, ...], lo: dict[str, float]) -> Cohort:
-        watched = period(hosts, lo, now, post=True)
-        records = list(watched.records)
-        seconds = sum(now - lo[h] for h in hosts)
-        found = cohort_from_records(metric, name, hosts, records, seconds, fleet_size)
-        found.period, found.per_day = watched, per_day
-        wall = now - min(lo.values())
-        found.calls_per_s = len(records) / wall if wall > 0 else None
-        return found
-
-    canary = cohort("canary", ctx.canary, starts)
-    if baseline_hosts:
-        canary.did = []
-        for h in ctx.canary:
-            switched = ctx.switched_at.get(h)
-            if switched is None or not stamps[h] or stamps[h][0] >= switched:
-                canary.did = None  # no calls from before its switch: nothing to difference against
-                break
-            pre_lo = max(switched - opts.window, stamps[h][0])
-            pre = {b: pre_lo for b in (h, *baseline_hosts)}
-            post = {b: starts[h] for b in baseline_hosts}
-            canary.did.append(
-                HostPeriods(
-                    h,
-                    period((h,), starts, now, post=True),
-                    period((h,), pre, switched, post=False),
-                    period(baseline_hosts, post, now, post=True),
-                    period(baseline_hosts, pre, switched, post=False),
-                )
-            )
-    if bad:
-        canary.notes.append(f"{bad} unreadable usage line{'s' if bad != 1 else ''} skipped")
-    canary.notes.append(f"window {format_duration(now - since)}")
-    baseline = (
-        cohort("baseline", baseline_hosts, dict.fromkeys(baseline_hosts, since)) if baseline_hosts else None
+        records[host] = batch.records
+    canary, baseline = split_cohorts(
+        METRICS[opts.metric],
+        records,
+        ctx.canary,
+        baseline_hosts,
+        ctx.switched_at,
+        now,
+        opts.window,
+        len(ctx.playbook.hosts),
     )
+    if bad:
+        canary.notes.insert(0, f"{bad} unreadable usage line{'s' if bad != 1 else ''} skipped")
     return canary, baseline
 
 

@@ -323,10 +323,12 @@ def _regression(
     p: float | None
     did = _did(metric, canary.did or []) if canary.did else None
     observed = estimate(metric, canary.period) if canary.period is not None else None
+    if canary.did and (did is None or observed is None):
+        return _Part("inconclusive", "has no calls since the switch to compare with its own past yet")
     if did is not None and observed is not None:
         expected = did.expected
         scale = canary.per_day if metric.name == "cost_per_day_usd" else 1.0
-        hosts = len(canary.did or [])
+        hosts = did.hosts
         against = (
             f"vs {fmt(expected * scale)} expected from each host's own calls before its switch and "
             f"the baseline's change over the same periods (difference-in-differences, "
@@ -345,7 +347,7 @@ def _regression(
         assert base is not None
         against = (
             f"vs baseline {fmt(baseline.value)} ({_count(baseline)}) compared directly "
-            "(no calls from before the switch on every canary host, so host differences are not separated)"
+            "(no canary host has calls from before its switch, so host differences are not separated)"
         )
         p = _p(observed, base, factor, metric.lower_is_better)
         rel = relative_regression(observed.value, base.value, metric.lower_is_better)
@@ -387,6 +389,7 @@ class _DiD:
     expected: float  # what it would be had nothing changed
     expected_var: float
     placebo_var: float | None  # the contrast's variance seen over windows before the switch
+    hosts: int  # canary hosts compared with their own past
 
 
 def _did(metric: MetricDef, cells: list[HostPeriods]) -> _DiD | None:
@@ -410,7 +413,7 @@ def _did(metric: MetricDef, cells: list[HostPeriods]) -> _DiD | None:
         post, pre = estimate(metric, cell.post), estimate(metric, cell.pre)
         b1, b0 = cached(cell.baseline_post), cached(cell.baseline_pre)
         if post is None or pre is None or b1 is None or b0 is None:
-            return None
+            continue  # no calls on one side yet (a host that just switched): it cannot tell yet
         length = max(e for _, e in cell.post.spans) - min(s for s, _ in cell.post.spans)
         w = _weight(metric, cell.post)
         weights.append(w)
@@ -439,6 +442,7 @@ def _did(metric: MetricDef, cells: list[HostPeriods]) -> _DiD | None:
         total / weight,
         (own_var + shared_sd * shared_sd) / w2,
         placebo / w2 if placebo_known else None,
+        len(weights),
     )
 
 

@@ -214,9 +214,7 @@ def test_p95_bound_is_the_share_of_calls_above_it() -> None:
     rng = random.Random(14)
     records = [call(SWITCH + i * 0.1, rng, 0.0, 4.0, 0.01) for i in range(500)]
     by_host = {"c1": records, "b1": [], "b2": [], "b3": []}
-    canary, _ = split_cohorts(
-        METRICS["latency_p95_s"], by_host, ("c1",), (), {"c1": SWITCH}, NOW, 600.0, 4
-    )
+    canary, _ = split_cohorts(METRICS["latency_p95_s"], by_host, ("c1",), (), {"c1": SWITCH}, NOW, 600.0, 4)
     low = assess(METRICS["latency_p95_s"], Bounds(max=30.0), canary, None, 0.001)
     high = assess(METRICS["latency_p95_s"], Bounds(max=3.0), canary, None, 0.001)
     assert low.outcome == "pass" and "calls above 30.00s" in low.why

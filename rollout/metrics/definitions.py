@@ -236,9 +236,14 @@ def placebo_variance(metric: MetricDef, cell: HostPeriods, length: float) -> flo
         return None
     mean_b = sum(b for _, b in pairs) / len(pairs)
     ratio = sum(a for a, _ in pairs) / len(pairs) / mean_b if mean_b > 0 else 1.0
-    diffs = [a - ratio * b for a, b in pairs]
-    mean = sum(diffs) / len(diffs)
-    return sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    # A shared shock may add to both sides (an incident's errors) or scale both (a slower
+    # provider): the contrast that cancels it best, a difference or a scaled one, is the floor.
+    return min(_spread([a - b for a, b in pairs]), _spread([a - ratio * b for a, b in pairs]))
+
+
+def _spread(values: list[float]) -> float:
+    mean = sum(values) / len(values)
+    return sum((v - mean) ** 2 for v in values) / (len(values) - 1)
 
 
 def batch_means(metric: MetricDef, period: Period) -> list[float]:

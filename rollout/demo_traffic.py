@@ -94,7 +94,13 @@ class TrafficSim:
             self._log(host).unlink(missing_ok=True)
         self.last = {h: time.time() for h in self.pb.hosts}
 
-    def tick(self, now: float | None = None) -> int:
+    def history(self, seconds: float) -> int:
+        """Write the calls every host made over the last `seconds` on the config it has now."""
+        now = time.time()
+        self.last = {h: now - seconds for h in self.pb.hosts}
+        return self.tick(now, since_change=False)
+
+    def tick(self, now: float | None = None, since_change: bool = True) -> int:
         """Write the calls each host made since the last tick (or since its config changed)."""
         now = time.time() if now is None else now
         written = 0
@@ -105,7 +111,7 @@ class TrafficSim:
                 changed = live.stat().st_mtime
             except (OSError, ValueError):
                 continue  # no readable config: this host's agents are not working at all
-            start = max(self.last[host], min(changed, now))
+            start = max(self.last[host], min(changed, now)) if since_change else self.last[host]
             records = self.calls(models, start, now)
             self.last[host] = now
             if records:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Any
 
@@ -27,6 +28,7 @@ def context(run: Run, stage: Stage) -> GateContext:
         paths = {h: transport.resolve_path(pb.path_on(h), h) for h in pb.hosts}
         baseline = tuple(h for h in pb.hosts if hosts[h]["state"] in (BASELINE, SHADOW))
     switched = {h: float(hosts[h]["switched_at"]) for h in canary if hosts[h].get("switched_at")}
+    looks = int(run.rollout.state.get("gate", {}).get("looks", 0))
     return GateContext(
         playbook=pb,
         stage=stage,
@@ -36,7 +38,17 @@ def context(run: Run, stage: Stage) -> GateContext:
         switched_at=switched,
         fleet=run.fleet,
         state_dir=run.rollout.dir,
+        look=looks + 1,
+        planned_looks=planned_looks(run, stage),
     )
+
+
+def planned_looks(run: Run, stage: Stage) -> int:
+    """Return how many times `run --auto` plans to measure `stage`: every `health.interval` of its
+    bake and of its extension, and once when the bake is over."""
+    health_ = run.playbook.health
+    span = stage.bake + health_.extension(stage)
+    return 1 + (math.ceil(span / health_.interval) if health_.interval > 0 else 0)
 
 
 def measure(run: Run, stage: Stage) -> list[Measurement]:
@@ -91,15 +103,23 @@ def evaluate(run: Run, stage: Stage) -> Verdict:
     """Measure and judge `stage`, carry the counters, and journal the verdict with its numbers."""
     state = run.rollout.state
     counters = state.setdefault("gate", {"failures": 0, "errors": {}})
+    measured = measure(run, stage)
+    counters["looks"] = int(counters.get("looks", 0)) + 1
     verdict = judge(
-        measure(run, stage),
+        measured,
         failure_limit=run.playbook.health.failure_limit,
         consecutive_error_limit=run.playbook.health.consecutive_error_limit,
         previous_failures=counters["failures"],
         previous_errors=counters["errors"],
     )
     counters.update(failures=verdict.failures, errors=verdict.consecutive_errors)
-    state["last_verdict"] = {"stage": stage.name, "measured_at": time.time(), **verdict.to_json()}
+    state["last_verdict"] = {
+        "stage": stage.name,
+        "measured_at": time.time(),
+        "look": counters["looks"],
+        "planned_looks": planned_looks(run, stage),
+        **verdict.to_json(),
+    }
     run.rollout.save()
     run.rollout.log("gate", decision=verdict.decision, why=verdict.why, verdict=verdict.to_json())
     return verdict
@@ -107,7 +127,7 @@ def evaluate(run: Run, stage: Stage) -> Verdict:
 
 def reset_counters(run: Run) -> None:
     """Start a new stage's gate with clean counters."""
-    run.rollout.state["gate"] = {"failures": 0, "errors": {}}
+    run.rollout.state["gate"] = {"failures": 0, "errors": {}, "looks": 0}
 
 
 def recent_pass(run: Run, stage: Stage) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ T = TypeVar("T")
 DEFAULT_STAGES: list[Any] = ["shadow", 25, 50, 100]
 TOP_KEYS = {"name", "description", "config", "targets", "stages", "health", "notify"}
 CONFIG_KEYS = {"source", "path", "kind", "shadow_path"}
-HEALTH_KEYS = {"checks", "failure_limit", "consecutive_error_limit", "interval"} | deadlines.KEYS
+HEALTH_KEYS = {"checks", "failure_limit", "consecutive_error_limit", "interval", "max_extend"} | deadlines.KEYS
 CHECK_COMMON_KEYS = {"name", "kind", "on", "stages", "timeout", "enforce"}
 MAX_INT = 2**53  # no setting needs more; a float cannot hold more exactly
 
@@ -44,6 +44,11 @@ class Health:
     failure_limit: int = 0
     consecutive_error_limit: int = 4
     interval: float = 5.0
+    max_extend: float | None = None  # how long an inconclusive gate keeps sampling after its bake (None: the bake)
+
+    def extension(self, stage: Stage) -> float:
+        """Return how long `stage`'s gate may keep sampling past its bake while inconclusive."""
+        return stage.bake if self.max_extend is None else self.max_extend
 
 
 @dataclass(frozen=True)
@@ -429,4 +434,5 @@ def _health(w: _Where, value: Any, base_dir: Path, stages: tuple[Stage, ...]) ->
             block.get("consecutive_error_limit", 4), "health.consecutive_error_limit", 1
         ),
         interval=w.duration(block.get("interval", "5s"), "health.interval"),
+        max_extend=w.duration(block["max_extend"], "health.max_extend") if "max_extend" in block else None,
     )

@@ -33,7 +33,10 @@ def status_text(data: dict[str, Any]) -> str:
     console.print(hosts)
     verdict = data.get("last_verdict")
     if verdict:
-        console.print(f"last gate ({verdict['stage']}): {verdict['decision']}: {verdict['why']}")
+        looks = ""
+        if verdict.get("look"):
+            looks = f" (look {verdict['look']} of {verdict.get('planned_looks') or '?'} planned)"
+        console.print(f"last gate ({verdict['stage']}){looks}: {verdict['decision']}: {verdict['why']}")
         rows = [m for m in verdict["measurements"] if m.get("details", {}).get("value") is not None]
         if rows:
             table = Table("check", "cohort", "baseline", "bound", "verdict", "why", box=None)

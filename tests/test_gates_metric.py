@@ -177,9 +177,10 @@ def test_records_before_the_switch_do_not_count_for_the_canary(tmp_path: Path) -
     pb = make_playbook(tmp_path, [check("errors", metric="error_rate", max=0.05, min_samples=20)])
     old = traffic(rng, 100, error_rate=1.0, start=time.time() - 3 * LIVE_FOR)
     old = [r for r in old if r.ts < time.time() - LIVE_FOR - 1]
-    write_usage(tmp_path, "dev-01", old + traffic(rng, 30, error_rate=0.0))
+    # 0/200 since the switch: the 99% upper bound (2.6%) is below max 5% (0/30 could not tell).
+    write_usage(tmp_path, "dev-01", old + traffic(rng, 200, error_rate=0.0))
     m = measure(pb, context(pb))
-    assert (m.outcome, m.details["samples"], m.details["value"]) == ("pass", 30, 0.0)
+    assert (m.outcome, m.details["samples"], m.details["value"]) == ("pass", 200, 0.0)
 
 
 def test_observe_only_check_is_measured_but_never_decides(tmp_path: Path) -> None:
@@ -188,9 +189,10 @@ def test_observe_only_check_is_measured_but_never_decides(tmp_path: Path) -> Non
         tmp_path,
         [check("cost", metric="cost_per_day_usd", max=100, enforce=False, min_samples=5)],
     )
-    write_usage(tmp_path, "dev-01", traffic(rng, 10, cost=0.10))
+    write_usage(tmp_path, "dev-01", traffic(rng, 40, cost=0.025))
     m = measure(pb, context(pb))
-    # $1.00 over 10 minutes on one host: $144/day per host, $576/day for the 4-host fleet.
+    # $1.00 over 10 minutes on one host: $144/day per host, $576/day for the 4-host fleet; 40 calls
+    # put the lower bound of that spend rate above $100/day (10 calls of $0.10 could not).
     assert m.outcome == "fail" and m.enforce is False
     assert m.details["value"] == pytest.approx(576.0, rel=1e-3)
     assert m.why.startswith("cost_per_day_usd $57")
@@ -229,7 +231,7 @@ def test_at_100_percent_only_absolute_bounds_apply(tmp_path: Path) -> None:
     rng = random.Random(8)
     pb = make_playbook(tmp_path, [check("errors", metric="error_rate", max=0.05, max_regression=0.1)])
     for host in HOSTS:
-        write_usage(tmp_path, host, traffic(rng, 50, error_rate=0.0))
+        write_usage(tmp_path, host, traffic(rng, 50, error_rate=0.0))  # 0/200: upper bound 2.6% < 5%
     m = measure(pb, context(pb, stage=3, canary=tuple(HOSTS)))
     assert m.outcome == "pass"
     assert "no baseline hosts left to compare with" in m.why

@@ -106,6 +106,7 @@ def test_status_shows_a_table_of_metric_verdicts(tmp_path: Path) -> None:
         "source": {"type": "usage-log", "path": USAGE},
         "max": 1,
         "enforce": False,
+        "on_fleetwide": "fail",  # every host is above 1s: without this the breach is fleet-wide (held)
     }
     fleet = make_fleet(tmp_path, checks=[error_gate(), observe])
     to_25_percent(fleet)
@@ -128,7 +129,9 @@ def test_status_shows_a_table_of_metric_verdicts(tmp_path: Path) -> None:
 
 def test_run_auto_samples_during_the_bake_and_rolls_back_early(tmp_path: Path) -> None:
     fleet = make_fleet(tmp_path, checks=[], stages=["shadow", {"percent": 25, "bake": "2m"}, 100])
-    fleet.rewrite(health={"interval": "0.2s", "checks": [error_gate(stages=[25])]})
+    # Every host errs at 20% here, a fleet-wide breach: `on_fleetwide: fail` rolls back anyway.
+    gate = error_gate(stages=[25], on_fleetwide="fail")
+    fleet.rewrite(health={"interval": "0.2s", "checks": [gate]})
     # Calls stamped ahead (within the 60s clock-skew allowance) land in the canary's window once it
     # is live, so the first sample of the bake already sees them.
     for i, host in enumerate(fleet.hosts):

@@ -79,7 +79,8 @@ def test_error_rate_from_prometheus_fails_the_canary(tmp_path: Path, prometheus:
         ),
     )
     assert m.outcome == "fail"
-    assert m.why == "error_rate 20.0% on canary (80/400 calls, 1 host) is above max 5.0%"
+    assert m.why.startswith("error_rate 20.0% on canary (80/400 calls, 1 host) is above max 5.0% (its ")
+    assert "lower bound is 1" in m.why  # the Wilson bound on 80/400, well above 5%
     assert m.details["baseline"] == pytest.approx(0.02) and m.details["baseline_samples"] == 1200
     assert m.details["source"] == "prometheus"
 
@@ -116,8 +117,9 @@ def test_per_host_query_without_sample_counts(tmp_path: Path, prometheus: Promet
     m = measure(tmp_path, spec)
     # canary 4.0s; baseline is the mean of 6, 3 and 3 = 4.0s: no regression, and no samples to test.
     assert m.outcome == "pass"
-    assert (
-        m.why == "latency_mean_s 4.00s on canary (1 host) vs baseline 4.00s (3 hosts): no change, within 10%"
+    assert m.why == (
+        "latency_mean_s 4.00s on canary (1 host) is within max 10.00s, "
+        "and vs baseline 4.00s (3 hosts): no change, within 10%"
     )
     assert m.details["p_value"] is None
 

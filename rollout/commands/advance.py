@@ -96,7 +96,7 @@ def advance_run(run: Run, target: int | None = None) -> Report:
     recent = None if (reconciled or refreshed or missing) else recent_pass(run, stage)
     if recent is not None:
         ago = time.time() - float(recent["measured_at"])
-        report.data.update(decision="pass", verdict=recent)
+        report.data.update(decision="pass", verdict=recent, reused=f"gate {stage.name}: PASS: ")
         report.say(
             f"gate {stage.name}: PASS: {recent['why']} (measured {ago:.0f}s ago, within health.interval)"
         )

@@ -12,6 +12,7 @@ from rollout.commands.common import Report, finish_restore, open_run
 from rollout.commands.holds import deadline_step, held_wait, keeps_measuring
 from rollout.commands.stage import report_verdict
 from rollout.commands.start import start
+from rollout.durations import format_duration
 from rollout.engine import Run, reconcile
 from rollout.errors import OK, REFUSED, Refused
 from rollout.fleet import Fleet, ProgressFn
@@ -51,6 +52,7 @@ def run_auto(
     store = Store(state_dir)
     rollout_id: str | None = total.data.get("id")
     sample_due = False  # set after sleeping inside a bake: measure the gate before sleeping again
+    extending: int | None = None  # the stage whose inconclusive gate is sampling past its bake
     while True:
         with store.lock():
             rollout = store.pick(rollout_id, "run")
@@ -71,6 +73,8 @@ def run_auto(
                         return total
                 wait = held_wait(run, bake_left(run))  # paused: measured, not promoted
                 interval = run.playbook.health.interval
+                index = rollout.state["stage_index"]
+                stage = run.playbook.stages[index]
                 if wait > 0 and sample_due:
                     sampled = _sample_bake(run)
                     if sampled is not None:
@@ -78,25 +82,54 @@ def run_auto(
                         return total
                 if wait <= 0:
                     step = advance_run(run)
-                    _relay(step, total, emit)
                     decision = step.data.get("decision")
-                    state = rollout.state["state"]
-                    again = decision == "retry" or keeps_measuring(run, decision)  # a deadline decides
-                    if step.exit_code != OK and not (step.exit_code == REFUSED and again):
-                        return total
-                    if state == machine.COMPLETE:
-                        return total
-                    wait = bake_left(run) if not again else interval
+                    more = extension_left(run)
+                    if decision == "inconclusive" and step.exit_code == REFUSED and more > 0:
+                        # Sparse data: keep sampling past the bake (up to health.max_extend).
+                        if extending != index:
+                            why = (step.data.get("verdict") or {}).get("why", "")
+                            emit(
+                                f"gate {stage.name}: inconclusive when its bake ended, sampling up to "
+                                f"{format_duration(more)} more: {why}"
+                            )
+                        extending = index
+                        wait = min(interval, more) if interval > 0 else more
+                    else:
+                        _relay(step, total, emit, skip_reused=True)
+                        state = rollout.state["state"]
+                        # A deadline still ahead keeps an inconclusive gate measured.
+                        again = decision == "retry" or keeps_measuring(run, decision)
+                        if decision == "inconclusive" and extending == index and not again:
+                            emit(
+                                f"stopped for a human: gate {stage.name} is still inconclusive after "
+                                f"sampling {format_duration(run.playbook.health.extension(stage))} "
+                                "past its bake"
+                            )
+                        if step.exit_code != OK and not (step.exit_code == REFUSED and again):
+                            return total
+                        if state == machine.COMPLETE:
+                            return total
+                        wait = bake_left(run) if not again else interval
+                        index = rollout.state["stage_index"]
+                        stage = run.playbook.stages[index]
                 keep = wait <= 0
             finally:
                 if not keep:
                     run.fleet.close()
         # The lock is released while waiting so `status` and `abort` stay usable.
         if wait > 0:
-            wait = min(wait, interval)
-            emit(f"waiting {wait:.0f}s")
+            wait = min(wait, interval) if interval > 0 else wait
             sleep(wait)
             sample_due = True
+
+
+def extension_left(run: Run) -> float:
+    """Return how much longer an inconclusive gate may keep sampling past its stage's bake."""
+    state = run.rollout.state
+    stage = run.playbook.stages[state["stage_index"]]
+    bake_end = float(state["stage_entered_at"]) + stage.bake
+    left: float = bake_end + run.playbook.health.extension(stage) - time.time()
+    return max(0.0, left)
 
 
 def _sample_bake(run: Run) -> Report | None:
@@ -119,9 +152,13 @@ def _fleet_for(playbook_path: str | Path, progress: ProgressFn | None) -> Fleet:
     return Fleet(transports.kind(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts), progress)
 
 
-def _relay(step: Report, total: Report, emit: Say) -> None:
-    for line in step.lines:
+def _relay(step: Report, total: Report, emit: Say, skip_reused: bool = False) -> None:
+    lines = step.lines
+    if skip_reused and step.data.get("reused"):
+        # The gate `start` (or the last sample) just passed and printed is not printed again.
+        lines = [line for line in lines if not line.startswith(step.data["reused"])]
+    for line in lines:
         emit(line)
-    total.lines.extend(step.lines)
+    total.lines.extend(lines)
     total.exit_code = step.exit_code
     total.data.update(step.data)

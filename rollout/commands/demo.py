@@ -43,6 +43,7 @@ def demo(
     traffic = for_demo(pb)
     if traffic is not None:
         traffic.reset()
+        traffic.history(10.0)  # calls from before the rollout: each canary host's own "before"
         say(f"simulating agent traffic on every host into {traffic.path}, from the models live there")
 
     def sleep(seconds: float) -> None:  # agents keep calling their models while a stage bakes

@@ -47,7 +47,8 @@ def report_verdict(run: Run, stage: Stage, verdict: Verdict, report: Report) -> 
     report.data["verdict"] = verdict.to_json()
     report.say(f"gate {stage.name}: {verdict.decision.upper()}: {verdict.why}")
     for m in verdict.measurements:
-        if m.outcome != "pass":
+        # Metric checks show their numbers when they pass too; other passes stay quiet (one per host).
+        if m.outcome != "pass" or m.details.get("value") is not None:
             where = m.host or "local"
             tail = (m.details.get("output_tail") or "").strip()
             line = f"  {m.check} @ {where}: {m.outcome}: {m.why}"

@@ -64,6 +64,8 @@ class GateContext:
     switched_at: dict[str, float]  # host -> epoch seconds it went live on the candidate
     fleet: Fleet
     state_dir: Path
+    look: int = 1  # this measurement's number among the stage's looks (metric gates spend alpha per look)
+    planned_looks: int = 1  # looks the stage plans: its bake and extension at the sampling interval
 
     def env_for(self, host: str | None) -> dict[str, str]:
         """Return the ROLLOUT_* variables for a check on `host` (None: the control machine)."""

@@ -7,18 +7,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rollout.durations import format_duration, parse_duration
+from rollout.durations import parse_duration
 from rollout.errors import BadInput
 from rollout.health.base import CheckSpec, GateContext, Measurement
 from rollout.metrics.assess import DEFAULT_ALPHA, Bounds, assess
-from rollout.metrics.definitions import METRICS, Cohort, cohort_from_records
+from rollout.metrics.definitions import METRICS, Cohort
+from rollout.metrics.periods import split_cohorts
 from rollout.metrics.prometheus import QueryError, query_value, render
 from rollout.metrics.sources import HostFileSource, PrometheusSource, Source, fetch_batches, parse_source
+from rollout.metrics.stats import look_alpha
 from rollout.usage import UsageRecord
 
 DEFAULT_WINDOW = 600.0
 DEFAULT_MIN_SAMPLES = 10
-CLOCK_SKEW_S = 60.0  # records stamped slightly in the future still count
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,9 @@ class MetricOptions:
 
 class MetricKind:
     name = "metric"
-    keys = frozenset({"metric", "source", "window", "max", "min", "max_regression", "min_samples", "alpha"})
+    keys = frozenset(
+        {"metric", "source", "window", "max", "min", "max_regression", "min_samples", "alpha", "on_fleetwide"}
+    )
 
     def parse(self, spec: dict[str, Any], where: str, base_dir: Path) -> MetricOptions:
         metric = spec.get("metric")
@@ -57,7 +60,12 @@ class MetricKind:
         alpha = _number(spec, "alpha", where)
         if alpha is not None and not 0 < alpha < 0.5:
             raise BadInput(f"{where}.alpha: must be between 0 and 0.5, got {alpha:g}")
-        bounds = Bounds(hi, lo, regression, samples, DEFAULT_ALPHA if alpha is None else alpha)
+        fleetwide = spec.get("on_fleetwide", "hold")
+        if fleetwide not in ("hold", "fail"):
+            raise BadInput(f"{where}.on_fleetwide: must be 'hold' or 'fail', got {fleetwide!r}")
+        bounds = Bounds(
+            hi, lo, regression, samples, DEFAULT_ALPHA if alpha is None else alpha, fleetwide == "fail"
+        )
         return MetricOptions(metric, source, window, bounds)
 
     def evaluate(self, check: CheckSpec, ctx: GateContext) -> list[Measurement]:
@@ -76,13 +84,19 @@ class MetricKind:
         if isinstance(got, str):
             return [Measurement(check.name, None, "error", got, check.enforce, {"metric": opts.metric})]
         canary, baseline = got
-        verdict = assess(METRICS[opts.metric], opts.bounds, canary, baseline)
+        gated = [st.name for st in ctx.playbook.stages if not st.is_shadow and check.applies_to(st.name)]
+        position = gated.index(ctx.stage.name) if ctx.stage.name in gated else 0
+        spend = look_alpha(opts.bounds.alpha, ctx.look, ctx.planned_looks, position, len(gated))
+        verdict = assess(METRICS[opts.metric], opts.bounds, canary, baseline, spend)
         details = {
             **verdict.details,
             "window_s": opts.window,
             "source": opts.source.type,
             "canary_hosts": list(canary.hosts),
             "baseline_hosts": list(baseline.hosts) if baseline is not None else [],
+            "look": ctx.look,
+            "planned_looks": ctx.planned_looks,
+            "alpha_look": spend,
         }
         return [Measurement(check.name, None, verdict.outcome, verdict.why, check.enforce, details)]
 
@@ -99,36 +113,31 @@ def _number(spec: dict[str, Any], key: str, where: str) -> float | None:
 def _from_hosts(
     opts: MetricOptions, source: HostFileSource, ctx: GateContext, now: float
 ) -> tuple[Cohort, Cohort | None] | str:
-    """Read every cohort host's records and keep those inside the window since it switched."""
-    metric = METRICS[opts.metric]
-    starts = {h: max(now - opts.window, ctx.switched_at.get(h, now - opts.window)) for h in ctx.canary}
-    baseline_hosts = tuple(h for h in ctx.baseline_hosts if h not in starts)
+    """Read every cohort host's records and cut them into the periods the gate compares."""
+    baseline_hosts = tuple(h for h in ctx.baseline_hosts if h not in ctx.canary)
     batches = fetch_batches(ctx.fleet, source, ctx.canary + baseline_hosts)
     failed = [b for b in batches.values() if isinstance(b, str)]
     if failed:
         return "; ".join(failed)
-    # The baseline is measured over the same period the canary has been live.
-    since = min(starts.values())
-    for h in baseline_hosts:
-        starts[h] = since
-    picked: dict[str, list[UsageRecord]] = {}
     bad = 0
+    records: dict[str, list[UsageRecord]] = {}
     for host, batch in batches.items():
         assert not isinstance(batch, str)
         bad += len(batch.bad_lines)
-        picked[host] = [r for r in batch.records if starts[host] <= r.ts <= now + CLOCK_SKEW_S]
-    fleet_size = len(ctx.playbook.hosts)
-
-    def cohort(name: str, hosts: tuple[str, ...]) -> Cohort:
-        records = [r for h in hosts for r in picked[h]]
-        seconds = sum(now - starts[h] for h in hosts)
-        return cohort_from_records(metric, name, hosts, records, seconds, fleet_size)
-
-    canary = cohort("canary", ctx.canary)
+        records[host] = batch.records
+    canary, baseline = split_cohorts(
+        METRICS[opts.metric],
+        records,
+        ctx.canary,
+        baseline_hosts,
+        ctx.switched_at,
+        now,
+        opts.window,
+        len(ctx.playbook.hosts),
+    )
     if bad:
-        canary.notes.append(f"{bad} unreadable usage line{'s' if bad != 1 else ''} skipped")
-    canary.notes.append(f"window {format_duration(now - since)}")
-    return canary, cohort("baseline", baseline_hosts) if baseline_hosts else None
+        canary.notes.insert(0, f"{bad} unreadable usage line{'s' if bad != 1 else ''} skipped")
+    return canary, baseline
 
 
 def _from_prometheus(

@@ -1,9 +1,10 @@
-"""One-sided tests of "canary is worse than baseline by more than a margin" (non-inferiority)."""
+"""Pure statistics for metric gates: intervals, non-inferiority tests, alpha spending over looks."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 def normal_sf(z: float) -> float:
@@ -87,3 +88,166 @@ def quantile(values: Sequence[float], q: float) -> float:
     low = math.floor(pos)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def normal_isf(p: float) -> float:
+    """Return z with P(Z > z) = p for a standard normal Z (0 < p < 1)."""
+    if not 0 < p < 1:
+        raise ValueError(f"normal_isf needs 0 < p < 1, got {p}")
+    lo, hi = -40.0, 40.0
+    for _ in range(200):  # bisection: exact to float precision, cheap enough for a gate
+        mid = (lo + hi) / 2
+        if normal_sf(mid) > p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12:
+            break
+    return (lo + hi) / 2
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """Return the regularized incomplete beta function I_x(a, b) (Lentz's continued fraction)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - betainc(b, a, 1.0 - x)
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    f = d
+    for m in range(1, 500):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            f *= c * d
+        if abs(c * d - 1.0) < 1e-14:
+            break
+    return math.exp(log_front) * f / a
+
+
+def t_sf(t: float, df: float) -> float:
+    """Return P(T > t) for Student's t with `df` degrees of freedom."""
+    tail = 0.5 * betainc(df / 2, 0.5, df / (df + t * t))
+    return tail if t >= 0 else 1.0 - tail
+
+
+def t_isf(p: float, df: float) -> float:
+    """Return t with P(T > t) = p for Student's t with `df` degrees of freedom (0 < p < 1)."""
+    if not 0 < p < 1:
+        raise ValueError(f"t_isf needs 0 < p < 1, got {p}")
+    lo, hi = -1e6, 1e6
+    for _ in range(300):
+        mid = (lo + hi) / 2
+        if t_sf(mid, df) > p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-10 * max(1.0, abs(mid)):
+            break
+    return (lo + hi) / 2
+
+
+def wilson_interval(events: int, n: int, z: float) -> tuple[float, float]:
+    """Return the Wilson score interval for a proportion, each end one-sided at `z`."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = events / n
+    centre = p + z * z / (2 * n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    scale = 1 + z * z / n
+    return max(0.0, (centre - half) / scale), min(1.0, (centre + half) / scale)
+
+
+def clopper_pearson_interval(events: int, n: int, alpha: float) -> tuple[float, float]:
+    """Return the exact (Clopper-Pearson) interval, each end one-sided at `alpha`."""
+
+    def solve(target: float, a: float, b: float) -> float:
+        lo, hi = 0.0, 1.0
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            if betainc(a, b, mid) < target:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2
+
+    lower = 0.0 if events == 0 else solve(alpha, events, n - events + 1)
+    upper = 1.0 if events == n else solve(1 - alpha, events + 1, n - events)
+    return lower, upper
+
+
+def look_alpha(alpha: float, look: int, planned: int, stage: int = 0, stages: int = 1) -> float:
+    """Return the share of `alpha` that look number `look` of a stage may spend.
+
+    Alpha spending with a union bound, so the chance of any false fail over every look of every
+    stage stays at most `alpha` however the looks are correlated. Stage `stage` (0-based) of
+    `stages` gets a share falling with its position (3:2:1 for three stages: the early stages,
+    with the most hosts left to protect and a baseline to compare with, get the most). 90% of a
+    stage's share is spent over its `planned` looks (bake plus extension at the sampling interval)
+    in proportion to the look's number, since later looks see more data; the last 10% goes to
+    unplanned looks (a human's late `advance`): look k > planned gets planned / (k (k - 1)) of it,
+    which sums to one.
+    """
+    stages = max(stages, 1)
+    stage = min(max(stage, 0), stages - 1)
+    share = alpha * (stages - stage) / (stages * (stages + 1) / 2)
+    planned = max(planned, 1)
+    if look <= planned:
+        return share * 0.9 * 2 * look / (planned * (planned + 1))
+    return share * 0.1 * planned / (look * (look - 1))
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    """A ratio of sums (errors per call, seconds per call, dollars per host-second) and its variance."""
+
+    value: float
+    variance: float
+
+
+def ratio_estimate(
+    numerators: Sequence[float], denominators: Sequence[float], model_variance: float
+) -> RatioEstimate:
+    """Return sum(numerators) / sum(denominators) with a variance robust to bursts and clustering.
+
+    Each pair is one time slice. The variance is the larger of the model's (binomial, per-call or
+    compound Poisson, given by the caller) and the slices' own spread (the linearized ratio-estimator
+    variance with slices as clusters), so calls that come in bursts or fail together in an incident
+    are not counted as independent.
+    """
+    total_x = sum(denominators)
+    if total_x <= 0:
+        return RatioEstimate(math.nan, math.inf)
+    value = sum(numerators) / total_x
+    m = sum(1 for x in denominators if x > 0)
+    spread = 0.0
+    if m > 1:
+        resid = sum((y - value * x) ** 2 for y, x in zip(numerators, denominators, strict=True))
+        spread = m / (m - 1) * resid / (total_x * total_x)
+    return RatioEstimate(value, max(model_variance, spread))
+
+
+def quantile_variance(values: Sequence[float], q: float) -> float:
+    """Return the variance of the sample q-quantile: q(1 - q) / (n f^2), with the density f
+    estimated from the order statistics around it (Siddiqui-Bloch-Gastwirth)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n < 4:
+        return math.inf
+    span = max(1, int(round(n ** (2 / 3) / 2)))
+    k = int(q * (n - 1))
+    lo, hi = max(0, k - span), min(n - 1, k + span)
+    width = ordered[hi] - ordered[lo]
+    if width <= 0:
+        return 0.0
+    density = (hi - lo) / (n * width)
+    return q * (1 - q) / (n * density * density)

@@ -1,0 +1,91 @@
+"""Cut hosts' usage records into the periods a metric gate compares (pure; no I/O).
+
+The canary is every canary host since it switched (within the window), the baseline every host
+still on the old config over the same stretch. For the difference-in-differences each canary host
+also gets its own calls from before its switch and the baseline hosts' calls over the same two
+stretches.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+
+from rollout.durations import format_duration
+from rollout.metrics.definitions import (
+    SECONDS_PER_DAY,
+    Cohort,
+    HostPeriods,
+    MetricDef,
+    Period,
+    cohort_from_records,
+)
+from rollout.usage import UsageRecord
+
+CLOCK_SKEW_S = 60.0  # records stamped slightly in the future still count
+
+
+def split_cohorts(
+    metric: MetricDef,
+    records: Mapping[str, Sequence[UsageRecord]],
+    canary_hosts: tuple[str, ...],
+    baseline_hosts: tuple[str, ...],
+    switched_at: Mapping[str, float],
+    now: float,
+    window: float,
+    fleet_size: int,
+) -> tuple[Cohort, Cohort | None]:
+    """Return the canary and baseline cohorts (baseline None when no host is left on it)."""
+    starts = {h: max(now - window, switched_at.get(h, now - window)) for h in canary_hosts}
+    baseline_hosts = tuple(h for h in baseline_hosts if h not in starts)
+    by_host = {h: sorted(records.get(h, ()), key=lambda r: r.ts) for h in canary_hosts + baseline_hosts}
+    stamps = {h: [r.ts for r in rs] for h, rs in by_host.items()}
+
+    def period(hosts: tuple[str, ...], lo: Mapping[str, float], hi: float, *, post: bool) -> Period:
+        picked: list[UsageRecord] = []
+        spans = []
+        for h in hosts:
+            ts = stamps[h]
+            right = bisect.bisect_right(ts, hi + CLOCK_SKEW_S) if post else bisect.bisect_left(ts, hi)
+            picked.extend(by_host[h][bisect.bisect_left(ts, lo[h]) : right])
+            # Before a switch a host is watched from its first recorded call (logging began then).
+            begin = lo[h] if post else min(hi, max(lo[h], ts[0] if ts else hi))
+            spans.append((begin, hi))
+        return Period(tuple(picked), tuple(spans))
+
+    def cohort(name: str, hosts: tuple[str, ...], lo: Mapping[str, float]) -> Cohort:
+        watched = period(hosts, lo, now, post=True)
+        found = cohort_from_records(
+            metric, name, hosts, list(watched.records), watched.host_seconds, fleet_size
+        )
+        found.period, found.per_day = watched, SECONDS_PER_DAY * fleet_size
+        wall = now - min(lo.values())
+        found.calls_per_s = watched.calls / wall if wall > 0 else None
+        return found
+
+    since = min(starts.values())  # the baseline is measured over the stretch the canary is live
+    canary = cohort("canary", canary_hosts, starts)
+    if baseline_hosts:
+        cells = []
+        for h in canary_hosts:
+            switched = switched_at.get(h)
+            if switched is None or not stamps[h] or stamps[h][0] >= switched:
+                continue  # no calls from before its switch: nothing to difference against
+            pre_lo = max(switched - window, stamps[h][0])
+            pre = dict.fromkeys((h, *baseline_hosts), pre_lo)
+            post = dict.fromkeys(baseline_hosts, starts[h])
+            cells.append(
+                HostPeriods(
+                    h,
+                    period((h,), starts, now, post=True),
+                    period((h,), pre, switched, post=False),
+                    period(baseline_hosts, post, now, post=True),
+                    period(baseline_hosts, pre, switched, post=False),
+                )
+            )
+        canary.did = cells or None
+    canary.notes.append(f"window {format_duration(now - since)}")
+    baseline = (
+        cohort("baseline", baseline_hosts, dict.fromkeys(baseline_hosts, since)) if baseline_hosts else None
+    )
+    return canary, baseline

@@ -1,0 +1,221 @@
+"""The statistics of metric gates, pure and seeded: intervals against reference values, alpha spent
+over looks, false alarms over many looks, host differences, fleet-wide breaches, cost as a rate."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from rollout.metrics.assess import Assessment, Bounds, assess
+from rollout.metrics.definitions import METRICS, Cohort
+from rollout.metrics.periods import split_cohorts
+from rollout.metrics.stats import (
+    betainc,
+    clopper_pearson_interval,
+    look_alpha,
+    normal_isf,
+    t_isf,
+    t_sf,
+    wilson_interval,
+)
+from rollout.usage import UsageRecord
+
+NOW = 1_000_000.0
+SWITCH = NOW - 60.0  # the canary went live a minute ago
+HOSTS = ("c1", "b1", "b2", "b3")
+
+
+def test_intervals_match_reference_values() -> None:
+    # Tables of the normal and t quantiles (t_{0.975,10} = 2.228139, t_{0.99,5} = 3.364930), the t
+    # tail P(T3 > 2) = 0.069663, Wilson's closed form worked by hand, Clopper-Pearson's 1/13.
+    assert normal_isf(0.01) == pytest.approx(2.326348, abs=1e-6)
+    assert normal_isf(0.5) == pytest.approx(0.0, abs=1e-9)
+    assert t_isf(0.025, 10) == pytest.approx(2.228139, abs=1e-6)
+    assert t_isf(0.01, 5) == pytest.approx(3.364930, abs=1e-6)
+    assert t_sf(2.0, 3) == pytest.approx(0.069663, abs=1e-6)
+    assert betainc(2, 3, 0.4) == pytest.approx(0.5248, abs=1e-12)  # I_0.4(2, 3), a binomial sum
+    lo, hi = wilson_interval(1, 13, normal_isf(0.025))
+    assert (lo, hi) == (pytest.approx(0.013710, abs=1e-5), pytest.approx(0.333140, abs=1e-5))
+    lo, hi = clopper_pearson_interval(1, 13, 0.025)
+    assert (lo, hi) == (pytest.approx(0.001946, abs=1e-6), pytest.approx(0.360297, abs=1e-6))
+    assert wilson_interval(0, 200, normal_isf(0.01))[1] == pytest.approx(0.0264, abs=1e-4)
+
+
+def test_look_alpha_spends_at_most_alpha_over_every_look_of_every_stage() -> None:
+    for planned in (1, 7, 121):
+        spent = sum(look_alpha(0.01, k, planned, s, 3) for s in range(3) for k in range(1, 20_000))
+        assert spent <= 0.01
+        assert spent > 0.0099  # nearly all of it, with looks far past the plan
+    # later looks (more data) get more; the 25% stage more than the 50% one
+    assert look_alpha(0.01, 10, 10, 0, 3) > look_alpha(0.01, 1, 10, 0, 3)
+    assert look_alpha(0.01, 5, 10, 0, 3) > look_alpha(0.01, 5, 10, 1, 3)
+
+
+def call(ts: float, rng: random.Random, error_rate: float, latency: float, cost: float) -> UsageRecord:
+    failed = rng.random() < error_rate
+    return UsageRecord(
+        ts=ts,
+        agent="build",
+        model="m/x",
+        input_tokens=1000,
+        output_tokens=100,
+        cost_usd=cost * rng.lognormvariate(-0.32, 0.8),
+        duration_s=latency * rng.lognormvariate(-0.18, 0.6),
+        outcome="error" if failed else "success",
+    )
+
+
+def fleet_calls(
+    rng: random.Random,
+    rate: float,
+    until: float,
+    host_error: dict[str, float],
+    host_latency: dict[str, float],
+    canary_factor: float = 1.0,
+    canary_rate: float = 1.0,
+    start: float = SWITCH - 120,
+) -> dict[str, list[UsageRecord]]:
+    """Calls every host made from `start` to `until`; after SWITCH c1 runs the candidate."""
+    out: dict[str, list[UsageRecord]] = {}
+    for host in HOSTS:
+        records, t = [], start
+        while t < until:
+            live = host == "c1" and t >= SWITCH
+            step = rng.expovariate(rate * (canary_rate if live else 1.0))
+            t += step
+            f = canary_factor if live else 1.0
+            records.append(call(t, rng, host_error[host] * f, host_latency[host] * f, 0.01))
+        out[host] = records
+    return out
+
+
+def judge_at(
+    metric: str, bounds: Bounds, by_host: dict[str, list[UsageRecord]], now: float, alpha_look: float
+) -> Assessment:
+    visible = {h: [r for r in rs if r.ts <= now] for h, rs in by_host.items()}
+    canary, baseline = split_cohorts(
+        METRICS[metric], visible, ("c1",), HOSTS[1:], {"c1": SWITCH}, now, 600.0, len(HOSTS)
+    )
+    return assess(METRICS[metric], bounds, canary, baseline, alpha_look)
+
+
+def test_sequential_false_alarm_rate_stays_within_alpha_over_many_looks() -> None:
+    """A/A with hosts that differ: 20 looks a bake, 150 bakes. Spending alpha over the looks keeps
+    the bakes with any false fail at or below alpha; testing every look at alpha does not."""
+    alpha, looks, trials = 0.05, 20, 150
+    spent_fails = naive_fails = 0
+    bounds = Bounds(max_regression=0.10, min_samples=20, alpha=alpha)
+    for seed in range(trials):
+        rng = random.Random(seed)
+        errors = {h: 0.02 * math.exp(rng.gauss(0, 0.5)) for h in HOSTS}
+        latency = {h: 4.0 * math.exp(rng.gauss(0, 0.3)) for h in HOSTS}
+        calls = fleet_calls(rng, 2.0, SWITCH + looks * 5, errors, latency)
+        spent = naive = False
+        for k in range(1, looks + 1):
+            now = SWITCH + k * 5
+            for metric in ("error_rate", "latency_mean_s"):
+                spent |= judge_at(metric, bounds, calls, now, look_alpha(alpha, k, looks)).outcome == "fail"
+                naive |= judge_at(metric, bounds, calls, now, alpha).outcome == "fail"
+        spent_fails += spent
+        naive_fails += naive
+    assert spent_fails / trials <= alpha
+    assert naive_fails > spent_fails  # the same data, tested afresh at every look
+
+
+def test_host_differences_alone_do_not_fail_a_gate() -> None:
+    """The canary host is slower and errs more than the others before and after its switch:
+    compared with its own past (difference-in-differences) it passes; compared directly with
+    the other hosts (no calls from before its switch) the same calls look like a regression."""
+    rng = random.Random(11)
+    errors = {"c1": 0.06, "b1": 0.01, "b2": 0.012, "b3": 0.008}
+    latency = {"c1": 6.0, "b1": 3.5, "b2": 3.8, "b3": 3.4}
+    calls = fleet_calls(rng, 5.0, NOW, errors, latency)
+    bounds = Bounds(max_regression=0.10, min_samples=50)
+    for metric in ("error_rate", "latency_mean_s"):
+        found = judge_at(metric, bounds, calls, NOW, 0.001)
+        assert found.outcome == "pass", found.why
+        assert "difference-in-differences, 1 host" in found.why
+        assert found.details["method"] == "difference-in-differences"
+        without_past = {h: [r for r in rs if r.ts >= SWITCH] for h, rs in calls.items()}
+        direct = judge_at(metric, bounds, without_past, NOW, 0.001)
+        assert direct.outcome != "pass"  # fail, or "over the margin, not yet significantly"
+        assert "compared directly (no canary host has calls from before its switch" in direct.why
+
+
+def test_a_real_regression_is_caught_by_the_difference_in_differences() -> None:
+    rng = random.Random(12)
+    errors = {"c1": 0.02, "b1": 0.01, "b2": 0.012, "b3": 0.008}
+    latency = {"c1": 4.0, "b1": 3.5, "b2": 3.8, "b3": 3.4}
+    calls = fleet_calls(rng, 10.0, NOW, errors, latency, canary_factor=1.5)
+    found = judge_at("latency_mean_s", Bounds(max_regression=0.10, min_samples=50), calls, NOW, 0.001)
+    assert found.outcome == "fail"
+    assert "worse, significantly over the 10% allowed (p=" in found.why
+    assert 0.3 < found.details["regression"] < 0.7
+
+
+def rate_cohort(events: int, samples: int, name: str = "canary") -> Cohort:
+    hosts = ("c1", "c2") if name == "canary" else ("b1", "b2", "b3")
+    return Cohort(name, hosts, events / samples, samples, events=events)
+
+
+def test_one_error_in_13_calls_says_nothing_about_a_5_percent_bound() -> None:
+    found = assess(METRICS["error_rate"], Bounds(max=0.05, min_samples=10), rate_cohort(1, 13), None)
+    assert found.outcome == "inconclusive"
+    assert found.why.startswith(
+        "error_rate 7.7% on canary (1/13 calls, 2 hosts) cannot be told from max 5.0% yet (interval "
+    )
+    assert "more calls needed" in found.why
+    clearly = assess(METRICS["error_rate"], Bounds(max=0.05), rate_cohort(40, 200), None, 0.001)
+    assert clearly.outcome == "fail"
+    assert clearly.why.startswith(
+        "error_rate 20.0% on canary (40/200 calls, 2 hosts) is above max 5.0% (its 99.9% lower bound is 1"
+    )
+    below = assess(METRICS["error_rate"], Bounds(max=0.05), rate_cohort(2, 400), None)
+    assert below.outcome == "pass"
+    assert "is below max 5.0% (its 99% upper bound is 2.2%)" in below.why
+
+
+def test_a_fleet_wide_breach_holds_unless_on_fleetwide_fail() -> None:
+    canary, baseline = rate_cohort(40, 400), rate_cohort(110, 1200, "baseline")
+    held = assess(METRICS["error_rate"], Bounds(max=0.05), canary, baseline, 0.001)
+    assert held.outcome == "inconclusive"
+    assert held.why == (
+        "error_rate 10.0% on canary (40/400 calls, 2 hosts) is above max 5.0% (its 99.9% lower bound "
+        "is 6.3%), but fleet-wide: baseline at 9.2% too: holding, not blaming the candidate"
+    )
+    failed = assess(METRICS["error_rate"], Bounds(max=0.05, fail_fleetwide=True), canary, baseline, 0.001)
+    assert failed.outcome == "fail"
+    assert "(fleet-wide: baseline at 9.2% too; on_fleetwide: fail)" in failed.why
+    alone = assess(METRICS["error_rate"], Bounds(max=0.05), canary, None, 0.001)
+    assert alone.outcome == "fail"  # at 100% no baseline is left: the bound decides
+
+
+def test_cost_per_day_is_tested_as_spend_per_host_second() -> None:
+    rng = random.Random(13)
+    errors = dict.fromkeys(HOSTS, 0.01)
+    latency = dict.fromkeys(HOSTS, 4.0)
+    bounds = Bounds(max_regression=0.10, min_samples=50)
+    # The same price per call, twice the calls: the spend per day doubles, and that is what fails.
+    busier = fleet_calls(rng, 5.0, NOW, errors, latency, canary_rate=2.0)
+    found = judge_at("cost_per_day_usd", bounds, busier, NOW, 0.001)
+    assert found.outcome == "fail", found.why
+    assert "/day expected from each host's own calls before its switch" in found.why
+    assert found.details["regression"] > 0.5
+    # Half the calls: shown as better, never a fail.
+    quieter = fleet_calls(rng, 5.0, NOW, errors, latency, canary_rate=0.5)
+    found = judge_at("cost_per_day_usd", bounds, quieter, NOW, 0.5)
+    assert found.outcome == "pass"
+    assert "better, not significantly over 10%" in found.why
+
+
+def test_p95_bound_is_the_share_of_calls_above_it() -> None:
+    rng = random.Random(14)
+    records = [call(SWITCH + i * 0.1, rng, 0.0, 4.0, 0.01) for i in range(500)]
+    by_host = {"c1": records, "b1": [], "b2": [], "b3": []}
+    canary, _ = split_cohorts(METRICS["latency_p95_s"], by_host, ("c1",), (), {"c1": SWITCH}, NOW, 600.0, 4)
+    low = assess(METRICS["latency_p95_s"], Bounds(max=30.0), canary, None, 0.001)
+    high = assess(METRICS["latency_p95_s"], Bounds(max=3.0), canary, None, 0.001)
+    assert low.outcome == "pass" and "calls above 30.00s" in low.why
+    assert high.outcome == "fail" and "is above max (" in high.why

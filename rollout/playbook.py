@@ -102,6 +102,15 @@ class _Where:
             raise self.fail(field, f"must be a non-empty string, got {limits.show(value)}")
         return value
 
+    def label(self, value: Any, field: str) -> str:
+        """A name shown in every line about it (rollout, stage, check): short and printable."""
+        text = self.string(value, field)
+        if len(text) > limits.MAX_NAME or not text.isprintable():
+            raise self.fail(
+                field, f"must be at most {limits.MAX_NAME} printable characters, got {limits.show(text)}"
+            )
+        return text
+
     def path(self, value: Any, field: str) -> str:
         text = self.string(value, field)
         problem = limits.path_problem(text)
@@ -165,11 +174,7 @@ def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook
     for key in ("name", "config", "targets"):
         if key not in data:
             raise w.fail(key, "missing (required)")
-    name = w.string(data["name"], "name")
-    if len(name) > limits.MAX_NAME or not name.isprintable():
-        raise w.fail(
-            "name", f"must be at most {limits.MAX_NAME} printable characters, got {limits.show(name)}"
-        )
+    name = w.label(data["name"], "name")
 
     config = w.mapping(data["config"], "config")
     w.unknown(config, CONFIG_KEYS | configkinds.OPTION_KEYS, "config")
@@ -352,7 +357,7 @@ def _stages(w: _Where, value: Any) -> tuple[Stage, ...]:
             bake = w.duration(item.get("bake", 0), f"{field}.bake")
             name = item.get("name")
             if name is not None:
-                w.string(name, f"{field}.name")
+                w.label(name, f"{field}.name")
         else:
             percent, name = item, None
         if percent == "shadow" or percent == 0:
@@ -367,7 +372,7 @@ def _stages(w: _Where, value: Any) -> tuple[Stage, ...]:
         if stages and stages[-1].percent >= percent:
             raise w.fail(field, f"percents must increase: {percent} after {stages[-1].percent}")
         label = name if name is not None else f"{percent}%"
-        stages.append(Stage(w.string(label, f"{field}.name"), percent, bake))
+        stages.append(Stage(w.label(label, f"{field}.name"), percent, bake))
     if stages[-1].percent != 100:
         raise w.fail("stages", f"the last stage must be 100 (got {stages[-1].percent})")
     names = [s.name for s in stages]
@@ -392,7 +397,7 @@ def _health(w: _Where, value: Any, base_dir: Path, stages: tuple[Stage, ...]) ->
             raise w.fail(field, f"cannot tell the check's kind (give one of: {', '.join(health.names())})")
         kind = health.kind(kind_name)
         w.unknown(spec, CHECK_COMMON_KEYS | set(kind.keys), field)
-        name = w.string(spec.get("name", f"check-{i + 1}"), f"{field}.name")
+        name = w.label(spec.get("name", f"check-{i + 1}"), f"{field}.name")
         if any(c.name == name for c in checks):
             raise w.fail(f"{field}.name", f"duplicate check name {limits.show(name)}")
         on = spec.get("on", "hosts")

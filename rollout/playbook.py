@@ -290,14 +290,22 @@ def _head(source: Path) -> bytes | None:
 
 
 def _check_host_paths(w: _Where, pb: Playbook, on_disk: bool) -> None:
-    """Refuse at validate what `start` would fail on: a host's path that cannot name a file."""
-    for host in pb.hosts:
-        for field, path in (("config.path", pb.path_on(host)), ("config.shadow_path", pb.shadow_on(host))):
+    """Refuse at validate what `start` would fail on: a host's path that cannot name a file.
+    With transport local, a path that is a folder on every host is the playbook's mistake; on
+    only some hosts it is those hosts' state, which start reports as unreadable (exit 5)."""
+    for field, path_on in (("config.path", pb.path_on), ("config.shadow_path", pb.shadow_on)):
+        on_hosts: list[tuple[str, str, str]] = []
+        for host in pb.hosts:
+            path = path_on(host)
             problem = limits.path_problem(path)
-            if problem is None and on_disk and pb.transport == "local":
-                problem = _local_path_problem(pb.base_dir, path)
             if problem is not None:
                 raise w.fail(field, f"on host {limits.show(host)}: {limits.show(path)} {problem}")
+            local = _local_path_problem(pb.base_dir, path) if on_disk and pb.transport == "local" else None
+            if local is not None:
+                on_hosts.append((host, path, local))
+        if on_hosts and len(on_hosts) == len(pb.hosts):
+            host, path, problem = on_hosts[0]
+            raise w.fail(field, f"on host {limits.show(host)}: {limits.show(path)} {problem}")
 
 
 def _local_path_problem(base_dir: Path, path: str) -> str | None:

@@ -111,6 +111,15 @@ class _Where:
             raise self.fail(field, f"must be a non-empty string, got {limits.show(value)}")
         return value
 
+    def label(self, value: Any, field: str) -> str:
+        """A name shown in every line about it (rollout, stage, check): short and printable."""
+        text = self.string(value, field)
+        if len(text) > limits.MAX_NAME or not text.isprintable():
+            raise self.fail(
+                field, f"must be at most {limits.MAX_NAME} printable characters, got {limits.show(text)}"
+            )
+        return text
+
     def path(self, value: Any, field: str) -> str:
         text = self.string(value, field)
         problem = limits.path_problem(text)
@@ -174,11 +183,7 @@ def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook
     for key in ("name", "config", "targets"):
         if key not in data:
             raise w.fail(key, "missing (required)")
-    name = w.string(data["name"], "name")
-    if len(name) > limits.MAX_NAME or not name.isprintable():
-        raise w.fail(
-            "name", f"must be at most {limits.MAX_NAME} printable characters, got {limits.show(name)}"
-        )
+    name = w.label(data["name"], "name")
 
     config = w.mapping(data["config"], "config")
     w.unknown(config, CONFIG_KEYS | configkinds.OPTION_KEYS, "config")
@@ -298,14 +303,22 @@ def _head(source: Path) -> bytes | None:
 
 
 def _check_host_paths(w: _Where, pb: Playbook, on_disk: bool) -> None:
-    """Refuse at validate what `start` would fail on: a host's path that cannot name a file."""
-    for host in pb.hosts:
-        for field, path in (("config.path", pb.path_on(host)), ("config.shadow_path", pb.shadow_on(host))):
+    """Refuse at validate what `start` would fail on: a host's path that cannot name a file.
+    With transport local, a path that is a folder on every host is the playbook's mistake; on
+    only some hosts it is those hosts' state, which start reports as unreadable (exit 5)."""
+    for field, path_on in (("config.path", pb.path_on), ("config.shadow_path", pb.shadow_on)):
+        on_hosts: list[tuple[str, str, str]] = []
+        for host in pb.hosts:
+            path = path_on(host)
             problem = limits.path_problem(path)
-            if problem is None and on_disk and pb.transport == "local":
-                problem = _local_path_problem(pb.base_dir, path)
             if problem is not None:
                 raise w.fail(field, f"on host {limits.show(host)}: {limits.show(path)} {problem}")
+            local = _local_path_problem(pb.base_dir, path) if on_disk and pb.transport == "local" else None
+            if local is not None:
+                on_hosts.append((host, path, local))
+        if on_hosts and len(on_hosts) == len(pb.hosts):
+            host, path, problem = on_hosts[0]
+            raise w.fail(field, f"on host {limits.show(host)}: {limits.show(path)} {problem}")
 
 
 def _local_path_problem(base_dir: Path, path: str) -> str | None:
@@ -365,7 +378,7 @@ def _stages(w: _Where, value: Any) -> tuple[Stage, ...]:
             bake = w.duration(item.get("bake", 0), f"{field}.bake")
             name = item.get("name")
             if name is not None:
-                w.string(name, f"{field}.name")
+                w.label(name, f"{field}.name")
         else:
             percent, name = item, None
         if percent == "shadow" or percent == 0:
@@ -380,7 +393,7 @@ def _stages(w: _Where, value: Any) -> tuple[Stage, ...]:
         if stages and stages[-1].percent >= percent:
             raise w.fail(field, f"percents must increase: {percent} after {stages[-1].percent}")
         label = name if name is not None else f"{percent}%"
-        stages.append(Stage(w.string(label, f"{field}.name"), percent, bake))
+        stages.append(Stage(w.label(label, f"{field}.name"), percent, bake))
     if stages[-1].percent != 100:
         raise w.fail("stages", f"the last stage must be 100 (got {stages[-1].percent})")
     names = [s.name for s in stages]
@@ -405,7 +418,7 @@ def _health(w: _Where, value: Any, base_dir: Path, stages: tuple[Stage, ...]) ->
             raise w.fail(field, f"cannot tell the check's kind (give one of: {', '.join(health.names())})")
         kind = health.kind(kind_name)
         w.unknown(spec, CHECK_COMMON_KEYS | set(kind.keys), field)
-        name = w.string(spec.get("name", f"check-{i + 1}"), f"{field}.name")
+        name = w.label(spec.get("name", f"check-{i + 1}"), f"{field}.name")
         if any(c.name == name for c in checks):
             raise w.fail(f"{field}.name", f"duplicate check name {limits.show(name)}")
         on = spec.get("on", "hosts")

@@ -118,6 +118,12 @@ CASES = [
         "targets.hosts[0]: 'dev\\n01' holds a control character",
     ),
     ("health-empty-list", {}, "health: must be a mapping, got list"),
+    (
+        "stage-name-10000",
+        {"stages": "[shadow, {name: " + "s" * 10_000 + ", percent: 100}]"},
+        "stages[1].name: must be at most 100 printable characters",
+    ),
+    ("check-name-10000", {}, "health.checks[0].name: must be at most 100 printable characters"),
     ("check-nul", {"interval": '5s\n  x: "a\\0b"'}, "health.x: 'a\\x00b' contains a NUL character"),
     (
         "check-max-huge",
@@ -142,6 +148,8 @@ def test_bad_playbook_exits_2_with_a_short_message_at_validate_and_touches_nothi
     write(fleet, LAUGHS if case.startswith("laughs") else "", **fields)
     if case == "name-10000":
         fleet.playbook.write_text(fleet.playbook.read_text().replace("test-rollout", "n" * 10_000))
+    if case == "check-name-10000":
+        fleet.playbook.write_text(fleet.playbook.read_text().replace("has-model", "c" * 10_000))
     if case == "health-empty-list":
         text = fleet.playbook.read_text()
         fleet.playbook.write_text(text[: text.index("health:")] + "health: []\n")

@@ -155,8 +155,15 @@ def _fleet_for(playbook_path: str | Path, progress: ProgressFn | None) -> Fleet:
 def _relay(step: Report, total: Report, emit: Say, skip_reused: bool = False) -> None:
     lines = step.lines
     if skip_reused and step.data.get("reused"):
-        # The gate `start` (or the last sample) just passed and printed is not printed again.
-        lines = [line for line in lines if not line.startswith(step.data["reused"])]
+        # The gate `start` (or the last sample) just passed and printed is not printed as a second
+        # PASS: one short line says it was not measured again.
+        prefix = step.data["reused"]
+        lines = [
+            f"{prefix.split(':')[0]}: not measured again: {line.rsplit('(', 1)[-1].rstrip(')')}"
+            if line.startswith(prefix)
+            else line
+            for line in lines
+        ]
     for line in lines:
         emit(line)
     total.lines.extend(lines)

@@ -18,15 +18,14 @@ import re
 import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+if TYPE_CHECKING:
+    import urllib.request
 
 from rollout import journal, who, yamlload
 from rollout.durations import parse_duration
@@ -291,6 +290,9 @@ def _send_loop(q: queue.Queue[_Item]) -> None:
         if item.done:  # given up on at exit
             continue
         attempts = 0
+        # Imported here, in the sender thread: `status` and every verb load this module.
+        from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
         try:
             retrying = Retrying(
                 stop=stop_after_delay(item.hook.retry_for),
@@ -310,6 +312,9 @@ def _send_loop(q: queue.Queue[_Item]) -> None:
 
 
 def _post(hook: Webhook, body: dict[str, Any]) -> None:
+    import urllib.error
+    import urllib.request
+
     data = body if hook.format == "json" else {"text": slack_text(body)}
     headers = {"Content-Type": "application/json", "User-Agent": "rollout"}
     headers.update({k: _expand(v) for k, v in hook.headers})
@@ -325,6 +330,8 @@ def _post(hook: Webhook, body: dict[str, Any]) -> None:
 
 def _opener(url: str) -> urllib.request.OpenerDirector:
     """Return an opener; a loopback receiver is reached directly, never through a proxy."""
+    import urllib.request
+
     host = urllib.parse.urlsplit(url).hostname or ""
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -347,6 +354,8 @@ def _expand(value: str) -> str:
 
 def _describe(hook: Webhook, e: BaseException) -> str:
     """Say why a delivery failed, with the URL's path and every header value masked."""
+    import urllib.error
+
     if isinstance(e, urllib.error.HTTPError):
         text = f"HTTP {e.code} {e.reason}"
     elif isinstance(e, urllib.error.URLError):

@@ -61,6 +61,7 @@ def test_kill_9_at_every_step_of_start_leaves_no_debris(tmp_path: Path) -> None:
             )
         assert fleet.bytes_on() == {h: fleet.baseline for h in fleet.hosts}, n
         assert _debris(fleet.root, fleet.state) == [], n
+    print(f"start killed at {killed_at} points")
     assert killed_at > 10  # the seam really killed start at many points
 
 
@@ -101,4 +102,5 @@ def test_kill_9_at_every_step_of_undo_then_abort_finishes_it(tmp_path: Path) -> 
             assert fleet.cli("undo").exit_code == 0
         assert fleet.bytes_on() == {h: fleet.baseline for h in fleet.hosts}, n
         assert _debris(fleet.root, fleet.state) == [], n
+    print(f"undo killed at {killed_at} points")
     assert killed_at > 5

@@ -395,11 +395,11 @@ def _cost_split(
 ) -> tuple[float, str, dict[str, Any]] | None:
     """Test cost per day as its two halves: spend per host-second = calls per host-second x cost
     per call. Over a bake of seconds the call rate moves with bursts far more than a price change
-    moves the spend, so the spend-rate contrast also allows for the call rate's bursts seen before
-    the switch (pooled over the fleet's hosts); and the per-call
-    cost's difference-in-differences, which a price change moves without the bursts, is tested on
-    its own. The spend rate's p allows for bursts of any shape (`_burst_tail`). Either significant at half the look's alpha fails (Bonferroni: the returned p is the
-    smaller doubled), and only when the cost per day shown is over the margin."""
+    moves the spend, so the spend rate's p also allows for the call-rate bursts seen before the
+    switch (pooled over the fleet's hosts, a tail of any shape: `_burst_tail`); and the cost per
+    call's difference-in-differences, which a price change moves without the bursts, is tested on
+    its own. Either significant at half the look's alpha fails (Bonferroni: the returned p is the
+    smaller, doubled), and only when the cost per day shown is over the margin (the caller)."""
     assert canary.did is not None
     per = _did(COST_PER_CALL, canary.did)
     if per is None or per.expected <= 0 or did.expected <= 0:
@@ -412,10 +412,10 @@ def _cost_split(
     p_call = _p(per.observed, RatioEstimate(per.expected, 0.0), factor, lower_is_better, var_c)
     observed = did.observed
     p_rate = _p(observed, RatioEstimate(did.expected, 0.0), factor, lower_is_better, spend_var)
-    if canary.rate_placebo is not None and canary.rate_placebo > 0:
-        bursts = canary.rate_placebo * did.spread_sq
-        gap = observed.value - factor * did.expected if lower_is_better else factor * did.expected - observed.value
-        p_rate = max(p_rate, _burst_tail(gap, spend_var, bursts))
+    bursts = (canary.rate_placebo or 0.0) * did.spread_sq
+    if bursts > 0:
+        gap = observed.value - factor * did.expected
+        p_rate = max(p_rate, _burst_tail(gap if lower_is_better else -gap, spend_var, bursts))
     per_call = per.observed.value / per.expected
     calls = (observed.value / did.expected) / per_call if per_call > 0 else math.nan
     numbers = {

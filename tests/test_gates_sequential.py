@@ -219,3 +219,50 @@ def test_p95_bound_is_the_share_of_calls_above_it() -> None:
     high = assess(METRICS["latency_p95_s"], Bounds(max=3.0), canary, None, 0.001)
     assert low.outcome == "pass" and "calls above 30.00s" in low.why
     assert high.outcome == "fail" and "is above max (" in high.why
+
+
+def bursty_calls(
+    rng: random.Random, switch: float, until: float, price: float, burst_on_canary: bool
+) -> dict[str, list[UsageRecord]]:
+    """40 calls/s a host from a minute before `switch`; the other hosts now and then double their
+    rate for 1-3 s (c1 happened not to before its switch); c1 pays `price` times as much per call after the switch, and with `burst_on_canary`
+    doubles its rate for the first 5 s after it."""
+    out: dict[str, list[UsageRecord]] = {}
+    for host in HOSTS:
+        records, t, burst = [], switch - 60.0, 0.0
+        while t < until:
+            live = host == "c1" and t >= switch
+            if host != "c1" and burst <= 0 and rng.random() < 0.03:
+                burst = rng.uniform(1.0, 3.0)
+            forced = live and burst_on_canary and t < switch + 5
+            level = 40.0 * (2.0 if burst > 0 or forced else 1.0)
+            for _ in range(int(rng.gauss(level, math.sqrt(level)))):
+                records.append(call(t + rng.random(), rng, 0.01, 4.0, 0.01 * (price if live else 1.0)))
+            t += 1.0
+            burst -= 1.0
+        out[host] = sorted(records, key=lambda r: r.ts)
+    return out
+
+
+def test_cost_per_day_a_burst_of_calls_is_not_a_regression_a_price_rise_is() -> None:
+    """Over a bake of seconds the call rate moves with bursts far more than a price moves the
+    spend: a burst on the canary host alone does not fail (its spend rate is judged against the
+    fleet's bursts before the switch), and +50% per call is caught from the cost per call."""
+    switch, now = NOW - 10.0, NOW
+    bounds = Bounds(max_regression=0.10, min_samples=50)
+
+    def judge(calls: dict[str, list[UsageRecord]]) -> Assessment:
+        visible = {h: [r for r in rs if r.ts <= now] for h, rs in calls.items()}
+        canary, baseline = split_cohorts(
+            METRICS["cost_per_day_usd"], visible, ("c1",), HOSTS[1:], {"c1": switch}, now, 600.0, 4
+        )
+        return assess(METRICS["cost_per_day_usd"], bounds, canary, baseline, 1e-4)
+
+    for seed in range(3):
+        burst = judge(bursty_calls(random.Random(20 + seed), switch, now, 1.0, True))
+        assert burst.outcome != "fail", burst.why
+        assert burst.details["regression"] > 0.25  # shown worse: the burst is real spend
+        assert burst.details["cost_split"]["call_rate_ratio"] > 1.2
+        pricier = judge(bursty_calls(random.Random(30 + seed), switch, now, 1.5, False))
+        assert pricier.outcome == "fail", pricier.why
+        assert "cost per call" in pricier.why and "higher" in pricier.why

@@ -16,6 +16,7 @@ from typing import Any
 
 from rollout.health.base import Outcome
 from rollout.metrics.definitions import (
+    COST_PER_CALL,
     Cohort,
     HostPeriods,
     MetricDef,
@@ -341,6 +342,12 @@ def _regression(
         p = _p(observed, RatioEstimate(expected, 0.0), factor, metric.lower_is_better, var)
         rel = relative_regression(observed.value, expected, metric.lower_is_better)
         details["method"] = "difference-in-differences"
+        if metric.name == "cost_per_day_usd":
+            split = _cost_split(canary, did, var, factor, metric.lower_is_better)
+            if split is not None:
+                p, clause, numbers = split
+                against += clause
+                details["cost_split"] = numbers
         details["expected"] = expected * scale
     elif observed is not None and baseline.period is not None and estimate(metric, baseline.period):
         base = estimate(metric, baseline.period)
@@ -383,6 +390,49 @@ def _regression(
     return _Part("pass", f"{against}: {change}, not significantly over {allowed} (p={p:.2g})")
 
 
+def _cost_split(
+    canary: Cohort, did: _DiD, spend_var: float, factor: float, lower_is_better: bool
+) -> tuple[float, str, dict[str, Any]] | None:
+    """Test cost per day as its two halves: spend per host-second = calls per host-second x cost
+    per call. Over a bake of seconds the call rate moves with bursts far more than a price change
+    moves the spend, so the spend rate's p also allows for the call-rate bursts seen before the
+    switch (pooled over the fleet's hosts, a tail of any shape: `_burst_tail`); and the cost per
+    call's difference-in-differences, which a price change moves without the bursts, is tested on
+    its own. Either significant at half the look's alpha fails (Bonferroni: the returned p is the
+    smaller, doubled), and only when the cost per day shown is over the margin (the caller)."""
+    assert canary.did is not None
+    per = _did(COST_PER_CALL, canary.did)
+    if per is None or per.expected <= 0 or did.expected <= 0:
+        return None
+    seen = estimate(COST_PER_CALL, canary.period) if canary.period is not None else None
+    own = max(per.observed.variance, seen.variance if seen is not None else 0.0)
+    var_c = own + factor * factor * per.expected_var
+    if per.placebo_var is not None:
+        var_c = max(var_c, per.placebo_var + factor * factor * per.expected_var)
+    p_call = _p(per.observed, RatioEstimate(per.expected, 0.0), factor, lower_is_better, var_c)
+    observed = did.observed
+    p_rate = _p(observed, RatioEstimate(did.expected, 0.0), factor, lower_is_better, spend_var)
+    bursts = (canary.rate_placebo or 0.0) * did.spread_sq
+    if bursts > 0:
+        gap = observed.value - factor * did.expected
+        p_rate = max(p_rate, _burst_tail(gap if lower_is_better else -gap, spend_var, bursts))
+    per_call = per.observed.value / per.expected
+    calls = (observed.value / did.expected) / per_call if per_call > 0 else math.nan
+    numbers = {
+        "cost_per_call_ratio": per_call,
+        "call_rate_ratio": calls,
+        "p_spend_rate": p_rate,
+        "p_cost_per_call": p_call,
+        "rate_placebo": canary.rate_placebo,
+    }
+    clause = (
+        f"; cost per call {_ratio_text(per_call, 'higher', 'lower')} and calls per host-second "
+        f"{_ratio_text(calls, 'more', 'fewer')} than expected (spend rate p={p_rate:.2g}, "
+        f"cost per call p={p_call:.2g}: the smaller, doubled, decides)"
+    )
+    return min(1.0, 2 * min(p_rate, p_call)), clause, numbers
+
+
 @dataclass(frozen=True)
 class _DiD:
     observed: RatioEstimate  # the canary's value since the switch, pooled over its hosts
@@ -390,6 +440,7 @@ class _DiD:
     expected_var: float
     placebo_var: float | None  # the contrast's variance seen over windows before the switch
     hosts: int  # canary hosts compared with their own past
+    spread_sq: float = 0.0  # sum of (weight x expected)^2 over hosts / total weight^2
 
 
 def _did(metric: MetricDef, cells: list[HostPeriods]) -> _DiD | None:
@@ -398,7 +449,7 @@ def _did(metric: MetricDef, cells: list[HostPeriods]) -> _DiD | None:
     (host-seconds for cost). The baseline's terms are shared by every host, so their errors add
     up (correlated); the hosts' own terms are independent."""
     weights: list[float] = []
-    own_var = shared_sd = total = observed = observed_var = placebo = 0.0
+    own_var = shared_sd = total = observed = observed_var = placebo = spread = 0.0
     placebo_known = True
     memo: dict[tuple[Any, ...], RatioEstimate | None] = {}
 
@@ -431,6 +482,7 @@ def _did(metric: MetricDef, cells: list[HostPeriods]) -> _DiD | None:
             e = max(0.0, pre.value + b1.value - b0.value)
             v_own, v_shared = pre.variance, b1.variance + b0.variance
         total += w * e
+        spread += (w * e) ** 2
         own_var += w * w * v_own
         shared_sd += w * math.sqrt(v_shared)
     weight = sum(weights)
@@ -443,6 +495,7 @@ def _did(metric: MetricDef, cells: list[HostPeriods]) -> _DiD | None:
         (own_var + shared_sd * shared_sd) / w2,
         placebo / w2 if placebo_known else None,
         len(weights),
+        spread / w2,
     )
 
 
@@ -547,3 +600,28 @@ def _change(rel: float | None) -> str:
     if abs(rel) < 0.0005:
         return "no change"
     return f"{abs(rel) * 100:.1f}% {'worse' if rel > 0 else 'better'}"
+
+
+def _burst_tail(gap: float, normal_var: float, burst_var: float) -> float:
+    """Bound P(N + B >= gap) for N normal with `normal_var` (Poisson arrivals, per-call spread)
+    and B a burst term of any shape with `burst_var`: the best split gap = a + b of the normal
+    tail at a plus Cantelli's bound var / (var + b^2) at b. Bursts are rare and large, so their
+    tail is far heavier than a normal one with the same variance."""
+    if gap <= 0:
+        return 1.0
+    sd = math.sqrt(max(normal_var, 0.0))
+    best = 1.0
+    for i in range(51):
+        a = gap * i / 50
+        normal = normal_sf(a / sd) if sd > 0 else (0.0 if a > 0 else 0.5)
+        b = gap - a
+        best = min(best, normal + burst_var / (burst_var + b * b))
+    return best
+
+
+def _ratio_text(ratio: float, up: str, down: str) -> str:
+    if not math.isfinite(ratio):
+        return "unknown"
+    if abs(ratio - 1) < 0.0005:
+        return "unchanged"
+    return f"{abs(ratio - 1) * 100:.1f}% {up if ratio > 1 else down}"

@@ -31,6 +31,13 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
+# Not a metric a check names: the per-call half of cost_per_day_usd (spend rate = calls per
+# host-second x cost per call), which carries a price change without the call rate's bursts.
+COST_PER_CALL = MetricDef(
+    "cost_per_call_usd", "scale", True, "usd", sample=lambda r: r.cost_usd, summary=_mean
+)
+
+
 METRICS: dict[str, MetricDef] = {
     m.name: m
     for m in (
@@ -280,6 +287,9 @@ class Cohort:
     did: list[HostPeriods] | None = None  # canary: each host before/after, with the baseline's change
     per_day: float = 1.0  # cost_per_day_usd: a day times the fleet's hosts (value = rate x per_day)
     calls_per_s: float | None = None  # how fast this cohort's calls arrive
+    # cost: relative variance of one host's call rate against the other hosts' beyond Poisson's over
+    # windows as long as the canary has been live, before any switch (bursts); None: not measured
+    rate_placebo: float | None = None
 
 
 def cohort_from_records(

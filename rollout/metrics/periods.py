@@ -84,8 +84,56 @@ def split_cohorts(
                 )
             )
         canary.did = cells or None
+        if metric.name == "cost_per_day_usd" and cells:
+            first = min(switched_at[c.host] for c in cells)
+            lo = max(first - window, min((ts[0] for ts in stamps.values() if ts), default=first))
+            canary.rate_placebo = rate_placebo(
+                stamps, canary_hosts + baseline_hosts, lo, first, now - since
+            )
     canary.notes.append(f"window {format_duration(now - since)}")
     baseline = (
         cohort("baseline", baseline_hosts, dict.fromkeys(baseline_hosts, since)) if baseline_hosts else None
     )
     return canary, baseline
+
+
+MAX_PLACEBO_WINDOWS = 200
+
+
+def rate_placebo(
+    stamps: Mapping[str, Sequence[float]], hosts: tuple[str, ...], lo: float, hi: float, length: float
+) -> float | None:
+    """Return the relative variance of one host's call rate against the other hosts' over windows
+    of `length` seconds in [lo, hi), before any host switched, beyond what Poisson arrivals give:
+    each host's calls in a window over its mean, minus the other hosts' over theirs, pooled over
+    every host (so a burst on any host of the fleet counts, not only on the few canary hosts).
+    Windows slide by about a second. None with fewer than two hosts with calls or a history
+    shorter than three windows."""
+    if length <= 0 or hi - lo < 3 * length:
+        return None
+    counts: dict[str, list[int]] = {}
+    starts: list[float] = []
+    step = max(min(1.0, length), (hi - lo - length) / MAX_PLACEBO_WINDOWS)
+    a = lo
+    while a + length <= hi + 1e-9:
+        starts.append(a)
+        a += step
+    for h in hosts:
+        ts = stamps.get(h, ())
+        counts[h] = [bisect.bisect_left(ts, s + length) - bisect.bisect_left(ts, s) for s in starts]
+    means = {h: sum(c) / len(c) for h, c in counts.items() if c and sum(c) > 0}
+    if len(means) < 2 or len(starts) < 3:
+        return None
+    pooled, used = 0.0, 0
+    for h, mean in means.items():
+        others = [o for o in means if o != h]
+        rest_mean = sum(means[o] for o in others)
+        diffs = [
+            counts[h][j] / mean - sum(counts[o][j] for o in others) / rest_mean for j in range(len(starts))
+        ]
+        centre = sum(diffs) / len(diffs)
+        spread = sum((d - centre) ** 2 for d in diffs) / (len(diffs) - 1)
+        # What Poisson arrivals alone would give; the rest is bursts (or slow swings).
+        pooled += max(0.0, spread - 1 / mean - 1 / rest_mean)
+        used += 1
+    return pooled / used

@@ -55,14 +55,12 @@ def classify(live: str | None, shadow: str | None, baseline: str | None, candida
 
 def _begin(run: Run, action: str, hosts: list[str]) -> None:
     run.rollout.state["intent"] = {"action": action, "hosts": hosts, "time": time.time()}
-    run.rollout.save()
-    run.rollout.log("intent", action=action, hosts=hosts)
+    run.rollout.commit("intent", action=action, hosts=hosts)
 
 
 def _end(run: Run, event: str, **fields: Any) -> None:
     run.rollout.state["intent"] = None
-    run.rollout.save()
-    run.rollout.log(event, **fields)
+    run.rollout.commit(event, **fields)
 
 
 def read_hosts(
@@ -120,8 +118,7 @@ def refresh_unknown(run: Run) -> dict[str, str]:
         state = classify(live.sha256, shadow.sha256, rec["baseline_sha256"], run.candidate_sha)
         rec.update(state=state, sha256=live.sha256, shadow=shadow.sha256 == run.candidate_sha, reason=None)
         found[host] = state
-    run.rollout.save()
-    run.rollout.log("refreshed", hosts=found)
+    run.rollout.commit("refreshed", hosts=found)
     return found
 
 

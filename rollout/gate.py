@@ -120,8 +120,7 @@ def evaluate(run: Run, stage: Stage) -> Verdict:
         "planned_looks": planned_looks(run, stage),
         **verdict.to_json(),
     }
-    run.rollout.save()
-    run.rollout.log("gate", decision=verdict.decision, why=verdict.why, verdict=verdict.to_json())
+    run.rollout.commit("gate", decision=verdict.decision, why=verdict.why, verdict=verdict.to_json())
     return verdict
 
 

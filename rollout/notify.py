@@ -54,17 +54,7 @@ QUEUE_SIZE = 100  # events waiting per webhook; past that they are recorded as u
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # Journal event -> notification event (a gate's decision is mapped by `_event_for`).
-_SAME = {
-    "started",
-    "rolled-back",
-    "rollback-failed",
-    "aborted",
-    "paused",
-    "resumed",
-    "deadline",
-    "complete",
-    "reverted",
-}
+_SAME = set(EVENTS) - {"stage-live", "gate-passed", "gate-failed", "inconclusive"}
 _GATE = {"pass": "gate-passed", "fail": "gate-failed", "inconclusive": "inconclusive"}
 
 

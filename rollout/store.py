@@ -108,6 +108,14 @@ class Rollout:
     def log(self, event: str, **fields: Any) -> dict[str, Any]:
         """Append one event (with its operator) to the journal, fsync it, and record the chain's
         new head in state.json (a rollout started before the chain existed stays unchained)."""
+        return self._journal(event, fields, save=False)
+
+    def commit(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Journal one event and save the state changed with it: one state.json write, which also
+        carries the chain's new head (a save followed by a log wrote it twice)."""
+        return self._journal(event, fields, save=True)
+
+    def _journal(self, event: str, fields: dict[str, Any], *, save: bool) -> dict[str, Any]:
         record = {"time": now_iso(), "event": event, "stage": self.state.get("stage"), **fields}
         record.setdefault("operator", who.operator())
         chained = "journal" in self.state
@@ -117,6 +125,7 @@ class Rollout:
             if head is not None:
                 record.update(seq=head["seq"])
                 self.state["journal"] = head
+            if head is not None or save:
                 self.save()
         notify.dispatch(self, record)  # queued for a background sender: never waits for a webhook
         return record

@@ -95,5 +95,4 @@ def _accept_drift(run: Run, hosts: tuple[str, ...], reason: str) -> None:
             )
     for host in hosts:
         run.hosts[host]["drift_accepted"] = True
-    run.rollout.save()
-    run.rollout.log("drift-accepted", hosts=list(hosts), reason=reason)
+    run.rollout.commit("drift-accepted", hosts=list(hosts), reason=reason)

@@ -124,8 +124,7 @@ def _promote(run: Run, index: int, report: Report, target: int | None = None) ->
         for host, why in sorted(clear_shadow(run, list(pb.hosts)).items()):
             report.say(f"warning: {host}: shadow copy not removed: {why}")
         state["state"] = machine.transition(state["state"], "finish")
-        run.rollout.save()
-        run.rollout.log("complete", hosts=list(pb.hosts))
+        run.rollout.commit("complete", hosts=list(pb.hosts))
         off = {h: rec["state"] for h, rec in run.hosts.items() if rec["state"] != CANDIDATE}
         if off:
             names = ", ".join(f"{h} ({state})" for h, state in sorted(off.items()))

@@ -117,6 +117,5 @@ def finish_restore(run: Run, event: str, reason: str, report: Report) -> Restore
         report.say(f"warning: {host}: shadow copy not removed: {why}")
     state["reason"] = reason  # the latest; `reasons` keeps every one given
     who.add_reason(state, state["state"], reason, now_iso())
-    run.rollout.save()
-    run.rollout.log(state["state"], reason=reason, restored=result.restored, not_restored=result.not_restored)
+    run.rollout.commit(state["state"], reason=reason, restored=result.restored, not_restored=result.not_restored)
     return result

@@ -47,8 +47,7 @@ def deadline_step(run: Run, now: float | None = None) -> Report | None:
         f"(entered {format_duration(now - entered)} ago{gate}{paused})"
     )
     state["deadline_sent"] = stage.name
-    run.rollout.save()
-    run.rollout.log("deadline", reason=why, action=limit.action, percent=stage.percent)
+    run.rollout.commit("deadline", reason=why, action=limit.action, percent=stage.percent)
     report = Report(data={"id": run.rollout.id, "deadline": {"stage": stage.name, "action": limit.action}})
     report.say(f"deadline: {why}")
     if limit.action == "rollback":

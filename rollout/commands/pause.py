@@ -26,8 +26,7 @@ def pause(state_dir: Path, rollout_id: str | None = None, reason: str = "", *, f
         why = reason or "paused by the operator"
         state["paused"] = {"at": now_iso(), "since": time.time(), "reason": why, "operator": who.operator()}
         who.add_reason(state, "paused", why, state["paused"]["at"])
-        rollout.save()
-        rollout.log("paused", reason=why, percent=state.get("percent"))
+        rollout.commit("paused", reason=why, percent=state.get("percent"))
     report = Report(data={"id": rollout.id, "paused": state["paused"]})
     report.say(
         f"rollout {rollout.id} paused at {state['stage']}: nothing is promoted until `rollout resume`; "
@@ -49,8 +48,7 @@ def resume(state_dir: Path, rollout_id: str | None = None, *, force: bool = Fals
             raise Refused(f"cannot resume: rollout {rollout.id} is not paused")
         held = max(0.0, time.time() - float(paused.get("since") or time.time()))
         state["paused"] = None
-        rollout.save()
-        rollout.log("resumed", paused_for_s=round(held, 1), percent=state.get("percent"))
+        rollout.commit("resumed", paused_for_s=round(held, 1), percent=state.get("percent"))
     report = Report(data={"id": rollout.id, "paused": None})
     report.say(f"rollout {rollout.id} resumed at {state['stage']} after {format_duration(held)} paused")
     return report

@@ -25,8 +25,7 @@ def go_live(run: Run, index: int, report: Report) -> None:
     if state["state"] != machine.LIVE:
         state["state"] = machine.transition(state["state"], "promote")
     reset_counters(run)
-    run.rollout.save()
-    run.rollout.log("stage-entered", percent=stage.percent, cohort=cohort, skipped=skipped)
+    run.rollout.commit("stage-entered", percent=stage.percent, cohort=cohort, skipped=skipped)
     on = sum(1 for h in pb.hosts if run.hosts[h]["state"] == CANDIDATE)
     report.say(f"stage {stage.name}: candidate live on {on}/{len(pb.hosts)} host(s)")
     for host, why in sorted(skipped.items()):

@@ -28,6 +28,15 @@ def isolated_home(
     yield home
 
 
+@pytest.fixture(autouse=True)
+def cache_home(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point `$XDG_CACHE_HOME` at an empty folder in the isolated home: no test reads the real
+    OpenCode models.dev cache (the model catalog would then depend on this machine)."""
+    cache = isolated_home / ".cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache
+
+
 BASELINE = {
     "$schema": "https://opencode.ai/config.json",
     "model": "anthropic/claude-sonnet-4-5",

@@ -17,12 +17,6 @@ PLAN_MODELS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
 def write_models_dev(path, models: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"acme": {"id": "acme", "name": "Acme", "models": models}}))
@@ -50,17 +44,17 @@ def test_models_dev_shape_is_read(tmp_path):
     assert found.providers == {"acme"}
 
 
-def test_resolve_prefers_named_file_then_opencode_cache_then_builtin(tmp_path, _cache_home):
+def test_resolve_prefers_named_file_then_opencode_cache_then_builtin(tmp_path, cache_home):
     assert catalog.resolve(None).source == str(catalog.BUILTIN)
-    write_models_dev(_cache_home / "opencode" / "models.json", {"cached": {}})
+    write_models_dev(cache_home / "opencode" / "models.json", {"cached": {}})
     assert catalog.resolve(None).get("acme/cached") is not None
     named = tmp_path / "named.json"
     write_models_dev(named, {"named": {}})
     assert set(catalog.resolve(str(named)).models) == {"acme/named"}
 
 
-def test_broken_opencode_cache_falls_back_to_builtin(_cache_home):
-    cache = _cache_home / "opencode" / "models.json"
+def test_broken_opencode_cache_falls_back_to_builtin(cache_home):
+    cache = cache_home / "opencode" / "models.json"
     cache.parent.mkdir(parents=True)
     cache.write_text("{half")
     assert catalog.resolve(None).source == str(catalog.BUILTIN)

@@ -14,11 +14,6 @@ from rollout.configkinds.locate import json_lines, path_str, yaml_lines
 from rollout.errors import BadInput
 
 
-@pytest.fixture(autouse=True)
-def _no_opencode_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))
-
-
 def rendered(data: str | bytes, kind: str, source: str = "opencode.json", **options) -> list[str]:
     raw = data.encode() if isinstance(data, str) else data
     ctx = ConfigContext(Path("."), options, source)

@@ -5,18 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from rollout import configkinds
 from rollout.configkinds.base import ConfigContext
 
 PLAN = Path(__file__).parent.parent / "playbooks" / "model-assignment" / "oh-my-opencode.json"
 RUNTIME = {"runtime_fallback": {"enabled": True}}
 
-
-@pytest.fixture(autouse=True)
-def _no_opencode_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))
 
 
 def check(data: str | dict, kind: str = "oh-my-opencode", source: str = "oh-my-opencode.json") -> list[str]:

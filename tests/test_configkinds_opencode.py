@@ -13,10 +13,6 @@ from rollout.configkinds.base import ConfigContext
 PLAN = Path(__file__).parent.parent / "playbooks" / "model-assignment" / "opencode.json"
 
 
-@pytest.fixture(autouse=True)
-def _no_opencode_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))
-
 
 def check(text: str | dict, **options) -> list[str]:
     data = text if isinstance(text, str) else json.dumps(text, indent=2)

@@ -12,10 +12,6 @@ SONNET, PICKLE, GPT52, MINI = (
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _no_opencode_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))
-
 
 def rec(ts: float, agent: str, model: str, inp: int, out: int) -> UsageRecord:
     return UsageRecord(ts, agent, model, inp, out, 0.0, 1.0, "success")

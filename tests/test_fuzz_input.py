@@ -213,7 +213,6 @@ def test_fuzzed_input_is_exit_2_or_valid_never_a_crash_and_touches_nothing(
     case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # a crash report would land in ./state: the state folder
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))
     root, state = tmp_path / "pb", tmp_path / "state"
     for host in HOSTS:
         (root / "fleet" / host).mkdir(parents=True)

@@ -217,9 +217,8 @@ README_CANDIDATE = {
     ],
 )
 def test_the_readme_example_gets_the_opencode_checks(
-    fleet: LocalFleet, monkeypatch: pytest.MonkeyPatch, name: str, doc: dict, why: str
+    fleet: LocalFleet, name: str, doc: dict, why: str
 ) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(fleet.root / "no-cache"))
     (fleet.root / name).write_text(json.dumps(doc, indent=2))
     write(fleet, source=name)
     result = fleet.cli("validate", str(fleet.playbook))

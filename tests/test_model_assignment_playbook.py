@@ -18,10 +18,6 @@ PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
 SONNET = "anthropic/claude-sonnet-4-5"
 
 
-@pytest.fixture(autouse=True)
-def _no_opencode_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))
-
 
 def run(*args: str):
     return CliRunner().invoke(cli, list(args))

@@ -24,7 +24,6 @@ def isolated_home(
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("ROLLOUT_STATE_DIR", raising=False)
-    monkeypatch.delenv("ROLLOUT_TEST_SWAP_PAUSE", raising=False)
     yield home
 
 
@@ -135,5 +134,6 @@ def fleet(tmp_path: Path) -> LocalFleet:
 
 
 @pytest.fixture
-def env_without_pause() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "ROLLOUT_TEST_SWAP_PAUSE"}
+def child_env() -> dict[str, str]:
+    """The environment for a rollout run in a subprocess (the isolated home's, set above)."""
+    return dict(os.environ)

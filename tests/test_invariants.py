@@ -160,8 +160,8 @@ def test_invariant_6_kill_9_mid_activation_then_abort_restores(tmp_path: Path) -
     fleet = make_fleet(tmp_path, stages=["shadow", 100])
     fleet.rewrite(targets={"transport": "local", "hosts": fleet.hosts, "concurrency": 1})
     assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
-    env = {**os.environ, "ROLLOUT_TEST_SWAP_PAUSE": "0.5", "ROLLOUT_STATE_DIR": str(fleet.state)}
-    proc = subprocess.Popen([sys.executable, "-m", "rollout", "advance"], env=env)
+    env = {**os.environ, "ROLLOUT_STATE_DIR": str(fleet.state)}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.slowswap", "0.5", "advance"], env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         switched = sum(b == fleet.candidate for b in fleet.bytes_on().values())
@@ -237,8 +237,8 @@ def test_invariant_8_secrets_never_in_diffs_logs_or_output(tmp_path: Path) -> No
 def test_invariant_6_kill_9_mid_shadow_staging_then_abort_cleans_up(tmp_path: Path) -> None:
     fleet = make_fleet(tmp_path)
     fleet.rewrite(targets={"transport": "local", "hosts": fleet.hosts, "concurrency": 1})
-    env = {**os.environ, "ROLLOUT_TEST_SWAP_PAUSE": "0.5", "ROLLOUT_STATE_DIR": str(fleet.state)}
-    proc = subprocess.Popen([sys.executable, "-m", "rollout", "start", str(fleet.playbook)], env=env)
+    env = {**os.environ, "ROLLOUT_STATE_DIR": str(fleet.state)}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.slowswap", "0.5", "start", str(fleet.playbook)], env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and sum(fleet.shadow(h).exists() for h in fleet.hosts) < 2:
         time.sleep(0.05)

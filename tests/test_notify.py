@@ -173,7 +173,7 @@ def test_a_webhook_that_returns_500_is_retried_then_recorded_undelivered(
 
 
 def test_a_webhook_that_hangs_neither_blocks_nor_slows_the_rollout(
-    tmp_path: Path, receivers: dict[str, Receiver], env_without_pause: dict[str, str]
+    tmp_path: Path, receivers: dict[str, Receiver], child_env: dict[str, str]
 ) -> None:
     hang = receivers["hang"]
     fleet = _fleet(tmp_path, [{"url": hang.url(), "timeout": "30s", "retry_for": "5m"}])
@@ -190,7 +190,7 @@ def test_a_webhook_that_hangs_neither_blocks_nor_slows_the_rollout(
             "--auto",
         ],
         cwd=ROOT,
-        env=env_without_pause,
+        env=child_env,
         capture_output=True,
         text=True,
         timeout=60,

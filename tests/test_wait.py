@@ -33,12 +33,12 @@ def _wait(fleet: LocalFleet, env: dict[str, str], *args: str) -> tuple[int, dict
     return proc.returncode, json.loads(out), err
 
 
-def test_wait_exits_0_when_run_auto_completes_it(tmp_path: Path, env_without_pause: dict[str, str]) -> None:
+def test_wait_exits_0_when_run_auto_completes_it(tmp_path: Path, child_env: dict[str, str]) -> None:
     fleet = make_fleet(tmp_path, n=2, stages=["shadow", {"percent": 100, "bake": "1s"}])
     fleet.rewrite(health={"interval": "0.2s", "checks": [{"name": "ok", "run": "true"}]})
-    driver = _rollout(fleet, env_without_pause, "run", str(fleet.playbook), "--auto")
+    driver = _rollout(fleet, child_env, "run", str(fleet.playbook), "--auto")
     try:
-        code, data, err = _wait(fleet, env_without_pause, "--timeout", "90s")
+        code, data, err = _wait(fleet, child_env, "--timeout", "90s")
     finally:
         driver.communicate(timeout=120)
     assert code == 0, (data, err)
@@ -47,7 +47,7 @@ def test_wait_exits_0_when_run_auto_completes_it(tmp_path: Path, env_without_pau
     assert driver.returncode == 0
 
 
-def test_wait_exits_3_after_a_rollback_or_an_abort(tmp_path: Path, env_without_pause: dict[str, str]) -> None:
+def test_wait_exits_3_after_a_rollback_or_an_abort(tmp_path: Path, child_env: dict[str, str]) -> None:
     fleet = make_fleet(
         tmp_path,
         n=2,
@@ -55,53 +55,53 @@ def test_wait_exits_3_after_a_rollback_or_an_abort(tmp_path: Path, env_without_p
         checks=[{"name": "shadow-only", "run": 'test "$ROLLOUT_PERCENT" = 0'}],
     )
     assert fleet.cli("run", str(fleet.playbook), "--auto").exit_code == 3
-    code, data, _ = _wait(fleet, env_without_pause)
+    code, data, _ = _wait(fleet, child_env)
     assert (code, data["state"]) == (3, "rolled-back")
     assert "gate 100% failed" in data["outcome"]
     assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
     assert fleet.cli("abort", "--reason", "changed my mind").exit_code == 0
-    code, data, _ = _wait(fleet, env_without_pause)
+    code, data, _ = _wait(fleet, child_env)
     assert (code, data["outcome"]) == (3, "aborted: changed my mind")
 
 
-def test_wait_exits_4_when_the_rollback_failed(tmp_path: Path, env_without_pause: dict[str, str]) -> None:
+def test_wait_exits_4_when_the_rollback_failed(tmp_path: Path, child_env: dict[str, str]) -> None:
     fleet = make_fleet(tmp_path, n=2, stages=["shadow", 100])
     assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
     assert fleet.cli("advance").exit_code == 0
     fleet.file("dev-02").write_text("{}\n")
     assert fleet.cli("abort").exit_code == 4
-    code, data, _ = _wait(fleet, env_without_pause)
+    code, data, _ = _wait(fleet, child_env)
     assert code == 4
     assert data["outcome"].startswith("rollback-failed: rollback failed: not restored: dev-02")
 
 
 def test_wait_exits_5_at_the_timeout_while_a_stage_bakes(
-    tmp_path: Path, env_without_pause: dict[str, str]
+    tmp_path: Path, child_env: dict[str, str]
 ) -> None:
     fleet = make_fleet(tmp_path, n=2, stages=["shadow", {"percent": 50, "bake": "1h"}, 100])
     assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
     assert fleet.cli("advance").exit_code == 0
     began = time.monotonic()
-    code, data, _ = _wait(fleet, env_without_pause, "--timeout", "1s")
+    code, data, _ = _wait(fleet, child_env, "--timeout", "1s")
     assert code == 5
     assert 1.0 <= time.monotonic() - began < 30
     assert data["outcome"].startswith("still going after 1s: live at 50%, bake 59m")
     assert 3500 < data["bake_left_s"] <= 3600
 
 
-def test_wait_exits_5_when_paused(fleet: LocalFleet, env_without_pause: dict[str, str]) -> None:
+def test_wait_exits_5_when_paused(fleet: LocalFleet, child_env: dict[str, str]) -> None:
     assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
     assert fleet.cli("pause", "--reason", "waiting for the vendor").exit_code == 0
-    code, data, _ = _wait(fleet, env_without_pause, "--timeout", "60s")
+    code, data, _ = _wait(fleet, child_env, "--timeout", "60s")
     assert code == 5
     assert data["outcome"].startswith("waiting for a human: paused (waiting for the vendor)")
 
 
 def test_wait_exits_5_when_nobody_drives_a_stage_ready_to_gate(
-    fleet: LocalFleet, env_without_pause: dict[str, str]
+    fleet: LocalFleet, child_env: dict[str, str]
 ) -> None:
     assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
-    code, data, _ = _wait(fleet, env_without_pause, "--timeout", "60s")
+    code, data, _ = _wait(fleet, child_env, "--timeout", "60s")
     assert code == 5
     assert "no `run --auto` drives it; `rollout advance` gates it" in data["outcome"]
 
@@ -130,14 +130,14 @@ def test_an_inconclusive_gate_waits_for_a_human_only_when_nobody_drives_it() -> 
 
 
 def test_status_watch_redraws_until_complete_and_exits_like_wait(
-    tmp_path: Path, env_without_pause: dict[str, str]
+    tmp_path: Path, child_env: dict[str, str]
 ) -> None:
     fleet = make_fleet(tmp_path, n=2, stages=["shadow", {"percent": 100, "bake": "1s"}])
     fleet.rewrite(health={"interval": "0.2s", "checks": [{"name": "ok", "run": "true"}]})
     assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
-    driver = _rollout(fleet, env_without_pause, "run", "--auto")
+    driver = _rollout(fleet, child_env, "run", "--auto")
     try:
-        watch = _rollout(fleet, env_without_pause, "status", "--watch", "--interval", "0.1s")
+        watch = _rollout(fleet, child_env, "status", "--watch", "--interval", "0.1s")
         out, err = watch.communicate(timeout=120)
     finally:
         driver.communicate(timeout=120)
@@ -147,10 +147,10 @@ def test_status_watch_redraws_until_complete_and_exits_like_wait(
     assert fleet.cli("pause").exit_code == 5  # complete: nothing to pause
 
 
-def test_status_watch_exits_5_when_paused(fleet: LocalFleet, env_without_pause: dict[str, str]) -> None:
+def test_status_watch_exits_5_when_paused(fleet: LocalFleet, child_env: dict[str, str]) -> None:
     assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
     assert fleet.cli("pause", "--reason", "lunch").exit_code == 0
-    proc = _rollout(fleet, env_without_pause, "status", "--watch", "--json", "--interval", "0.1s")
+    proc = _rollout(fleet, child_env, "status", "--watch", "--json", "--interval", "0.1s")
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 5
     assert json.loads(out)["outcome"].startswith("waiting for a human: paused (lunch)")

@@ -135,7 +135,6 @@ class LocalSession:
                 return SwapResult(False, current.sha256, "file changed since it was recorded")
             keep = current.mode if current.mode is not None else mode
             result = swap_checked(target, data, expect_sha256, keep if keep is not None else NEW_FILE_MODE)
-        _test_pause()
         return result
 
     def promote(
@@ -156,7 +155,6 @@ class LocalSession:
             )
             if result.swapped:
                 source.unlink(missing_ok=True)
-        _test_pause()
         return result
 
     def run(self, command: str, env: dict[str, str], timeout: float, cwd: str | None) -> CommandResult:
@@ -202,13 +200,6 @@ class LocalSession:
 
     def close(self) -> None:
         return None
-
-
-def _test_pause() -> None:
-    # Narrow seam for the kill -9 test: slow each swap so a kill lands mid-activation.
-    pause = os.environ.get("ROLLOUT_TEST_SWAP_PAUSE")
-    if pause:
-        time.sleep(float(pause))
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -265,11 +264,6 @@ def batch_means(metric: MetricDef, period: Period) -> list[float]:
         if chunk:
             out.append(sum(metric.sample(r) for r in chunk) / len(chunk))
     return out
-
-
-def is_finite(value: float | None) -> bool:
-    """Return True for a real, finite number."""
-    return value is not None and math.isfinite(value)
 
 
 @dataclass

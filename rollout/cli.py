@@ -65,11 +65,7 @@ def _complete_rollout_id(ctx: click.Context, param: click.Parameter, incomplete:
     folder = _given_state_dir(ctx, ctx.params.get("state_dir")) or Path("state")
     try:
         every = Store(folder).rollouts()
-        return [
-            CompletionItem(r.id, help=str(r.state.get("state", "")))
-            for r in every
-            if r.id.startswith(incomplete)
-        ]
+        return [CompletionItem(r.id, help=str(r.state.phase)) for r in every if r.id.startswith(incomplete)]
     except Exception:  # noqa: BLE001 - completion must never print a traceback into the shell
         return []
 

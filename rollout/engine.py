@@ -9,10 +9,9 @@ from typing import Any
 
 from rollout.fleet import Fleet, HostResult
 from rollout.playbook import Playbook
+from rollout.state import HostRecord, HostState, Intent
 from rollout.store import Rollout
 from rollout.transports.base import FileState, SwapResult
-
-BASELINE, SHADOW, CANDIDATE, DRIFTED, UNKNOWN = "baseline", "shadow", "candidate", "drifted", "unknown"
 
 
 @dataclass
@@ -24,14 +23,12 @@ class Run:
     fleet: Fleet
 
     @property
-    def hosts(self) -> dict[str, dict[str, Any]]:
-        hosts: dict[str, dict[str, Any]] = self.rollout.state["hosts"]
-        return hosts
+    def hosts(self) -> dict[str, HostRecord]:
+        return self.rollout.state.hosts
 
     @property
     def candidate_sha(self) -> str:
-        sha: str = self.rollout.state["candidate_sha256"]
-        return sha
+        return self.rollout.state.candidate_sha256
 
 
 @dataclass
@@ -44,22 +41,30 @@ class RestoreReport:
     warnings: dict[str, str] = field(default_factory=dict)
 
 
-def classify(live: str | None, shadow: str | None, baseline: str | None, candidate: str) -> str:
+def classify(live: str | None, shadow: str | None, baseline: str | None, candidate: str) -> HostState:
     """Return a host's state from the hashes it really holds."""
     if live == baseline:
-        return SHADOW if shadow == candidate else BASELINE
+        return HostState.SHADOW if shadow == candidate else HostState.BASELINE
     if live == candidate:
-        return CANDIDATE
-    return DRIFTED
+        return HostState.CANDIDATE
+    return HostState.DRIFTED
+
+
+def _record_read(rec: HostRecord, live: FileState, shadow: FileState, candidate: str) -> HostState:
+    """Record in `rec` what a read of the host found; return its state."""
+    rec.state = classify(live.sha256, shadow.sha256, rec.baseline_sha256, candidate)
+    rec.sha256 = live.sha256
+    rec.shadow_staged = shadow.sha256 == candidate
+    return rec.state
 
 
 def _begin(run: Run, action: str, hosts: list[str]) -> None:
-    run.rollout.state["intent"] = {"action": action, "hosts": hosts, "time": time.time()}
+    run.rollout.state.intent = Intent(action, hosts, time.time())
     run.rollout.commit("intent", action=action, hosts=hosts)
 
 
 def _end(run: Run, event: str, **fields: Any) -> None:
-    run.rollout.state["intent"] = None
+    run.rollout.state.intent = None
     run.rollout.commit(event, **fields)
 
 
@@ -81,43 +86,39 @@ def read_hosts(
 
 def reconcile(run: Run) -> dict[str, str] | None:
     """Finish an interrupted intent: read the hosts' real hashes and record what they hold."""
-    intent = run.rollout.state.get("intent")
-    if not intent:
+    intent = run.rollout.state.intent
+    if intent is None:
         return None
     found: dict[str, str] = {}
-    for host, r in read_hosts(run, list(intent["hosts"]), sweep=True).items():
+    for host, r in read_hosts(run, list(intent.hosts), sweep=True).items():
         rec = run.hosts[host]
         if r.value is None:
-            rec.update(state=UNKNOWN, reason=r.error)
-            found[host] = f"{UNKNOWN}: {r.error}"
+            rec.state, rec.reason = HostState.UNKNOWN, r.error
+            found[host] = f"{HostState.UNKNOWN}: {r.error}"
             continue
-        live, shadow = r.value
-        state = classify(live.sha256, shadow.sha256, rec["baseline_sha256"], run.candidate_sha)
-        rec.update(state=state, sha256=live.sha256, shadow=shadow.sha256 == run.candidate_sha)
-        if state == CANDIDATE:
-            rec["touched"] = True
-            rec["switched_at"] = rec.get("switched_at") or intent["time"]
+        state = _record_read(rec, *r.value, run.candidate_sha)
+        if state == HostState.CANDIDATE:
+            rec.touched = True
+            rec.switched_at = rec.switched_at or intent.time
         found[host] = state
-    _end(run, "reconciled", action=intent["action"], hosts=found)
+    _end(run, "reconciled", action=intent.action, hosts=found)
     return found
 
 
 def refresh_unknown(run: Run) -> dict[str, str]:
     """Read hosts whose state is unknown (unreachable earlier) and record what they hold now."""
-    hosts = [h for h, rec in run.hosts.items() if rec["state"] == UNKNOWN]
+    hosts = run.rollout.state.hosts_in(HostState.UNKNOWN)
     if not hosts:
         return {}
     found: dict[str, str] = {}
     for host, r in read_hosts(run, hosts).items():
         rec = run.hosts[host]
         if r.value is None:
-            rec["reason"] = r.error
-            found[host] = f"{UNKNOWN}: {r.error}"
+            rec.reason = r.error
+            found[host] = f"{HostState.UNKNOWN}: {r.error}"
             continue
-        live, shadow = r.value
-        state = classify(live.sha256, shadow.sha256, rec["baseline_sha256"], run.candidate_sha)
-        rec.update(state=state, sha256=live.sha256, shadow=shadow.sha256 == run.candidate_sha, reason=None)
-        found[host] = state
+        found[host] = _record_read(rec, *r.value, run.candidate_sha)
+        rec.reason = None
     run.rollout.commit("refreshed", hosts=found)
     return found
 
@@ -130,15 +131,15 @@ def stage_shadow(run: Run, hosts: list[str] | None = None) -> dict[str, str]:
 
     def put(s: Any) -> SwapResult:
         rec = run.hosts[s.host]
-        mode = rec["baseline_mode"] if rec["baseline_mode"] is not None else 0o600
-        result: SwapResult = s.swap(pb.shadow_on(s.host), data, rec["shadow_before"], mode)
+        mode = rec.baseline_mode if rec.baseline_mode is not None else 0o600
+        result: SwapResult = s.swap(pb.shadow_on(s.host), data, rec.shadow_before, mode)
         return result
 
     failed: dict[str, str] = {}
     for host, r in run.fleet.map(hosts, put, label="shadow").items():
         rec = run.hosts[host]
         if r.value is not None and r.value.swapped:
-            rec.update(state=SHADOW, shadow=True)
+            rec.state, rec.shadow_staged = HostState.SHADOW, True
         else:
             failed[host] = r.error or (r.value.reason if r.value else "unknown")
     _end(run, "shadow-staged", hosts=[h for h in hosts if h not in failed], failed=failed)
@@ -147,7 +148,7 @@ def stage_shadow(run: Run, hosts: list[str] | None = None) -> dict[str, str]:
 
 def clear_shadow(run: Run, hosts: list[str]) -> dict[str, str]:
     """Remove the shadow copies this rollout wrote (only if they are still the candidate)."""
-    hosts = [h for h in hosts if run.hosts[h].get("shadow")]
+    hosts = [h for h in hosts if run.hosts[h].shadow_staged]
     if not hosts:
         return {}
     _begin(run, "unshadow", hosts)
@@ -156,9 +157,9 @@ def clear_shadow(run: Run, hosts: list[str]) -> dict[str, str]:
     for host, r in run.fleet.map(hosts, lambda s: s.swap(pb.shadow_on(s.host), None, cand, None)).items():
         rec = run.hosts[host]
         if r.value is not None and (r.value.swapped or r.value.actual_sha256 is None):
-            rec["shadow"] = False
-            if rec["state"] == SHADOW:
-                rec["state"] = BASELINE
+            rec.shadow_staged = False
+            if rec.state == HostState.SHADOW:
+                rec.state = HostState.BASELINE
         else:
             left[host] = r.error or "shadow copy changed on the host; left in place"
     _end(run, "shadow-cleared", hosts=[h for h in hosts if h not in left], left=left)
@@ -171,9 +172,9 @@ def activate(run: Run, hosts: list[str]) -> dict[str, str]:
     never sent again); others get the candidate uploaded. Return hosts not switched, with why
     (drifted hosts are left alone)."""
     skipped: dict[str, str] = {
-        h: f"unreachable: {run.hosts[h].get('reason')}" for h in hosts if run.hosts[h]["state"] == UNKNOWN
+        h: f"unreachable: {run.hosts[h].reason}" for h in hosts if run.hosts[h].state == HostState.UNKNOWN
     }
-    hosts = [h for h in hosts if run.hosts[h]["state"] in (BASELINE, SHADOW)]
+    hosts = [h for h in hosts if run.hosts[h].state in (HostState.BASELINE, HostState.SHADOW)]
     if not hosts:
         return skipped
     pb, data, cand = run.playbook, run.rollout.candidate(), run.candidate_sha
@@ -182,8 +183,8 @@ def activate(run: Run, hosts: list[str]) -> dict[str, str]:
     def switch(s: Any) -> tuple[SwapResult, bool]:
         """Return the swap's result and whether this rollout's shadow copy is still on the host."""
         rec = run.hosts[s.host]
-        live, expect, mode = pb.path_on(s.host), rec["baseline_sha256"], rec["baseline_mode"]
-        shadow, kept = pb.shadow_on(s.host), bool(rec.get("shadow"))
+        live, expect, mode = pb.path_on(s.host), rec.baseline_sha256, rec.baseline_mode
+        shadow, kept = pb.shadow_on(s.host), rec.shadow_staged
         # A rename is atomic only within one folder: a shadow kept elsewhere is not promoted.
         if kept and posixpath.dirname(shadow) == posixpath.dirname(live):
             promoted: SwapResult = s.promote(shadow, live, cand, expect, mode)
@@ -199,15 +200,15 @@ def activate(run: Run, hosts: list[str]) -> dict[str, str]:
     for host, r in run.fleet.map(hosts, switch, label="activate").items():
         rec = run.hosts[host]
         if r.value is None:
-            rec.update(state=UNKNOWN, reason=r.error)
+            rec.state, rec.reason = HostState.UNKNOWN, r.error
             skipped[host] = f"unreachable: {r.error}"
             continue
-        result, rec["shadow"] = r.value
+        result, rec.shadow_staged = r.value
         if result.swapped:
-            rec.update(state=CANDIDATE, sha256=cand, touched=True, switched_at=now)
+            rec.state, rec.sha256, rec.touched, rec.switched_at = HostState.CANDIDATE, cand, True, now
         else:
             why = f"drifted: live file is no longer the recorded baseline ({_short(result.actual_sha256)})"
-            rec.update(state=DRIFTED, sha256=result.actual_sha256, reason=why)
+            rec.state, rec.sha256, rec.reason = HostState.DRIFTED, result.actual_sha256, why
             skipped[host] = why
     switched = [h for h in hosts if h not in skipped]
     _end(run, "activated", hosts=switched, skipped={h: skipped[h] for h in hosts if h in skipped})
@@ -217,12 +218,16 @@ def activate(run: Run, hosts: list[str]) -> dict[str, str]:
 def restore(run: Run) -> RestoreReport:
     """Put every touched host back to its baseline bytes (CAS against the candidate hash)."""
     report = RestoreReport()
-    live = [h for h, rec in run.hosts.items() if rec["state"] in (CANDIDATE, UNKNOWN) or rec.get("touched")]
-    live = [h for h in live if run.hosts[h]["state"] != BASELINE]
+    live = [
+        h
+        for h, rec in run.hosts.items()
+        if (rec.state in (HostState.CANDIDATE, HostState.UNKNOWN) or rec.touched)
+        and rec.state != HostState.BASELINE
+    ]
     # A drifted host the operator chose to leave as it is is not retried, nor counted as lost.
-    report.left = [h for h in live if run.hosts[h].get("drift_accepted") and run.hosts[h]["state"] == DRIFTED]
+    report.left = [h for h in live if run.hosts[h].drift_accepted and run.hosts[h].state == HostState.DRIFTED]
     live = [h for h in live if h not in report.left]
-    shadows = [h for h, rec in run.hosts.items() if rec.get("shadow")]
+    shadows = [h for h, rec in run.hosts.items() if rec.shadow_staged]
     if live:
         pb, cand = run.playbook, run.candidate_sha
         _begin(run, "restore", live)
@@ -230,23 +235,23 @@ def restore(run: Run) -> RestoreReport:
         def put_back(s: Any) -> SwapResult:
             rec = run.hosts[s.host]
             data = run.rollout.read_backup(s.host)
-            result: SwapResult = s.swap(pb.path_on(s.host), data, cand, rec["baseline_mode"])
+            result: SwapResult = s.swap(pb.path_on(s.host), data, cand, rec.baseline_mode)
             return result
 
         for host, r in run.fleet.map(live, put_back, label="restore").items():
             rec = run.hosts[host]
             if r.value is None:
-                rec.update(state=UNKNOWN, reason=r.error)
+                rec.state, rec.reason = HostState.UNKNOWN, r.error
                 report.not_restored[host] = f"unreachable: {r.error}"
-            elif r.value.swapped or r.value.actual_sha256 == rec["baseline_sha256"]:
-                rec.update(state=BASELINE, sha256=rec["baseline_sha256"], reason=None)
+            elif r.value.swapped or r.value.actual_sha256 == rec.baseline_sha256:
+                rec.state, rec.sha256, rec.reason = HostState.BASELINE, rec.baseline_sha256, None
                 report.restored.append(host)
             else:
                 why = (
                     f"changed by someone else since the rollout switched it ({_short(r.value.actual_sha256)}); "
                     "it is left as it is"
                 )
-                rec.update(state=DRIFTED, sha256=r.value.actual_sha256, reason=why)
+                rec.state, rec.sha256, rec.reason = HostState.DRIFTED, r.value.actual_sha256, why
                 report.not_restored[host] = why
         _end(run, "restored", hosts=report.restored, not_restored=report.not_restored)
     report.warnings.update(clear_shadow(run, shadows))

@@ -8,11 +8,12 @@ import time
 from typing import Any
 
 from rollout import cohorts, configkinds, health
-from rollout.engine import BASELINE, CANDIDATE, SHADOW, UNKNOWN, Run
+from rollout.engine import Run
 from rollout.health.base import GateContext, Measurement
 from rollout.health.judge import Verdict, judge
 from rollout.playbook import Stage
 from rollout.redact import redact, redact_text, secret_values
+from rollout.state import HostState
 
 
 def context(run: Run, stage: Stage) -> GateContext:
@@ -20,15 +21,15 @@ def context(run: Run, stage: Stage) -> GateContext:
     pb, hosts = run.playbook, run.hosts
     transport = run.fleet.transport
     if stage.is_shadow:
-        canary = tuple(h for h in pb.hosts if hosts[h]["state"] == SHADOW)
+        canary = tuple(h for h in pb.hosts if hosts[h].state == HostState.SHADOW)
         paths = {h: transport.resolve_path(pb.shadow_on(h), h) for h in pb.hosts}
         baseline: tuple[str, ...] = tuple(pb.hosts)
     else:
-        canary = tuple(h for h in pb.hosts if hosts[h]["state"] == CANDIDATE)
+        canary = tuple(h for h in pb.hosts if hosts[h].state == HostState.CANDIDATE)
         paths = {h: transport.resolve_path(pb.path_on(h), h) for h in pb.hosts}
-        baseline = tuple(h for h in pb.hosts if hosts[h]["state"] in (BASELINE, SHADOW))
-    switched = {h: float(hosts[h]["switched_at"]) for h in canary if hosts[h].get("switched_at")}
-    looks = int(run.rollout.state.get("gate", {}).get("looks", 0))
+        baseline = tuple(h for h in pb.hosts if hosts[h].state in (HostState.BASELINE, HostState.SHADOW))
+    switched = {h: float(at) for h in canary if (at := hosts[h].switched_at)}
+    looks = int(run.rollout.state.gate.get("looks", 0))
     return GateContext(
         playbook=pb,
         stage=stage,
@@ -60,11 +61,11 @@ def measure(run: Run, stage: Stage) -> list[Measurement]:
         cohort = (
             run.playbook.hosts
             if stage.is_shadow
-            else cohorts.cohort_for(stage.percent, run.rollout.state["order"])
+            else cohorts.cohort_for(stage.percent, run.rollout.state.order)
         )
         for host in cohort:
-            if run.hosts[host]["state"] == UNKNOWN:
-                why = f"host unreachable: {run.hosts[host].get('reason') or 'no answer'}"
+            if run.hosts[host].state == HostState.UNKNOWN:
+                why = f"host unreachable: {run.hosts[host].reason or 'no answer'}"
                 out.append(Measurement("reachable", host, "error", why))
     for check in run.playbook.health.checks:
         if not check.applies_to(stage.name):
@@ -90,7 +91,7 @@ def _known_secrets(run: Run) -> frozenset[str]:
         docs.append(configkinds.parse_lenient(run.rollout.candidate(), kind))
         seen: set[str] = set()
         for host, entry in run.hosts.items():
-            sha = entry.get("baseline_sha256")
+            sha = entry.baseline_sha256
             if sha is not None and sha not in seen:
                 seen.add(sha)
                 docs.append(configkinds.parse_lenient(run.rollout.read_backup(host), kind))
@@ -102,7 +103,7 @@ def _known_secrets(run: Run) -> frozenset[str]:
 def evaluate(run: Run, stage: Stage) -> Verdict:
     """Measure and judge `stage`, carry the counters, and journal the verdict with its numbers."""
     state = run.rollout.state
-    counters = state.setdefault("gate", {"failures": 0, "errors": {}})
+    counters = state.gate
     measured = measure(run, stage)
     counters["looks"] = int(counters.get("looks", 0)) + 1
     verdict = judge(
@@ -113,7 +114,7 @@ def evaluate(run: Run, stage: Stage) -> Verdict:
         previous_errors=counters["errors"],
     )
     counters.update(failures=verdict.failures, errors=verdict.consecutive_errors)
-    state["last_verdict"] = {
+    state.last_verdict = {
         "stage": stage.name,
         "measured_at": time.time(),
         "look": counters["looks"],
@@ -126,17 +127,17 @@ def evaluate(run: Run, stage: Stage) -> Verdict:
 
 def reset_counters(run: Run) -> None:
     """Start a new stage's gate with clean counters."""
-    run.rollout.state["gate"] = {"failures": 0, "errors": {}, "looks": 0}
+    run.rollout.state.gate = {"failures": 0, "errors": {}, "looks": 0}
 
 
 def recent_pass(run: Run, stage: Stage) -> dict[str, Any] | None:
     """Return the stage's last verdict if it passed after the bake ended and within
     `health.interval`: measuring again at once would only repeat it (and cost every host a check)."""
-    last = run.rollout.state.get("last_verdict") or {}
+    last = run.rollout.state.last_verdict or {}
     if last.get("stage") != stage.name or last.get("decision") != "pass" or "measured_at" not in last:
         return None
     measured = float(last["measured_at"])
-    bake_over = float(run.rollout.state["stage_entered_at"]) + stage.bake
+    bake_over = run.rollout.state.stage_entered_at + stage.bake
     if measured < bake_over or not 0 <= time.time() - measured <= run.playbook.health.interval:
         return None
     return dict(last)

@@ -124,8 +124,9 @@ class Verification:
         }
 
 
-def verify(folder: Path, state: dict[str, Any]) -> Verification:
-    """Check the journal's chain and the head state.json records; name the first line touched."""
+def verify(folder: Path, head: dict[str, Any] | None) -> Verification:
+    """Check the journal's chain against `head`, the one state.json records (None: it records
+    none); name the first line touched."""
     path = folder / JOURNAL
     data = path.read_bytes() if path.exists() else b""
     raw = data.split(b"\n")
@@ -134,7 +135,6 @@ def verify(folder: Path, state: dict[str, Any]) -> Verification:
         raw.append(torn)
         torn = b""
     records = [_parsed(line) for line in raw]
-    head = state.get("journal")
     chained = [r for r in records if isinstance(r, dict) and "prev" in r]
     if head is None:
         if not chained:
@@ -202,7 +202,7 @@ def _first_break(raw: list[bytes], records: list[Any], head: str | None) -> tupl
 def require_intact(rollout: Any, verb: str, force: bool) -> None:
     """Refuse (exit 5) to change a rollout whose journal fails verification, unless forced;
     a forced verb records what it overrode."""
-    found = verify(rollout.dir, rollout.state)
+    found = verify(rollout.dir, rollout.state.journal)
     if found.ok:
         return
     if not force:
@@ -211,6 +211,6 @@ def require_intact(rollout: Any, verb: str, force: bool) -> None:
             "`rollout history --verify` shows it; --force acts anyway (and records that it did)"
         )
     known = {"line": found.line, "problem": found.problem}
-    if rollout.state.get("journal_forced") != known:  # the same break, forced again, is not news
-        rollout.state["journal_forced"] = known
+    if rollout.state.journal_forced != known:  # the same break, forced again, is not news
+        rollout.state.journal_forced = known
         rollout.log("journal-forced", verb=verb, verification=found.to_json())

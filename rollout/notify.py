@@ -27,10 +27,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import urllib.request
 
+    from rollout.store import Rollout
+
 from rollout import journal, who, yamlload
 from rollout.durations import parse_duration
 from rollout.errors import BadInput
 from rollout.redact import MASK, redact_text
+from rollout.state import HostState, RolloutState
 
 EVENTS = (
     "started",
@@ -146,20 +149,20 @@ def _event_for(folder: Path, record: dict[str, Any]) -> str | None:
     return None
 
 
-def payload(event: str, state: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+def payload(event: str, state: RolloutState, record: dict[str, Any]) -> dict[str, Any]:
     """Return the event object a `json` webhook receives."""
-    hosts = state.get("hosts", {})
+    hosts = state.hosts
     concerned = record.get("cohort") or record.get("hosts") or record.get("restored")
     if not isinstance(concerned, list):
-        concerned = sorted(h for h, rec in hosts.items() if rec.get("state") == "candidate")
-    live = sum(1 for rec in hosts.values() if rec.get("state") == "candidate")
+        concerned = sorted(state.hosts_in(HostState.CANDIDATE))
+    live = len(state.hosts_in(HostState.CANDIDATE))
     reason = record.get("why") or record.get("reason") or _default_reason(event, record, live, len(hosts))
     return {
         "event": event,
-        "rollout": state.get("id"),
-        "name": state.get("name"),
-        "stage": record.get("stage") or state.get("stage"),
-        "percent": record.get("percent", state.get("percent")),
+        "rollout": state.id,
+        "name": state.name,
+        "stage": record.get("stage") or state.stage,
+        "percent": record.get("percent", state.percent),
         "hosts": concerned,
         "hosts_live": live,
         "hosts_total": len(hosts),
@@ -226,7 +229,7 @@ _cond = threading.Condition()
 _atexit_armed = False
 
 
-def dispatch(rollout: Any, record: dict[str, Any]) -> None:
+def dispatch(rollout: Rollout, record: dict[str, Any]) -> None:
     """Queue the notification `record` makes for every webhook of the rollout that wants it."""
     event = _event_for(rollout.dir, record)
     if event is None:
@@ -236,7 +239,7 @@ def dispatch(rollout: Any, record: dict[str, Any]) -> None:
         return
     body = payload(event, rollout.state, record)
     for hook in hooks:
-        _enqueue(_Item(hook, body, rollout.dir, "journal" in rollout.state))
+        _enqueue(_Item(hook, body, rollout.dir, rollout.state.journal is not None))
 
 
 _hooks: dict[Path, tuple[Webhook, ...]] = {}

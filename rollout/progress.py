@@ -6,16 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rollout import machine
 from rollout.errors import OK, REFUSED, ROLLBACK_INCOMPLETE, ROLLED_BACK
+from rollout.machine import Phase
+from rollout.state import HostState, RolloutState
 
 # End state -> the exit code `rollout wait` ends with.
 FINISHED = {
-    machine.COMPLETE: OK,
-    machine.ROLLED_BACK: ROLLED_BACK,
-    machine.ABORTED: ROLLED_BACK,
-    machine.REVERTED: ROLLED_BACK,
-    machine.ROLLBACK_FAILED: ROLLBACK_INCOMPLETE,
+    Phase.COMPLETE: OK,
+    Phase.ROLLED_BACK: ROLLED_BACK,
+    Phase.ABORTED: ROLLED_BACK,
+    Phase.REVERTED: ROLLED_BACK,
+    Phase.ROLLBACK_FAILED: ROLLBACK_INCOMPLETE,
 }
 
 
@@ -31,18 +32,16 @@ class Clock:
         return max(0.0, self.bake - (now - self.entered_at))
 
 
-def timing(state: dict[str, Any], clock: Clock | None, driven: bool, now: float) -> dict[str, Any]:
+def timing(state: RolloutState, clock: Clock | None, driven: bool, now: float) -> dict[str, Any]:
     """Return the fields `status --json` adds: bake time left, when it ends, the next check."""
-    out: dict[str, Any] = {"paused": state.get("paused"), "driven": driven}
-    if clock is None or state.get("state") not in (machine.SHADOW, machine.LIVE):
+    out: dict[str, Any] = {"paused": state.paused, "driven": driven}
+    if clock is None or state.phase not in (Phase.SHADOW, Phase.LIVE):
         return {**out, "bake_left_s": None, "bake_ends_at": None, "next_check_at": None}
     left = clock.bake_left(now)
     ends = clock.entered_at + clock.bake
-    last = state.get("last_verdict") or {}
+    last = state.last_verdict or {}
     measured = (
-        float(last["measured_at"])
-        if last.get("stage") == state.get("stage") and last.get("measured_at")
-        else None
+        float(last["measured_at"]) if last.get("stage") == state.stage and last.get("measured_at") else None
     )
     if driven:
         # run --auto measures a baking (or paused) stage every interval, and gates it when the bake ends.
@@ -56,19 +55,19 @@ def timing(state: dict[str, Any], clock: Clock | None, driven: bool, now: float)
     return {**out, "bake_left_s": round(left, 1), "bake_ends_at": ends, "next_check_at": nxt}
 
 
-def outcome(state: dict[str, Any], *, driven: bool, busy: bool, bake_left: float) -> tuple[int, str] | None:
+def outcome(state: RolloutState, *, driven: bool, busy: bool, bake_left: float) -> tuple[int, str] | None:
     """Return (exit code, why) once `rollout wait` should stop, None while the rollout is going:
     finished (0, 3, 4), or waiting for a human (5): paused, or with no `run --auto` driving it an
     interrupted start or undo, a gate that is inconclusive or could not measure, or a bake that is over."""
-    now = state.get("state")
+    now = state.phase
     if now in FINISHED:
         code = FINISHED[now]
-        why = state.get("reason") or now
-        if now == machine.ROLLBACK_FAILED:
-            lost = sorted(h for h, rec in state.get("hosts", {}).items() if rec.get("state") != "baseline")
+        why = state.reason or now
+        if now == Phase.ROLLBACK_FAILED:
+            lost = sorted(h for h, rec in state.hosts.items() if rec.state != HostState.BASELINE)
             why = f"rollback failed: not restored: {', '.join(lost)}; `rollout abort` retries them"
         return code, f"{now}" if why == now else f"{now}: {why}"
-    paused = state.get("paused")
+    paused = state.paused
     if paused:
         return (
             REFUSED,
@@ -76,12 +75,12 @@ def outcome(state: dict[str, Any], *, driven: bool, busy: bool, bake_left: float
         )
     if driven or busy:
         return None
-    if now in (machine.STARTING, machine.REVERTING):
+    if now in (Phase.STARTING, Phase.REVERTING):
         return REFUSED, f"waiting for a human: {now} was interrupted; `rollout abort` finishes it"
-    last = state.get("last_verdict") or {}
+    last = state.last_verdict or {}
     measured = float(last.get("measured_at") or 0)
-    entered = float(state.get("stage_entered_at") or 0)
-    if last.get("stage") == state.get("stage") and measured >= entered:
+    entered = state.stage_entered_at
+    if last.get("stage") == state.stage and measured >= entered:
         decision = last.get("decision")
         if decision in ("inconclusive", "retry"):
             what = "inconclusive" if decision == "inconclusive" else "could not measure"
@@ -91,7 +90,7 @@ def outcome(state: dict[str, Any], *, driven: bool, busy: bool, bake_left: float
             )
     if bake_left <= 0:
         return REFUSED, (
-            f"waiting for a human: stage {state.get('stage')} is ready to be gated and no `run --auto` "
+            f"waiting for a human: stage {state.stage} is ready to be gated and no `run --auto` "
             "drives it; `rollout advance` gates it"
         )
     return None

@@ -21,6 +21,8 @@ from typing import Any
 from rollout import journal, machine, notify, orphans, who
 from rollout.atomic import TEMP_SUFFIX, fsync_dir, write_atomic
 from rollout.errors import BadInput, Refused, StateWriteError
+from rollout.machine import Phase
+from rollout.state import RolloutState, decode, encode
 
 _STATE_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
@@ -54,20 +56,13 @@ def backup_names(hosts: list[str] | tuple[str, ...]) -> dict[str, str]:
     return names
 
 
-def encode_state(state: dict[str, Any]) -> bytes:
-    """Return state.json's bytes: one line, by json's C encoder. It is written a few times per stage
-    and grows with the fleet; `indent` would make json fall back to its pure-Python encoder, about
-    20x slower (3.4 ms against 0.15 ms for a 20-host state here). `jq . state.json` indents it."""
-    return (json.dumps(state) + "\n").encode()
-
-
 class Rollout:
     """One rollout's folder: state, journal, frozen inputs, baseline backups, diffs."""
 
     def __init__(self, folder: Path) -> None:
         self.dir = folder
         self.id = folder.name
-        self.state: dict[str, Any] = json.loads((folder / "state.json").read_text())
+        self.state: RolloutState = decode((folder / "state.json").read_bytes())
         self._journal_lock = threading.Lock()  # a fleet's worker threads log too
 
     # -- state and journal -------------------------------------------------------------
@@ -85,15 +80,15 @@ class Rollout:
             ) from None
 
     def _what_was_done(self) -> str:
-        intent = self.state.get("intent")
-        if self.state.get("state") == machine.STARTING:
+        intent = self.state.intent
+        if self.state.phase == Phase.STARTING:
             return (
                 "nothing was written to any host. Free space, then `rollout abort` ends this rollout "
                 "and `rollout start` begins again"
             )
-        if intent:
+        if intent is not None:
             return (
-                f"the {intent['action']} of {len(intent['hosts'])} host(s) was journaled and may be part "
+                f"the {intent.action} of {len(intent.hosts)} host(s) was journaled and may be part "
                 "done. Free space, then `rollout status` reads the hosts and records what they hold, "
                 "and `rollout abort` restores them"
             )
@@ -101,9 +96,9 @@ class Rollout:
 
     def save(self) -> None:
         """Write state.json atomically."""
-        self.state["updated"] = now_iso()
+        self.state.updated = now_iso()
         with self.writing("state.json"):
-            write_atomic(self.dir / "state.json", encode_state(self.state))
+            write_atomic(self.dir / "state.json", encode(self.state))
 
     def log(self, event: str, **fields: Any) -> dict[str, Any]:
         """Append one event (with its operator) to the journal, fsync it, and record the chain's
@@ -116,15 +111,15 @@ class Rollout:
         return self._journal(event, fields, save=True)
 
     def _journal(self, event: str, fields: dict[str, Any], *, save: bool) -> dict[str, Any]:
-        record = {"time": now_iso(), "event": event, "stage": self.state.get("stage"), **fields}
+        record = {"time": now_iso(), "event": event, "stage": self.state.stage, **fields}
         record.setdefault("operator", who.operator())
-        chained = "journal" in self.state
+        chained = self.state.journal is not None
         with self._journal_lock:
             with self.writing("the journal (events.jsonl)"):
                 head = journal.append(self.dir, record, chained=chained)
             if head is not None:
                 record.update(seq=head["seq"])
-                self.state["journal"] = head
+                self.state.journal = head
             if head is not None or save:
                 self.save()
         notify.dispatch(self, record)  # queued for a background sender: never waits for a webhook
@@ -144,7 +139,7 @@ class Rollout:
     # -- frozen inputs and backups ----------------------------------------------------
     def backup_path(self, host: str) -> Path:
         """Return the host's backup file (named at start; older rollouts used the bare safe name)."""
-        name = self.state["hosts"][host].get("backup") or _safe(host)
+        name = self.state.hosts[host].backup or _safe(host)
         return self.dir / "baseline" / name
 
     def write_backups(self, baselines: dict[str, bytes]) -> None:
@@ -177,14 +172,13 @@ class Rollout:
 
     def read_backup(self, host: str) -> bytes | None:
         """Return a host's baseline bytes, or None when it had no file."""
-        if self.state["hosts"][host]["baseline_sha256"] is None:
+        if self.state.hosts[host].baseline_sha256 is None:
             return None
         return self.backup_path(host).read_bytes()
 
     def candidate(self) -> bytes:
         """Return the frozen candidate bytes."""
-        name: str = self.state["candidate_name"]
-        return (self.dir / "candidate" / name).read_bytes()
+        return (self.dir / "candidate" / self.state.candidate_name).read_bytes()
 
     @property
     def playbook_copy(self) -> Path:
@@ -244,11 +238,11 @@ class Store:
         for folder in self.root.iterdir():
             if not folder.name.startswith(".") and (folder / "state.json").is_file():
                 found.append(Rollout(folder))
-        return sorted(found, key=lambda r: (r.state.get("created", ""), r.id))
+        return sorted(found, key=lambda r: (r.state.created, r.id))
 
     def active(self) -> Rollout | None:
         """Return the rollout still in progress (shadow, live or rollback-failed), if any."""
-        live = [r for r in self.rollouts() if r.state["state"] in machine.ACTIVE]
+        live = [r for r in self.rollouts() if r.state.phase in machine.ACTIVE]
         return live[-1] if live else None
 
     def pick(self, rollout_id: str | None, verb: str, *, fallback_latest: bool = False) -> Rollout:
@@ -266,7 +260,7 @@ class Store:
             raise Refused(f"cannot {verb}: no active rollout in {self.root} (start one first)")
         return found
 
-    def create(self, name: str, state: dict[str, Any], frozen: dict[str, bytes] | None = None) -> Rollout:
+    def create(self, name: str, state: RolloutState, frozen: dict[str, bytes] | None = None) -> Rollout:
         """Make a new rollout folder with its frozen inputs (`frozen`: relative path -> bytes, kept
         0600) and its first state.json. It is built under a hidden name and renamed into place
         whole, so a crash never leaves a rollout without its inputs (the sweep removes the rest)."""
@@ -284,9 +278,10 @@ class Store:
                 (building / sub).mkdir(mode=0o700 if sub == "baseline" else 0o755, exist_ok=True)
             for rel, data in (frozen or {}).items():
                 write_atomic(building / rel, data, 0o600)
-            state["id"] = rid
-            state.setdefault("journal", journal.new_head())
-            write_atomic(building / "state.json", encode_state(state))
+            state.id = rid
+            if state.journal is None:
+                state.journal = journal.new_head()
+            write_atomic(building / "state.json", encode(state))
             os.rename(building, self.root / rid)
             fsync_dir(self.root)
         except OSError as e:

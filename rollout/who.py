@@ -32,10 +32,8 @@ def operator() -> str:
     return f"{login}@{socket.gethostname()}"
 
 
-def add_reason(state: dict[str, Any], event: str, reason: str, when: str) -> None:
-    """Keep `reason` in the state's list of reasons; a later one never replaces an earlier one."""
+def add_reason(reasons: list[dict[str, Any]], event: str, reason: str, when: str) -> None:
+    """Keep `reason` in a rollout's list of reasons; a later one never replaces an earlier one."""
     if not reason:
         return
-    state.setdefault("reasons", []).append(
-        {"time": when, "event": event, "reason": reason, "operator": operator()}
-    )
+    reasons.append({"time": when, "event": event, "reason": reason, "operator": operator()})

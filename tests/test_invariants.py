@@ -72,7 +72,7 @@ def test_invariant_2_cohorts_deterministic_sticky_nested(tmp_path: Path) -> None
     assert fleet.cli("undo").exit_code == 0
     assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
     newest = Store(fleet.state).active()
-    assert newest is not None and newest.state["order"] == order
+    assert newest is not None and newest.state.order == order
 
 
 def test_invariant_2_at_least_one_host(tmp_path: Path) -> None:
@@ -238,7 +238,9 @@ def test_invariant_6_kill_9_mid_shadow_staging_then_abort_cleans_up(tmp_path: Pa
     fleet = make_fleet(tmp_path)
     fleet.rewrite(targets={"transport": "local", "hosts": fleet.hosts, "concurrency": 1})
     env = {**os.environ, "ROLLOUT_STATE_DIR": str(fleet.state)}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.slowswap", "0.5", "start", str(fleet.playbook)], env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.slowswap", "0.5", "start", str(fleet.playbook)], env=env
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and sum(fleet.shadow(h).exists() for h in fleet.hosts) < 2:
         time.sleep(0.05)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout import progress
+from rollout.state import RolloutState
 from tests.conftest import LocalFleet, make_fleet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,9 +76,7 @@ def test_wait_exits_4_when_the_rollback_failed(tmp_path: Path, child_env: dict[s
     assert data["outcome"].startswith("rollback-failed: rollback failed: not restored: dev-02")
 
 
-def test_wait_exits_5_at_the_timeout_while_a_stage_bakes(
-    tmp_path: Path, child_env: dict[str, str]
-) -> None:
+def test_wait_exits_5_at_the_timeout_while_a_stage_bakes(tmp_path: Path, child_env: dict[str, str]) -> None:
     fleet = make_fleet(tmp_path, n=2, stages=["shadow", {"percent": 50, "bake": "1h"}, 100])
     assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
     assert fleet.cli("advance").exit_code == 0
@@ -117,12 +116,19 @@ def test_status_json_has_bake_time_left_and_the_next_check(tmp_path: Path) -> No
 
 
 def test_an_inconclusive_gate_waits_for_a_human_only_when_nobody_drives_it() -> None:
-    state = {
-        "state": "live",
-        "stage": "25%",
-        "stage_entered_at": 100.0,
-        "last_verdict": {"stage": "25%", "decision": "inconclusive", "measured_at": 200.0, "why": "3 of 10"},
-    }
+    state = RolloutState.from_json(
+        {
+            "state": "live",
+            "stage": "25%",
+            "stage_entered_at": 100.0,
+            "last_verdict": {
+                "stage": "25%",
+                "decision": "inconclusive",
+                "measured_at": 200.0,
+                "why": "3 of 10",
+            },
+        }
+    )
     assert progress.outcome(state, driven=True, busy=False, bake_left=0) is None
     code, why = progress.outcome(state, driven=False, busy=False, bake_left=0) or (0, "")
     assert code == 5 and "gate 25% inconclusive (3 of 10)" in why

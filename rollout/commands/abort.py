@@ -6,9 +6,11 @@ from pathlib import Path
 
 from rollout import journal, machine
 from rollout.commands.common import Report, finish_restore, open_run
-from rollout.engine import DRIFTED, Run, reconcile
+from rollout.engine import Run, reconcile
 from rollout.errors import BadInput
 from rollout.fleet import ProgressFn
+from rollout.machine import Phase
+from rollout.state import HostState
 from rollout.store import Store
 
 
@@ -51,12 +53,12 @@ def _restore(
     store = Store(state_dir)
     with store.lock():
         if verb == "undo" and rollout_id is None:
-            undoable = (machine.COMPLETE, machine.REVERTING)
-            done = [r for r in store.rollouts() if r.state["state"] in undoable]
+            undoable = (Phase.COMPLETE, Phase.REVERTING)
+            done = [r for r in store.rollouts() if r.state.phase in undoable]
             rollout = done[-1] if done else store.pick(None, verb)
         else:
             rollout = store.pick(rollout_id, verb)
-        machine.require(rollout.state["state"], verb)
+        machine.require(rollout.state.phase, verb)
         journal.require_intact(rollout, verb, force)
         run = open_run(rollout, progress)
         report = Report(data={"id": rollout.id})
@@ -69,16 +71,16 @@ def _restore(
             rollout.log(f"{verb}-requested", reason=reason)
             if accept_drift:
                 _accept_drift(run, accept_drift, reason)
-            if rollout.state["state"] == machine.COMPLETE:
+            if rollout.state.phase == Phase.COMPLETE:
                 # Recorded before any host changes, so a kill mid-undo leaves a rollout that says
                 # so (`reverting`) and that `undo` or `abort` finishes.
-                rollout.state["state"] = machine.transition(machine.COMPLETE, "undo-begin")
+                rollout.state.phase = machine.transition(Phase.COMPLETE, "undo-begin")
                 rollout.save()
             finish_restore(run, verb, reason, report)
         finally:
             run.fleet.close()
-        report.say(f"rollout {rollout.id}: {rollout.state['state']}")
-        report.data["state"] = rollout.state["state"]
+        report.say(f"rollout {rollout.id}: {rollout.state.phase}")
+        report.data["state"] = rollout.state.phase
         return report
 
 
@@ -88,11 +90,11 @@ def _accept_drift(run: Run, hosts: tuple[str, ...], reason: str) -> None:
         rec = run.hosts.get(host)
         if rec is None:
             raise BadInput(f"--accept-drift: {host!r} is not a host of rollout {run.rollout.id}")
-        if rec["state"] != DRIFTED:
+        if rec.state != HostState.DRIFTED:
             raise BadInput(
-                f"--accept-drift: {host} is {rec['state']}, not drifted; only a host someone else "
+                f"--accept-drift: {host} is {rec.state}, not drifted; only a host someone else "
                 "changed can be left as it is"
             )
     for host in hosts:
-        run.hosts[host]["drift_accepted"] = True
+        run.hosts[host].drift_accepted = True
     run.rollout.commit("drift-accepted", hosts=list(hosts), reason=reason)

@@ -12,8 +12,6 @@ from rollout.commands.skip import skipped_names, target_index
 from rollout.commands.stage import go_live, report_verdict
 from rollout.durations import format_duration
 from rollout.engine import (
-    BASELINE,
-    CANDIDATE,
     Run,
     clear_shadow,
     reconcile,
@@ -23,14 +21,16 @@ from rollout.engine import (
 from rollout.errors import REFUSED, Refused
 from rollout.fleet import ProgressFn
 from rollout.gate import evaluate, recent_pass
+from rollout.machine import Phase
+from rollout.state import HostState
 from rollout.store import Store
 
 
 def bake_left(run: Run) -> float:
     """Return the seconds until the current stage's bake time is over (0 when it is)."""
     state = run.rollout.state
-    stage = run.playbook.stages[state["stage_index"]]
-    return max(0.0, float(stage.bake) - (time.time() - float(state["stage_entered_at"])))
+    stage = run.playbook.stages[state.stage_index]
+    return max(0.0, float(stage.bake) - (time.time() - state.stage_entered_at))
 
 
 def advance(
@@ -47,13 +47,13 @@ def advance(
     store = Store(state_dir)
     with store.lock():
         rollout = store.pick(rollout_id, "advance")
-        machine.require(rollout.state["state"], "advance")
+        machine.require(rollout.state.phase, "advance")
         journal.require_intact(rollout, "advance", force)
         run = open_run(rollout, progress)
         try:
             target = target_index(run, to, yes)
             missed = deadline_step(run)  # past the stage's deadline: alert once, or roll back
-            if missed is not None and rollout.state["state"] not in (machine.SHADOW, machine.LIVE):
+            if missed is not None and rollout.state.phase not in (Phase.SHADOW, Phase.LIVE):
                 return missed
             report = advance_run(run, target)
             report.lines[:0] = missed.lines if missed else []
@@ -74,9 +74,9 @@ def advance_run(run: Run, target: int | None = None) -> Report:
     for host, now in refreshed.items():
         report.say(f"{host}: {now}")
     state, pb = run.rollout.state, run.playbook
-    machine.require(state["state"], "advance")
-    machine.require_unpaused(state.get("paused"), "advance")
-    index = state["stage_index"]
+    machine.require(state.phase, "advance")
+    machine.require_unpaused(state.paused, "advance")
+    index = state.stage_index
     stage = pb.stages[index]
     left = bake_left(run)
     if left > 0:
@@ -88,7 +88,7 @@ def advance_run(run: Run, target: int | None = None) -> Report:
     if stage.is_shadow:
         # After a crash mid-staging some hosts may lack their shadow copy: finish staging first.
         missing = [
-            h for h in pb.hosts if run.hosts[h]["state"] == BASELINE and not run.hosts[h].get("shadow")
+            h for h in pb.hosts if run.hosts[h].state == HostState.BASELINE and not run.hosts[h].shadow_staged
         ]
         if missing:
             failed = stage_shadow(run, missing)
@@ -123,9 +123,9 @@ def _promote(run: Run, index: int, report: Report, target: int | None = None) ->
     if index == len(pb.stages) - 1:
         for host, why in sorted(clear_shadow(run, list(pb.hosts)).items()):
             report.say(f"warning: {host}: shadow copy not removed: {why}")
-        state["state"] = machine.transition(state["state"], "finish")
+        state.phase = machine.transition(state.phase, "finish")
         run.rollout.commit("complete", hosts=list(pb.hosts))
-        off = {h: rec["state"] for h, rec in run.hosts.items() if rec["state"] != CANDIDATE}
+        off = {h: rec.state for h, rec in run.hosts.items() if rec.state != HostState.CANDIDATE}
         if off:
             names = ", ".join(f"{h} ({state})" for h, state in sorted(off.items()))
             report.say(f"rollout {run.rollout.id} complete, except: {names}")

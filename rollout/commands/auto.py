@@ -17,6 +17,7 @@ from rollout.engine import Run, reconcile
 from rollout.errors import OK, REFUSED, Refused
 from rollout.fleet import Fleet, ProgressFn
 from rollout.gate import evaluate
+from rollout.machine import Phase
 from rollout.store import Store
 
 Say = Callable[[str], None]
@@ -56,12 +57,12 @@ def run_auto(
     while True:
         with store.lock():
             rollout = store.pick(rollout_id, "run")
-            if rollout_id is not None and rollout.state["state"] not in (machine.SHADOW, machine.LIVE):
+            if rollout_id is not None and rollout.state.phase not in (Phase.SHADOW, Phase.LIVE):
                 # Someone else (an operator's `abort`) moved it on while we waited.
-                raise Refused(f"stopped: rollout {rollout.id} is now {rollout.state['state']}")
+                raise Refused(f"stopped: rollout {rollout.id} is now {rollout.state.phase}")
             rollout_id = total.data["id"] = rollout.id
             driver.claim(rollout.dir)  # `rollout wait` sees the rollout is driven, not waiting for a human
-            machine.require(rollout.state["state"], "run")
+            machine.require(rollout.state.phase, "run")
             journal.require_intact(rollout, "run", force)
             run = open_run(rollout, progress, fleet)
             fleet, keep = run.fleet, False
@@ -69,11 +70,11 @@ def run_auto(
                 missed = deadline_step(run)  # past the stage's deadline: alert once, or roll back
                 if missed is not None:
                     _relay(missed, total, emit)
-                    if rollout.state["state"] not in (machine.SHADOW, machine.LIVE):
+                    if rollout.state.phase not in (Phase.SHADOW, Phase.LIVE):
                         return total
                 wait = held_wait(run, bake_left(run))  # paused: measured, not promoted
                 interval = run.playbook.health.interval
-                index = rollout.state["stage_index"]
+                index = rollout.state.stage_index
                 stage = run.playbook.stages[index]
                 if wait > 0 and sample_due:
                     sampled = _sample_bake(run)
@@ -96,7 +97,7 @@ def run_auto(
                         wait = min(interval, more) if interval > 0 else more
                     else:
                         _relay(step, total, emit, skip_reused=True)
-                        state = rollout.state["state"]
+                        state = rollout.state.phase
                         # A deadline still ahead keeps an inconclusive gate measured.
                         again = decision == "retry" or keeps_measuring(run, decision)
                         if decision == "inconclusive" and extending == index and not again:
@@ -107,10 +108,10 @@ def run_auto(
                             )
                         if step.exit_code != OK and not (step.exit_code == REFUSED and again):
                             return total
-                        if state == machine.COMPLETE:
+                        if state == Phase.COMPLETE:
                             return total
                         wait = bake_left(run) if not again else interval
-                        index = rollout.state["stage_index"]
+                        index = rollout.state.stage_index
                         stage = run.playbook.stages[index]
                 keep = wait <= 0
             finally:
@@ -126,8 +127,8 @@ def run_auto(
 def extension_left(run: Run) -> float:
     """Return how much longer an inconclusive gate may keep sampling past its stage's bake."""
     state = run.rollout.state
-    stage = run.playbook.stages[state["stage_index"]]
-    bake_end = float(state["stage_entered_at"]) + stage.bake
+    stage = run.playbook.stages[state.stage_index]
+    bake_end = state.stage_entered_at + stage.bake
     left: float = bake_end + run.playbook.health.extension(stage) - time.time()
     return max(0.0, left)
 
@@ -135,7 +136,7 @@ def extension_left(run: Run) -> float:
 def _sample_bake(run: Run) -> Report | None:
     """Measure a baking stage's gate (every `health.interval`); roll back now if it fails."""
     reconcile(run)
-    stage = run.playbook.stages[run.rollout.state["stage_index"]]
+    stage = run.playbook.stages[run.rollout.state.stage_index]
     verdict = evaluate(run, stage)
     if verdict.decision != "fail":
         return None

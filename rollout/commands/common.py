@@ -9,11 +9,12 @@ from typing import Any
 
 from rollout import configkinds, machine, playbook, transports, who, yamlload
 from rollout.configkinds.base import ConfigContext, Problem
-from rollout.engine import DRIFTED, RestoreReport, Run, restore
+from rollout.engine import RestoreReport, Run, restore
 from rollout.errors import OK, ROLLBACK_INCOMPLETE, ROLLED_BACK, BadInput
 from rollout.fleet import Fleet, ProgressFn
 from rollout.pathcheck import check_paths
 from rollout.playbook import Playbook
+from rollout.state import HostState
 from rollout.store import Rollout, now_iso
 
 
@@ -68,7 +69,7 @@ def sha256(data: bytes) -> str:
 def frozen_playbook(rollout: Rollout) -> Playbook:
     """Return the playbook as it was frozen at start (paths resolved from its original folder)."""
     data = yamlload.safe_load(rollout.playbook_copy.read_text())
-    return playbook.from_dict(data, Path(rollout.state["playbook_file"]), require_source=False)
+    return playbook.from_dict(data, Path(rollout.state.playbook_file), require_source=False)
 
 
 def open_run(rollout: Rollout, progress: ProgressFn | None = None, fleet: Fleet | None = None) -> Run:
@@ -86,12 +87,12 @@ def finish_restore(run: Run, event: str, reason: str, report: Report) -> Restore
     state = run.rollout.state
     result = restore(run)
     if result.not_restored:
-        state["resolution"] = state.get("resolution") or event
-        state["state"] = machine.transition(state["state"], "restore-incomplete")
+        state.resolution = state.resolution or event
+        state.phase = machine.transition(state.phase, "restore-incomplete")
         report.exit_code = ROLLBACK_INCOMPLETE
         names = ", ".join(f"{h} ({why})" for h, why in sorted(result.not_restored.items()))
         report.say(f"NOT restored: {names}")
-        drifted = sorted(h for h in result.not_restored if run.hosts[h]["state"] == DRIFTED)
+        drifted = sorted(h for h in result.not_restored if run.hosts[h].state == HostState.DRIFTED)
         if len(drifted) < len(result.not_restored):
             report.say("Run `rollout abort` again once they are reachable; nothing else was changed on them.")
         if drifted:
@@ -101,8 +102,8 @@ def finish_restore(run: Run, event: str, reason: str, report: Report) -> Restore
                 f"`rollout abort --accept-drift {hosts}` records the decision and lets the rollout end."
             )
     else:
-        target = state.pop("resolution", None) or event
-        state["state"] = machine.transition(state["state"], target)
+        target, state.resolution = state.resolution or event, None
+        state.phase = machine.transition(state.phase, target)
         if event == "gate-failed":
             report.exit_code = ROLLED_BACK
         restored = len(result.restored)
@@ -115,7 +116,7 @@ def finish_restore(run: Run, event: str, reason: str, report: Report) -> Restore
             report.say(f"restored {restored} host(s) to their baseline bytes; every touched host is back")
     for host, why in sorted(result.warnings.items()):
         report.say(f"warning: {host}: shadow copy not removed: {why}")
-    state["reason"] = reason  # the latest; `reasons` keeps every one given
-    who.add_reason(state, state["state"], reason, now_iso())
-    run.rollout.commit(state["state"], reason=reason, restored=result.restored, not_restored=result.not_restored)
+    state.reason = reason  # the latest; `reasons` keeps every one given
+    who.add_reason(state.reasons, state.phase, reason, now_iso())
+    run.rollout.commit(state.phase, reason=reason, restored=result.restored, not_restored=result.not_restored)
     return result

@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rollout import machine
 from rollout.commands.abort import abort
 from rollout.commands.auto import run_auto
 from rollout.commands.common import Report
@@ -14,6 +13,7 @@ from rollout.commands.show import status
 from rollout.demo import copy_demo, prepare_fleet
 from rollout.demo_traffic import for_demo
 from rollout.errors import BadInput
+from rollout.machine import Phase
 from rollout.store import Store
 
 
@@ -35,7 +35,7 @@ def demo(
     if not playbook_path.is_file():
         raise BadInput(f"{playbook_path}: demo playbook not found")
     active = Store(state_dir).active()
-    if active is not None and active.state["name"] == "demo-model-assignment":
+    if active is not None and active.state.name == "demo-model-assignment":
         say(f"aborting the unfinished demo rollout {active.id} first")
         abort(state_dir, active.id, "a new demo started")
     pb = prepare_fleet(playbook_path)
@@ -57,7 +57,7 @@ def demo(
     say(status_text(final))
     if (
         result.data.get("id")
-        and Store(state_dir).pick(result.data["id"], "demo").state["state"] == machine.COMPLETE
+        and Store(state_dir).pick(result.data["id"], "demo").state.phase == Phase.COMPLETE
     ):
         say("\nnext: `rollout diff`, `rollout history`, `rollout undo` (all take --state-dir)")
     return Report(exit_code=result.exit_code, data=final)

@@ -18,18 +18,18 @@ def pause(state_dir: Path, rollout_id: str | None = None, reason: str = "", *, f
     with store.lock():
         rollout = store.pick(rollout_id, "pause")
         state = rollout.state
-        machine.require(state["state"], "pause")
+        machine.require(state.phase, "pause")
         journal.require_intact(rollout, "pause", force)
-        if state.get("paused"):
-            since = state["paused"].get("at")
+        if state.paused:
+            since = state.paused.get("at")
             raise Refused(f"cannot pause: rollout {rollout.id} is already paused (since {since})")
         why = reason or "paused by the operator"
-        state["paused"] = {"at": now_iso(), "since": time.time(), "reason": why, "operator": who.operator()}
-        who.add_reason(state, "paused", why, state["paused"]["at"])
-        rollout.commit("paused", reason=why, percent=state.get("percent"))
-    report = Report(data={"id": rollout.id, "paused": state["paused"]})
+        state.paused = {"at": now_iso(), "since": time.time(), "reason": why, "operator": who.operator()}
+        who.add_reason(state.reasons, "paused", why, state.paused["at"])
+        rollout.commit("paused", reason=why, percent=state.percent)
+    report = Report(data={"id": rollout.id, "paused": state.paused})
     report.say(
-        f"rollout {rollout.id} paused at {state['stage']}: nothing is promoted until `rollout resume`; "
+        f"rollout {rollout.id} paused at {state.stage}: nothing is promoted until `rollout resume`; "
         "gates still measure, and a failed gate still rolls back"
     )
     return report
@@ -41,14 +41,14 @@ def resume(state_dir: Path, rollout_id: str | None = None, *, force: bool = Fals
     with store.lock():
         rollout = store.pick(rollout_id, "resume")
         state = rollout.state
-        machine.require(state["state"], "resume")
+        machine.require(state.phase, "resume")
         journal.require_intact(rollout, "resume", force)
-        paused = state.get("paused")
+        paused = state.paused
         if not paused:
             raise Refused(f"cannot resume: rollout {rollout.id} is not paused")
         held = max(0.0, time.time() - float(paused.get("since") or time.time()))
-        state["paused"] = None
-        rollout.commit("resumed", paused_for_s=round(held, 1), percent=state.get("percent"))
+        state.paused = None
+        rollout.commit("resumed", paused_for_s=round(held, 1), percent=state.percent)
     report = Report(data={"id": rollout.id, "paused": None})
-    report.say(f"rollout {rollout.id} resumed at {state['stage']} after {format_duration(held)} paused")
+    report.say(f"rollout {rollout.id} resumed at {state.stage} after {format_duration(held)} paused")
     return report

@@ -30,11 +30,11 @@ def retry(
             old = every[-1]
         else:
             old = store.pick(rollout_id, "retry")
-        machine.require(old.state["state"], "retry")
+        machine.require(old.state.phase, "retry")
         journal.require_intact(old, "retry", force)
         pb = frozen_playbook(old)
         data = old.candidate()
-        if sha256(data) != old.state["candidate_sha256"]:
+        if sha256(data) != old.state.candidate_sha256:
             raise BadInput(
                 f"cannot retry {old.id}: its frozen candidate no longer has the hash recorded at start"
             )
@@ -48,10 +48,10 @@ def retry(
         old.log(
             "retry-requested", reason=f"a new rollout of the same candidate ({sha256(data)[:12]})"
         )
-    report = start_from(pb, data, problems, frozen_bytes, state_dir, progress, extra={"retry_of": old.id})
+    report = start_from(pb, data, problems, frozen_bytes, state_dir, progress, retry_of=old.id)
     report.lines[:0] = [
-        f"retry of {old.id} ({old.state['state']}): a new rollout of its frozen playbook and candidate "
-        f"(sha256 {old.state['candidate_sha256'][:12]}); `retry` is the only verb that applies it again"
+        f"retry of {old.id} ({old.state.phase}): a new rollout of its frozen playbook and candidate "
+        f"(sha256 {old.state.candidate_sha256[:12]}); `retry` is the only verb that applies it again"
     ]
     report.data["retry_of"] = old.id
     return report

@@ -22,25 +22,25 @@ def status(state_dir: Path, rollout_id: str | None = None) -> Report:
     s = rollout.state
     data: dict[str, Any] = {
         "id": rollout.id,
-        "name": s["name"],
-        "state": s["state"],
-        "stage": s["stage"],
-        "percent": s["percent"],
-        "active": s["state"] in machine.ACTIVE,
-        "stage_entered_at": s["stage_entered_at"],
+        "name": s.name,
+        "state": s.phase,
+        "stage": s.stage,
+        "percent": s.percent,
+        "active": s.phase in machine.ACTIVE,
+        "stage_entered_at": s.stage_entered_at,
         "hosts": {
             h: {
-                "state": rec["state"],
-                "sha256": rec["sha256"],
-                **({"reason": rec["reason"]} if rec.get("reason") else {}),
+                "state": rec.state,
+                "sha256": rec.sha256,
+                **({"reason": rec.reason} if rec.reason else {}),
             }
-            for h, rec in s["hosts"].items()
+            for h, rec in s.hosts.items()
         },
-        "candidate_sha256": s["candidate_sha256"],
-        "intent": s.get("intent"),
-        "last_verdict": s.get("last_verdict"),
-        "reason": s.get("reason"),
-        "reasons": s.get("reasons", []),
+        "candidate_sha256": s.candidate_sha256,
+        "intent": s.intent.to_json() if s.intent is not None else None,
+        "last_verdict": s.last_verdict,
+        "reason": s.reason,
+        "reasons": s.reasons,
         "history": [
             {"time": e["time"], "event": e["event"], "stage": e.get("stage"), "operator": e.get("operator")}
             for e in rollout.events()
@@ -57,7 +57,7 @@ def status(state_dir: Path, rollout_id: str | None = None) -> Report:
 
 def _reconcile_if_free(store: Store, rollout: Rollout) -> str | None:
     """Finish an interrupted intent so status tells the truth, unless an operation is running."""
-    if not rollout.state.get("intent"):
+    if rollout.state.intent is None:
         return None
     from rollout.commands.common import open_run
     from rollout.engine import reconcile
@@ -138,7 +138,7 @@ def history(state_dir: Path, rollout_id: str | None = None) -> Report:
     rollout = store.pick(rollout_id, "show history", fallback_latest=True)
     events = rollout.events()
     report = Report(data={"id": rollout.id, "events": events})
-    report.say(f"rollout {rollout.id} ({rollout.state['state']})")
+    report.say(f"rollout {rollout.id} ({rollout.state.phase})")
     for e in events:
         extra = e.get("why") or e.get("reason") or ""
         hosts = e.get("hosts")
@@ -152,7 +152,7 @@ def history(state_dir: Path, rollout_id: str | None = None) -> Report:
 def rollouts(state_dir: Path) -> Report:
     """List every rollout in the state folder."""
     every = Store(state_dir).rollouts()
-    report = Report(data={"rollouts": [{"id": r.id, "state": r.state["state"]} for r in every]})
+    report = Report(data={"rollouts": [{"id": r.id, "state": r.state.phase} for r in every]})
     for r in every:
-        report.say(f"{r.id}  {r.state['state']}  stage {r.state['stage']}")
+        report.say(f"{r.id}  {r.state.phase}  stage {r.state.stage}")
     return report

@@ -12,7 +12,7 @@ def target_index(run: Run, to: int | None, yes: bool) -> int | None:
     if to is None:
         return None
     stages = run.playbook.stages
-    index = int(run.rollout.state["stage_index"])
+    index = run.rollout.state.stage_index
     found = [i for i, s in enumerate(stages) if s.percent == to and not s.is_shadow]
     if not found:
         known = ", ".join(str(s.percent) for s in stages if not s.is_shadow)

@@ -7,11 +7,13 @@ import time
 from rollout import cohorts, machine
 from rollout.commands.common import Report
 from rollout.durations import format_duration
-from rollout.engine import CANDIDATE, Run, activate
+from rollout.engine import Run, activate
 from rollout.errors import REFUSED
 from rollout.gate import reset_counters
 from rollout.health.judge import Verdict
+from rollout.machine import Phase
 from rollout.playbook import Stage
+from rollout.state import HostState
 
 
 def go_live(run: Run, index: int, report: Report) -> None:
@@ -19,14 +21,15 @@ def go_live(run: Run, index: int, report: Report) -> None:
     Hosts outside the cohort keep their shadow copy until their own stage promotes it."""
     state, pb = run.rollout.state, run.playbook
     stage = pb.stages[index]
-    cohort = cohorts.cohort_for(stage.percent, state["order"])
+    cohort = cohorts.cohort_for(stage.percent, state.order)
     skipped = activate(run, cohort)
-    state.update(stage_index=index, stage=stage.name, percent=stage.percent, stage_entered_at=time.time())
-    if state["state"] != machine.LIVE:
-        state["state"] = machine.transition(state["state"], "promote")
+    state.stage_index, state.stage, state.percent = index, stage.name, stage.percent
+    state.stage_entered_at = time.time()
+    if state.phase != Phase.LIVE:
+        state.phase = machine.transition(state.phase, "promote")
     reset_counters(run)
     run.rollout.commit("stage-entered", percent=stage.percent, cohort=cohort, skipped=skipped)
-    on = sum(1 for h in pb.hosts if run.hosts[h]["state"] == CANDIDATE)
+    on = sum(1 for h in pb.hosts if run.hosts[h].state == HostState.CANDIDATE)
     report.say(f"stage {stage.name}: candidate live on {on}/{len(pb.hosts)} host(s)")
     for host, why in sorted(skipped.items()):
         report.say(f"warning: {host} not switched: {why}")

@@ -18,8 +18,10 @@ from rollout.engine import Run, stage_shadow
 from rollout.errors import REFUSED, Refused
 from rollout.fleet import Fleet, ProgressFn
 from rollout.gate import evaluate, reset_counters
+from rollout.machine import Phase
 from rollout.playbook import Playbook
 from rollout.projection import project_for
+from rollout.state import HostRecord, HostState, RolloutState
 from rollout.store import Store, backup_names, now_iso
 
 
@@ -43,10 +45,10 @@ def start_from(
     state_dir: Path,
     progress: ProgressFn | None = None,
     fleet: Fleet | None = None,
-    extra: dict[str, Any] | None = None,
+    retry_of: str | None = None,
 ) -> Report:
     """Start a rollout of `data` under the validated `pb` (whose file's bytes are frozen as
-    `playbook_bytes`); `extra` goes into the new state (e.g. what it retries)."""
+    `playbook_bytes`); `retry_of` names the rollout it retries, if any."""
     store = Store(state_dir)
     report = Report()
     for p in problems:
@@ -55,7 +57,7 @@ def start_from(
         active = store.active()
         if active is not None:
             raise Refused(
-                f"cannot start: rollout {active.id} is still {active.state['state']} "
+                f"cannot start: rollout {active.id} is still {active.state.phase} "
                 "(advance it to completion or abort it first)"
             )
         own = fleet is None
@@ -66,7 +68,9 @@ def start_from(
             snapshot = _snapshot(fleet, pb)
             projected = project_for(pb, data, {h: snapshot[h][0].data for h in pb.hosts}, fleet)
             frozen = {"playbook.yml": playbook_bytes, f"candidate/{pb.config_source.name}": data}
-            rollout = store.create(pb.name, {**_initial_state(pb, data, snapshot), **(extra or {})}, frozen)
+            initial = _initial_state(pb, data, snapshot)
+            initial.retry_of = retry_of
+            rollout = store.create(pb.name, initial, frozen)
             run = Run(rollout=rollout, playbook=pb, fleet=fleet)
             _freeze(run, data, snapshot)
             if projected is not None:
@@ -99,42 +103,35 @@ def _snapshot(fleet: Fleet, pb: Any) -> dict[str, Any]:
     return {h: r.value for h, r in results.items()}
 
 
-def _initial_state(pb: Any, data: bytes, snapshot: dict[str, Any]) -> dict[str, Any]:
+def _initial_state(pb: Playbook, data: bytes, snapshot: dict[str, Any]) -> RolloutState:
     hosts = {}
     backups = backup_names(pb.hosts)
     for host in pb.hosts:
         live, shadow = snapshot[host]
-        hosts[host] = {
-            "state": "baseline",
-            "backup": backups[host],
-            "sha256": live.sha256,
-            "baseline_sha256": live.sha256,
-            "baseline_mode": live.mode,
-            "shadow_before": shadow.sha256,
-            "shadow": False,
-            "touched": False,
-            "switched_at": None,
-            "reason": None,
-        }
+        hosts[host] = HostRecord(
+            state=HostState.BASELINE,
+            backup=backups[host],
+            sha256=live.sha256,
+            baseline_sha256=live.sha256,
+            baseline_mode=live.mode,
+            shadow_before=shadow.sha256,
+        )
     first = pb.stages[0]
-    return {
-        "id": None,
-        "name": pb.name,
-        "playbook_file": str(pb.file),
-        "state": machine.STARTING,
-        "stage_index": 0,
-        "stage": first.name,
-        "percent": first.percent,
-        "created": now_iso(),
-        "stage_entered_at": time.time(),
-        "order": cohorts.host_order(pb.hosts, pb.name),
-        "candidate_sha256": sha256(data),
-        "candidate_name": pb.config_source.name,
-        "hosts": hosts,
-        "intent": None,
-        "gate": {"failures": 0, "errors": {}},
-        "pid": os.getpid(),
-    }
+    return RolloutState(
+        name=pb.name,
+        playbook_file=str(pb.file),
+        phase=Phase.STARTING,
+        stage_index=0,
+        stage=first.name,
+        percent=first.percent,
+        created=now_iso(),
+        stage_entered_at=time.time(),
+        order=cohorts.host_order(pb.hosts, pb.name),
+        candidate_sha256=sha256(data),
+        candidate_name=pb.config_source.name,
+        hosts=hosts,
+        pid=os.getpid(),
+    )
 
 
 def _freeze(run: Run, data: bytes, snapshot: dict[str, Any]) -> None:
@@ -147,9 +144,9 @@ def _freeze(run: Run, data: bytes, snapshot: dict[str, Any]) -> None:
     r.log(
         "started",
         hosts=list(pb.hosts),
-        candidate_sha256=r.state["candidate_sha256"],
+        candidate_sha256=r.state.candidate_sha256,
         diff_groups=groups,
-        order=r.state["order"],
+        order=r.state.order,
     )
 
 
@@ -174,13 +171,13 @@ def _start_first_stage(run: Run, report: Report) -> None:
     if not first.is_shadow:
         go_live(run, 0, report)
         return
-    run.rollout.state["state"] = machine.transition(machine.STARTING, "staged")
+    run.rollout.state.phase = machine.transition(Phase.STARTING, "staged")
     run.rollout.save()
     failed = stage_shadow(run)
     if failed:
         names = "; ".join(f"{h}: {why}" for h, why in failed.items())
         report.say(f"shadow could not be staged on every host ({names}); rolling back")
-        run.rollout.state["reason"] = f"shadow staging failed: {names}"
+        run.rollout.state.reason = f"shadow staging failed: {names}"
         finish_restore(run, "gate-failed", f"shadow staging failed: {names}", report)
         return
     report.say(

@@ -16,7 +16,7 @@ def verify(state_dir: Path, rollout_id: str | None = None) -> Report:
     if rollout_id is None and not store.rollouts():
         raise Refused(f"no rollouts in {state_dir}")
     rollout = store.pick(rollout_id, "verify", fallback_latest=True)
-    found = journal.verify(rollout.dir, rollout.state)
+    found = journal.verify(rollout.dir, rollout.state.journal)
     report = Report(data={"id": rollout.id, "journal": found.to_json()})
     where = rollout.dir / journal.JOURNAL
     if found.status == "broken":

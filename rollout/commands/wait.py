@@ -18,10 +18,10 @@ def clock_of(rollout: Rollout) -> progress.Clock | None:
     """Return the current stage's bake and the gates' interval, from the frozen playbook."""
     try:
         pb = frozen_playbook(rollout)
-        stage = pb.stages[int(rollout.state["stage_index"])]
+        stage = pb.stages[rollout.state.stage_index]
     except Exception:  # noqa: BLE001 - a playbook that no longer loads: timing unknown, not a crash
         return None
-    return progress.Clock(stage.bake, float(rollout.state["stage_entered_at"]), pb.health.interval)
+    return progress.Clock(stage.bake, rollout.state.stage_entered_at, pb.health.interval)
 
 
 def timing_of(rollout: Rollout) -> dict[str, Any]:
@@ -72,12 +72,12 @@ def wait(
             found = progress.outcome(s, driven=driven, busy=busy, bake_left=left)
             data = {
                 "id": rollout.id,
-                "state": s["state"],
-                "stage": s["stage"],
-                "percent": s["percent"],
+                "state": s.phase,
+                "stage": s.stage,
+                "percent": s.percent,
                 **progress.timing(s, clock, driven, time.time()),
             }
-            if found is not None and s["state"] in machine.ACTIVE and found[0] == REFUSED:
+            if found is not None and s.phase in machine.ACTIVE and found[0] == REFUSED:
                 # "Waiting for a human" must be seen twice in a row: `run --auto` lets go of the
                 # state folder's lock between `start` and driving the rollout.
                 if pending != found:

@@ -11,6 +11,7 @@ from rollout import driver, machine, progress
 from rollout.commands.common import Report
 from rollout.commands.show import status
 from rollout.errors import REFUSED
+from rollout.state import RolloutState
 
 Draw = Callable[[dict[str, Any]], None]
 
@@ -47,14 +48,16 @@ def watch(
         sleep(min(interval, 0.2) if pending else interval)
 
 
-def _state_of(data: dict[str, Any]) -> dict[str, Any]:
-    """Return the fields of `status --json` that `progress.outcome` reads, as state.json names them."""
-    return {
-        "state": data["state"],
-        "stage": data["stage"],
-        "stage_entered_at": data["stage_entered_at"],
-        "paused": data.get("paused"),
-        "reason": data.get("reason"),
-        "last_verdict": data.get("last_verdict"),
-        "hosts": data["hosts"],
-    }
+def _state_of(data: dict[str, Any]) -> RolloutState:
+    """Return the fields of `status --json` that `progress.outcome` reads, as a state."""
+    return RolloutState.from_json(
+        {
+            "state": data["state"],
+            "stage": data["stage"],
+            "stage_entered_at": data["stage_entered_at"],
+            "paused": data.get("paused"),
+            "reason": data.get("reason"),
+            "last_verdict": data.get("last_verdict"),
+            "hosts": data["hosts"],
+        }
+    )

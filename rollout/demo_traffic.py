@@ -13,7 +13,7 @@ from rollout.metrics.sources import HostFileSource
 from rollout.playbook import Playbook
 from rollout.usage import UsageRecord, dump_usage_lines
 
-CATALOG_NAME = "traffic.json"
+PROFILES_NAME = "traffic.json"
 DEFAULT_USAGE_PATH = "demo/fleet/{host}/usage.jsonl"
 AGENT_WEIGHTS = {"build": 6, "plan": 3}  # other agents weigh 1
 
@@ -29,7 +29,9 @@ class ModelProfile:
 
 
 @dataclass(frozen=True)
-class Catalog:
+class TrafficProfiles:
+    """How the demo's hosts call models: calls per second per host, and each model's behaviour."""
+
     calls_per_second: float
     models: dict[str, ModelProfile]
     default: ModelProfile
@@ -38,8 +40,8 @@ class Catalog:
         return self.models.get(model, self.default)
 
 
-def load_catalog(path: Path) -> Catalog:
-    """Read the demo traffic catalog (calls per second per host, per-model behaviour)."""
+def load_profiles(path: Path) -> TrafficProfiles:
+    """Read the demo traffic profiles (calls per second per host, per-model behaviour)."""
     raw = json.loads(path.read_text())
 
     def profile(d: dict[str, Any]) -> ModelProfile:
@@ -50,7 +52,7 @@ def load_catalog(path: Path) -> Catalog:
             float(d["output_per_mtok"]),
         )
 
-    return Catalog(
+    return TrafficProfiles(
         float(raw.get("calls_per_second_per_host", 50)),
         {name: profile(d) for name, d in raw["models"].items()},
         profile(raw["default"]),
@@ -81,9 +83,9 @@ def usage_path(pb: Playbook) -> str:
 class TrafficSim:
     """Appends simulated calls to each host's usage log, using the config live on that host."""
 
-    def __init__(self, pb: Playbook, catalog: Catalog, seed: int = 0) -> None:
+    def __init__(self, pb: Playbook, profiles: TrafficProfiles, seed: int = 0) -> None:
         self.pb = pb
-        self.catalog = catalog
+        self.profiles = profiles
         self.rng = random.Random(seed)
         self.path = usage_path(pb)
         self.last = {h: time.time() for h in pb.hosts}
@@ -124,14 +126,14 @@ class TrafficSim:
 
     def calls(self, models: dict[str, str], start: float, end: float) -> list[UsageRecord]:
         """Return the calls made between `start` and `end` by agents using `models`."""
-        n = int((end - start) * self.catalog.calls_per_second)
+        n = int((end - start) * self.profiles.calls_per_second)
         agents = sorted(models)
         weights = [AGENT_WEIGHTS.get(a, 1) for a in agents]
         out = []
         for i in range(n):
             agent = self.rng.choices(agents, weights)[0]
             model = models[agent]
-            p = self.catalog.profile(model)
+            p = self.profiles.profile(model)
             tokens_in, tokens_out = self.rng.randint(2_000, 20_000), self.rng.randint(200, 2_000)
             failed = self.rng.random() < p.error_rate
             out.append(
@@ -158,6 +160,6 @@ class TrafficSim:
 
 
 def for_demo(pb: Playbook) -> TrafficSim | None:
-    """Return a simulator for a demo playbook that ships a traffic catalog beside its candidate."""
-    catalog = pb.config_source.parent / CATALOG_NAME
-    return TrafficSim(pb, load_catalog(catalog)) if catalog.is_file() else None
+    """Return a simulator for a demo playbook that ships traffic profiles beside its candidate."""
+    profiles = pb.config_source.parent / PROFILES_NAME
+    return TrafficSim(pb, load_profiles(profiles)) if profiles.is_file() else None

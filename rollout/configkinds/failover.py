@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rollout.configkinds.locate import Path, Report
+from rollout.configkinds.locate import JsonPath, LocatedProblems
 
 MAX_CHAIN = 5  # longer chains mostly add latency: each step waits for the previous one to fail
 
@@ -15,18 +15,18 @@ class Chain:
     """One failover chain: `owner` ("agent CoderAgent") falls back from `primary` through entries."""
 
     owner: str
-    path: Path  # where the chain itself sits
+    path: JsonPath  # where the chain itself sits
     primary: str | None
-    entries: list[tuple[Path, str]] = field(default_factory=list)  # (path, model or group)
+    entries: list[tuple[JsonPath, str]] = field(default_factory=list)  # (path, model or group)
 
 
 def check_chains(
     chains: list[Chain],
-    report: Report,
+    report: LocatedProblems,
     provider_of: Callable[[str], set[str]],
     limit: int = MAX_CHAIN,
 ) -> None:
-    """Report self-references, duplicates, over-long chains, single-provider chains and cycles."""
+    """LocatedProblems self-references, duplicates, over-long chains, single-provider chains and cycles."""
     edges: dict[str, dict[str, Chain]] = {}
     for chain in chains:
         seen: dict[str, int] = {}

@@ -9,7 +9,7 @@ from rollout.configkinds.base import ConfigContext, Problem
 from rollout.configkinds.failover import Chain, check_chains
 from rollout.configkinds.generic import YAML
 from rollout.configkinds.jsonc import is_number
-from rollout.configkinds.locate import Path, Report, yaml_lines
+from rollout.configkinds.locate import JsonPath, LocatedProblems, yaml_lines
 
 TOP_KEYS = frozenset(
     {
@@ -28,7 +28,7 @@ class LiteLLMKind:
         return YAML.parse(data)
 
     def check(self, doc: Any, data: bytes, ctx: ConfigContext) -> list[Problem]:
-        report = Report(yaml_lines(data.decode("utf-8", errors="replace")))
+        report = LocatedProblems(yaml_lines(data.decode("utf-8", errors="replace")))
         if not isinstance(doc, dict):
             report.error((), "a LiteLLM config must be a YAML mapping with model_list")
             return report.result()
@@ -55,14 +55,16 @@ class LiteLLMKind:
         check_chains(chains, report, providers)
         return report.result()
 
-    def _model_list(self, report: Report, value: Any, known: catalogs.Catalog) -> dict[str, dict[str, float]]:
+    def _model_list(
+        self, report: LocatedProblems, value: Any, known: catalogs.Catalog
+    ) -> dict[str, dict[str, float]]:
         """Check deployments; return model group -> {model: weight}."""
         groups: dict[str, dict[str, float]] = {}
         if not isinstance(value, list) or not value:
             report.error(("model_list",), "must be a non-empty list of deployments")
             return groups
         for i, item in enumerate(value):
-            path: Path = ("model_list", i)
+            path: JsonPath = ("model_list", i)
             if not isinstance(item, dict):
                 report.error(path, "a deployment must be a mapping with model_name and litellm_params")
                 continue
@@ -90,7 +92,9 @@ class LiteLLMKind:
             groups[name][model] = groups[name].get(model, 0) + float(weight)
         return groups
 
-    def _known(self, report: Report, path: Path, name: str, model: str, known: catalogs.Catalog) -> None:
+    def _known(
+        self, report: LocatedProblems, path: JsonPath, name: str, model: str, known: catalogs.Catalog
+    ) -> None:
         provider = model.split("/", 1)[0] if "/" in model else None
         if provider is None or provider not in known.providers:
             report.warn(path, f"deployment {name}: provider of {model} is not in the catalog (unchecked)")
@@ -100,7 +104,7 @@ class LiteLLMKind:
             report.error(path, f"deployment {name}: unknown model {model}{near}")
 
     def _fallbacks(
-        self, report: Report, path: Path, value: Any, groups: dict[str, dict[str, float]]
+        self, report: LocatedProblems, path: JsonPath, value: Any, groups: dict[str, dict[str, float]]
     ) -> list[Chain]:
         chains: list[Chain] = []
         if not isinstance(value, list):
@@ -111,7 +115,7 @@ class LiteLLMKind:
                 report.error((*path, i), 'each fallback must be one mapping {"group": ["other", ...]}')
                 continue
             ((group, targets),) = rule.items()
-            where: Path = (*path, i, group)
+            where: JsonPath = (*path, i, group)
             if group not in groups:
                 report.error(where, f"fallbacks name model group {group!r}, which model_list lacks")
             chain = Chain(f"model group {group}", where, group)

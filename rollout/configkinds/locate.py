@@ -8,11 +8,11 @@ from typing import Any, Literal
 
 from rollout.configkinds.base import Problem
 
-Path = tuple[str | int, ...]
+JsonPath = tuple[str | int, ...]  # keys and indexes from the document's root: ("agent", "build", "model")
 _PLAIN_KEY = re.compile(r"^[A-Za-z_$][\w$-]*$")
 
 
-def path_str(path: Path) -> str:
+def path_str(path: JsonPath) -> str:
     """Render a path as `agent.build.model`, `model_list[0]`, or `agent["a.b"]` for odd keys."""
     out = ""
     for part in path:
@@ -27,7 +27,7 @@ def path_str(path: Path) -> str:
     return out
 
 
-def json_lines(text: str) -> dict[Path, int]:
+def json_lines(text: str) -> dict[JsonPath, int]:
     """Map every path of a valid JSON text (comments already blanked) to its 1-based line."""
     scanner = _JsonScanner(text)
     if text.strip():
@@ -42,7 +42,7 @@ class _JsonScanner:
         self.text = text
         self.i = 0
         self.line = 1
-        self.lines: dict[Path, int] = {}
+        self.lines: dict[JsonPath, int] = {}
 
     def skip(self) -> None:
         text, n = self.text, len(self.text)
@@ -60,7 +60,7 @@ class _JsonScanner:
         decoded: str = json.loads(self.text[start : self.i])
         return decoded
 
-    def value(self, path: Path) -> None:
+    def value(self, path: JsonPath) -> None:
         self.skip()
         self.lines.setdefault(path, self.line)
         char = self.text[self.i]
@@ -92,17 +92,17 @@ class _JsonScanner:
                 self.i += 1
 
 
-def yaml_lines(text: str) -> dict[Path, int]:
+def yaml_lines(text: str) -> dict[JsonPath, int]:
     """Map every path of a YAML document to its 1-based line, from the composed node tree."""
     import yaml
 
-    lines: dict[Path, int] = {}
+    lines: dict[JsonPath, int] = {}
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
         return lines
 
-    def walk(node: Any, path: Path) -> None:
+    def walk(node: Any, path: JsonPath) -> None:
         lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
@@ -118,28 +118,28 @@ def yaml_lines(text: str) -> dict[Path, int]:
     return lines
 
 
-class Report:
+class LocatedProblems:
     """Collects problems for one document, each located at the line of its path."""
 
-    def __init__(self, lines: dict[Path, int]) -> None:
+    def __init__(self, lines: dict[JsonPath, int]) -> None:
         self.lines = lines
         self.problems: list[Problem] = []
 
-    def line_of(self, path: Path) -> int | None:
+    def line_of(self, path: JsonPath) -> int | None:
         """Return the line of `path`, or of its nearest located parent."""
         for end in range(len(path), -1, -1):
             if path[:end] in self.lines:
                 return self.lines[path[:end]]
         return None
 
-    def add(self, path: Path, message: str, severity: Literal["error", "warning"]) -> None:
+    def add(self, path: JsonPath, message: str, severity: Literal["error", "warning"]) -> None:
         self.problems.append(Problem(path_str(path), message, self.line_of(path), severity))
 
-    def error(self, path: Path, message: str) -> None:
+    def error(self, path: JsonPath, message: str) -> None:
         """Record an error at `path`."""
         self.add(path, message, "error")
 
-    def warn(self, path: Path, message: str) -> None:
+    def warn(self, path: JsonPath, message: str) -> None:
         """Record a warning at `path`."""
         self.add(path, message, "warning")
 

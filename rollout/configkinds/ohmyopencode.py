@@ -9,7 +9,7 @@ from rollout import catalog as catalogs
 from rollout.configkinds.base import ConfigContext, Problem
 from rollout.configkinds.failover import Chain, check_chains
 from rollout.configkinds.jsonc import is_number, load_jsonc
-from rollout.configkinds.locate import Path, Report, json_lines
+from rollout.configkinds.locate import JsonPath, LocatedProblems, json_lines
 from rollout.configkinds.opencode import check_model, check_sampling
 
 AGENT_KEYS = frozenset(
@@ -50,7 +50,7 @@ class OhMyOpenCodeKind:
 
     def check(self, doc: Any, data: bytes, ctx: ConfigContext) -> list[Problem]:
         _, text = load_jsonc(data)
-        report = Report(json_lines(text))
+        report = LocatedProblems(json_lines(text))
         if not isinstance(doc, dict):
             report.error((), "an oh-my-opencode config must be a JSON object")
             return report.result()
@@ -86,7 +86,7 @@ class OhMyOpenCodeKind:
         return report.result()
 
     def _entry(
-        self, report: Report, path: Path, owner: str, entry: Any, known: catalogs.Catalog
+        self, report: LocatedProblems, path: JsonPath, owner: str, entry: Any, known: catalogs.Catalog
     ) -> Chain | None:
         if not isinstance(entry, dict):
             report.error(path, f"{owner}: must be an object")
@@ -127,9 +127,9 @@ class OhMyOpenCodeKind:
                 chain.entries.append((where, full))
         return chain
 
-    def _runtime(self, report: Report, value: Any, present: bool) -> int | None:
+    def _runtime(self, report: LocatedProblems, value: Any, present: bool) -> int | None:
         """Check runtime_fallback (bool or object); return max_fallback_attempts when set."""
-        path: Path = ("runtime_fallback",)
+        path: JsonPath = ("runtime_fallback",)
         if not present or isinstance(value, bool):
             return None
         if not isinstance(value, dict):

@@ -9,7 +9,7 @@ from typing import Any
 from rollout import catalog as catalogs
 from rollout.configkinds.base import ConfigContext, Problem
 from rollout.configkinds.jsonc import is_number, load_jsonc
-from rollout.configkinds.locate import Path, Report, json_lines
+from rollout.configkinds.locate import JsonPath, LocatedProblems, json_lines
 from rollout.limits import show
 
 # Top-level keys of OpenCode's config schema (Config.Info is strict: anything else is refused).
@@ -35,7 +35,9 @@ MODES = ("subagent", "primary", "all")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
-def check_model(report: Report, path: Path, value: Any, owner: str, known: catalogs.Catalog) -> str | None:
+def check_model(
+    report: LocatedProblems, path: JsonPath, value: Any, owner: str, known: catalogs.Catalog
+) -> str | None:
     """Check a `provider/model` id against the catalog; return it when it is usable."""
     if not isinstance(value, str) or "/" not in value or value.startswith("/"):
         report.error(path, f"{owner}: model must be 'provider/model', got {value!r}")
@@ -61,7 +63,9 @@ def config_models(doc: Any) -> dict[str, catalogs.ModelInfo]:
     return found
 
 
-def check_sampling(report: Report, path: Path, agent: dict[str, Any], owner: str, hi: float) -> None:
+def check_sampling(
+    report: LocatedProblems, path: JsonPath, agent: dict[str, Any], owner: str, hi: float
+) -> None:
     """Check temperature (finite; error above `hi`, warning outside 0-1) and top_p (0-1)."""
     if "temperature" in agent:
         value = agent["temperature"]
@@ -86,7 +90,7 @@ class OpenCodeKind:
 
     def check(self, doc: Any, data: bytes, ctx: ConfigContext) -> list[Problem]:
         _, text = load_jsonc(data)
-        report = Report(json_lines(text))
+        report = LocatedProblems(json_lines(text))
         if not isinstance(doc, dict):
             report.error((), "an OpenCode config must be a JSON object")
             return report.result()
@@ -111,8 +115,8 @@ class OpenCodeKind:
             self._default_agent(report, doc["default_agent"], agents)
         return report.result()
 
-    def _agent(self, report: Report, name: str, agent: Any, known: catalogs.Catalog) -> None:
-        path: Path = ("agent", name)
+    def _agent(self, report: LocatedProblems, name: str, agent: Any, known: catalogs.Catalog) -> None:
+        path: JsonPath = ("agent", name)
         owner = f"agent {name}"
         if not isinstance(agent, dict):
             report.error(path, f"{owner}: must be an object")
@@ -145,14 +149,14 @@ class OpenCodeKind:
                 path, f"{owner}: a custom agent needs a description (OpenCode shows it to pick the agent)"
             )
 
-    def _provider_block(self, report: Report, doc: dict[str, Any]) -> None:
+    def _provider_block(self, report: LocatedProblems, doc: dict[str, Any]) -> None:
         """`provider` is an object of provider objects; the provider lists are lists of ids."""
         providers = doc.get("provider", {})
         if not isinstance(providers, dict):
             report.error(("provider",), f"must be an object of providers, got {show(providers)}")
             providers = {}
         for provider_id, entry in providers.items():
-            where: Path = ("provider", provider_id)
+            where: JsonPath = ("provider", provider_id)
             if not isinstance(entry, dict):
                 report.error(where, f"provider {provider_id}: must be an object, got {show(entry)}")
                 continue
@@ -173,10 +177,10 @@ class OpenCodeKind:
             if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
                 report.error((key,), f"must be a list of provider ids, got {show(listed)}")
 
-    def _providers(self, report: Report, doc: dict[str, Any], agents: dict[str, Any]) -> None:
+    def _providers(self, report: LocatedProblems, doc: dict[str, Any], agents: dict[str, Any]) -> None:
         """A model whose provider OpenCode will not load fails at the first call: say so now."""
         disabled, enabled = doc.get("disabled_providers"), doc.get("enabled_providers")
-        uses: list[tuple[Path, str, Any]] = [((k,), k, doc.get(k)) for k in ("model", "small_model")]
+        uses: list[tuple[JsonPath, str, Any]] = [((k,), k, doc.get(k)) for k in ("model", "small_model")]
         uses += [
             (("agent", n, "model"), f"agent {n}", a.get("model"))
             for n, a in agents.items()
@@ -204,8 +208,8 @@ class OpenCodeKind:
                 out[name] = {agent["model"]: 1.0}
         return out
 
-    def _default_agent(self, report: Report, value: Any, agents: dict[str, Any]) -> None:
-        path: Path = ("default_agent",)
+    def _default_agent(self, report: LocatedProblems, value: Any, agents: dict[str, Any]) -> None:
+        path: JsonPath = ("default_agent",)
         if not isinstance(value, str):
             report.error(path, f"must be an agent name, got {value!r}")
             return

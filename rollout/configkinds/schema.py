@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout.configkinds.base import ConfigContext, Problem
-from rollout.configkinds.locate import Report, json_lines, yaml_lines
+from rollout.configkinds.locate import LocatedProblems, json_lines, yaml_lines
 from rollout.errors import BadInput
 from rollout.redact import is_secret_key, redact_text
 
@@ -66,7 +66,7 @@ def check_schema(doc: Any, data: bytes, schema_file: str, kind: str) -> list[Pro
             lines = json_lines(blank_jsonc(text))
         except Exception:  # a locator miss only costs the line number
             lines = {}
-    report = Report(lines)
+    report = LocatedProblems(lines)
     for error in sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
         path = tuple(error.absolute_path)
         if any(is_secret_key(part) for part in path):

@@ -12,7 +12,6 @@ PLAN = Path(__file__).parent.parent / "playbooks" / "model-assignment" / "oh-my-
 RUNTIME = {"runtime_fallback": {"enabled": True}}
 
 
-
 def check(data: str | dict, kind: str = "oh-my-opencode", source: str = "oh-my-opencode.json") -> list[str]:
     text = data if isinstance(data, str) else json.dumps(data, indent=2)
     ctx = ConfigContext(Path("."), {}, source)

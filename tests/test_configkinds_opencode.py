@@ -13,7 +13,6 @@ from rollout.configkinds.base import ConfigContext
 PLAN = Path(__file__).parent.parent / "playbooks" / "model-assignment" / "opencode.json"
 
 
-
 def check(text: str | dict, **options) -> list[str]:
     data = text if isinstance(text, str) else json.dumps(text, indent=2)
     ctx = ConfigContext(Path("."), options, "opencode.json")

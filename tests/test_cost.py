@@ -12,7 +12,6 @@ SONNET, PICKLE, GPT52, MINI = (
 )  # fmt: skip
 
 
-
 def rec(ts: float, agent: str, model: str, inp: int, out: int) -> UsageRecord:
     return UsageRecord(ts, agent, model, inp, out, 0.0, 1.0, "success")
 

@@ -18,7 +18,6 @@ PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
 SONNET = "anthropic/claude-sonnet-4-5"
 
 
-
 def run(*args: str):
     return CliRunner().invoke(cli, list(args))
 

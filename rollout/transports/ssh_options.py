@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -93,17 +94,38 @@ def parse_host(spec: str) -> HostSpec:
 
 def parse_options(targets: dict[str, Any], where: str) -> SshOptions:
     """Validate `targets` for transport ssh; raise BadInput naming file and field."""
+    _check_target_keys(targets, where)
+    _check_hosts(targets.get("hosts") or [], where)
+    block = _ssh_block(targets, where)
+    values: dict[str, Any] = {}
+    for key in SSH_KEYS:  # in this order: the first bad field named is always the same one
+        if key in block:
+            try:
+                values[key] = _FIELDS[key](block[key])
+            except ValueError as e:
+                raise BadInput(f"{where}: targets.ssh.{key}: {e}") from None
+    return SshOptions(**values)
+
+
+def _check_target_keys(targets: dict[str, Any], where: str) -> None:
     extra = sorted(set(targets) - set(TARGET_KEYS), key=str)
     if extra:
         raise BadInput(
             f"{where}: targets.{extra[0]}: unknown key for transport 'ssh' "
             f"(expected: {', '.join(TARGET_KEYS)}; ssh settings go under targets.ssh)"
         )
-    for i, host in enumerate(targets.get("hosts") or []):
+
+
+def _check_hosts(hosts: list[Any], where: str) -> None:
+    for i, host in enumerate(hosts):
         try:
             parse_host(str(host))
         except ValueError as e:
             raise BadInput(f"{where}: targets.hosts[{i}]: {host!r}: {e}") from None
+
+
+def _ssh_block(targets: dict[str, Any], where: str) -> dict[str, Any]:
+    """Return the `targets.ssh` mapping (empty when left out), refusing keys it does not know."""
     block = targets.get("ssh") or {}
     if not isinstance(block, dict):
         raise BadInput(f"{where}: targets.ssh: must be a mapping, got {type(block).__name__}")
@@ -112,47 +134,65 @@ def parse_options(targets: dict[str, Any], where: str) -> SshOptions:
         raise BadInput(
             f"{where}: targets.ssh.{unknown[0]}: unknown key (expected one of: {', '.join(SSH_KEYS)})"
         )
+    return block
 
-    def fail(key: str, message: str) -> BadInput:
-        return BadInput(f"{where}: targets.ssh.{key}: {message}")
 
-    opts = SshOptions()
-    values: dict[str, Any] = {}
-    if "user" in block:
-        user = block["user"]
-        if not isinstance(user, str) or not _USER.match(user):
-            raise fail("user", f"must be a user name, got {user!r}")
-        values["user"] = user
-    if "port" in block:
-        port = block["port"]
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-            raise fail("port", f"must be a port number from 1 to 65535, got {port!r}")
-        values["port"] = port
-    for key in ("key_file", "known_hosts"):
-        if key in block:
-            value = block[key]
-            if not isinstance(value, str) or not value.strip():
-                raise fail(key, f"must be a file path, got {value!r}")
-            values[key] = value
-    if "host_key_policy" in block:
-        policy = block["host_key_policy"]
-        if policy not in POLICIES:
-            raise fail("host_key_policy", f"must be one of {', '.join(POLICIES)}, got {policy!r}")
-        values["host_key_policy"] = policy
-    for key in ("connect_timeout", "command_timeout"):
-        if key in block:
-            seconds = parse_duration(block[key])
-            if seconds is None or seconds <= 0:
-                raise fail(key, f"must be a duration like 10s or 2m, got {block[key]!r}")
-            values[key] = seconds
-    if "concurrency" in block:
-        conc = block["concurrency"]
-        if not isinstance(conc, int) or isinstance(conc, bool) or conc < 1:
-            raise fail("concurrency", f"must be a whole number >= 1, got {conc!r}")
-        values["concurrency"] = conc
-    if "ssh_config" in block:
-        cfg = block["ssh_config"]
-        if not isinstance(cfg, bool) and (not isinstance(cfg, str) or not cfg.strip()):
-            raise fail("ssh_config", f"must be true, false or a file path, got {cfg!r}")
-        values["ssh_config"] = cfg
-    return replace(opts, **values)
+# Each field's check: return the value to keep, or raise ValueError saying what it must be.
+def _user(value: Any) -> str:
+    if not isinstance(value, str) or not _USER.match(value):
+        raise ValueError(f"must be a user name, got {value!r}")
+    return value
+
+
+def _port(value: Any) -> int:
+    if not _whole(value) or not 0 < value < 65536:
+        raise ValueError(f"must be a port number from 1 to 65535, got {value!r}")
+    return int(value)
+
+
+def _file_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a file path, got {value!r}")
+    return value
+
+
+def _policy(value: Any) -> str:
+    if value not in POLICIES:
+        raise ValueError(f"must be one of {', '.join(POLICIES)}, got {value!r}")
+    return str(value)
+
+
+def _timeout(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds is None or seconds <= 0:
+        raise ValueError(f"must be a duration like 10s or 2m, got {value!r}")
+    return seconds
+
+
+def _concurrency(value: Any) -> int:
+    if not _whole(value) or value < 1:
+        raise ValueError(f"must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def _ssh_config(value: Any) -> bool | str:
+    if not isinstance(value, bool) and (not isinstance(value, str) or not value.strip()):
+        raise ValueError(f"must be true, false or a file path, got {value!r}")
+    return value
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "user": _user,
+    "port": _port,
+    "key_file": _file_path,
+    "known_hosts": _file_path,
+    "host_key_policy": _policy,
+    "connect_timeout": _timeout,
+    "command_timeout": _timeout,
+    "concurrency": _concurrency,
+    "ssh_config": _ssh_config,
+}

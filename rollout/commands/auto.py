@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rollout import driver, journal, machine, playbook, transports
@@ -18,7 +19,7 @@ from rollout.errors import OK, REFUSED, Refused
 from rollout.fleet import Fleet, ProgressFn
 from rollout.gate import evaluate
 from rollout.machine import Phase
-from rollout.store import Store
+from rollout.store import Rollout, Store
 
 Say = Callable[[str], None]
 
@@ -38,90 +39,141 @@ def run_auto(
     stops with exit 5 on an inconclusive gate."""
     emit = say or (lambda line: None)
     total = Report()
-    fleet: Fleet | None = None  # connections kept from stage to stage while there is no bake to wait
+    fleet: Fleet | None = None
     if playbook_path is not None:
-        fleet = _fleet_for(playbook_path, progress)
-        try:
-            first = start(playbook_path, state_dir, progress, fleet)
-        except BaseException:
-            fleet.close()
-            raise
-        _relay(first, total, emit)
-        if first.exit_code != OK and not (first.exit_code == REFUSED and first.data.get("decision") == "retry"):
-            fleet.close()
+        fleet = _start(playbook_path, state_dir, progress, total, emit)
+        if fleet is None:
             return total
-    store = Store(state_dir)
-    rollout_id: str | None = total.data.get("id")
-    sample_due = False  # set after sleeping inside a bake: measure the gate before sleeping again
-    extending: int | None = None  # the stage whose inconclusive gate is sampling past its bake
+    drive = _Drive(Store(state_dir), total, emit, progress, force, fleet, total.data.get("id"))
     while True:
-        with store.lock():
-            rollout = store.pick(rollout_id, "run")
-            if rollout_id is not None and rollout.state.phase not in (Phase.SHADOW, Phase.LIVE):
-                # Someone else (an operator's `abort`) moved it on while we waited.
-                raise Refused(f"stopped: rollout {rollout.id} is now {rollout.state.phase}")
-            rollout_id = total.data["id"] = rollout.id
-            driver.claim(rollout.dir)  # `rollout wait` sees the rollout is driven, not waiting for a human
-            machine.require(rollout.state.phase, "run")
-            journal.require_intact(rollout, "run", force)
-            run = open_run(rollout, progress, fleet)
-            fleet, keep = run.fleet, False
+        wait = drive.step()
+        if wait is None:
+            return total
+        # The lock is released while waiting so `status` and `abort` stay usable.
+        if wait > 0:
+            sleep(wait)
+            drive.sample_due = True
+
+
+def _start(
+    playbook_path: str | Path, state_dir: Path, progress: ProgressFn | None, total: Report, emit: Say
+) -> Fleet | None:
+    """Start the rollout on a Fleet the stages go on using; return None when it stops there."""
+    fleet = _fleet_for(playbook_path, progress)
+    try:
+        first = start(playbook_path, state_dir, progress, fleet)
+    except BaseException:
+        fleet.close()
+        raise
+    _relay(first, total, emit)
+    if first.exit_code != OK and not (first.exit_code == REFUSED and first.data.get("decision") == "retry"):
+        fleet.close()
+        return None
+    return fleet
+
+
+@dataclass
+class _Drive:
+    """What `run --auto` carries from one step under the lock to the next."""
+
+    store: Store
+    total: Report
+    emit: Say
+    progress: ProgressFn | None
+    force: bool
+    fleet: Fleet | None  # connections kept from stage to stage while there is no bake to wait
+    rollout_id: str | None
+    sample_due: bool = False  # set after sleeping inside a bake: measure the gate before sleeping again
+    extending: int | None = None  # the stage whose inconclusive gate is sampling past its bake
+
+    def step(self) -> float | None:
+        """Take one step under the lock; return how long to wait before the next (at most one
+        `health.interval`; 0: go on at once, on the same connections), or None when done."""
+        with self.store.lock():
+            run = open_run(self._pick(), self.progress, self.fleet)
+            self.fleet, keep = run.fleet, False
             try:
-                missed = deadline_step(run)  # past the stage's deadline: alert once, or roll back
-                if missed is not None:
-                    _relay(missed, total, emit)
-                    if rollout.state.phase not in (Phase.SHADOW, Phase.LIVE):
-                        return total
-                wait = held_wait(run, bake_left(run))  # paused: measured, not promoted
-                interval = run.playbook.health.interval
-                index = rollout.state.stage_index
-                stage = run.playbook.stages[index]
-                if wait > 0 and sample_due:
-                    sampled = _sample_bake(run)
-                    if sampled is not None:
-                        _relay(sampled, total, emit)
-                        return total
-                if wait <= 0:
-                    step = advance_run(run)
-                    decision = step.data.get("decision")
-                    more = extension_left(run)
-                    if decision == "inconclusive" and step.exit_code == REFUSED and more > 0:
-                        # Sparse data: keep sampling past the bake (up to health.max_extend).
-                        if extending != index:
-                            why = (step.data.get("verdict") or {}).get("why", "")
-                            emit(
-                                f"gate {stage.name}: inconclusive when its bake ended, sampling up to "
-                                f"{format_duration(more)} more: {why}"
-                            )
-                        extending = index
-                        wait = min(interval, more) if interval > 0 else more
-                    else:
-                        _relay(step, total, emit, skip_reused=True)
-                        state = rollout.state.phase
-                        # A deadline still ahead keeps an inconclusive gate measured.
-                        again = decision == "retry" or keeps_measuring(run, decision)
-                        if decision == "inconclusive" and extending == index and not again:
-                            emit(
-                                f"stopped for a human: gate {stage.name} is still inconclusive after "
-                                f"sampling {format_duration(run.playbook.health.extension(stage))} "
-                                "past its bake"
-                            )
-                        if step.exit_code != OK and not (step.exit_code == REFUSED and again):
-                            return total
-                        if state == Phase.COMPLETE:
-                            return total
-                        wait = bake_left(run) if not again else interval
-                        index = rollout.state.stage_index
-                        stage = run.playbook.stages[index]
-                keep = wait <= 0
+                wait = self._step(run)
+                keep = wait is not None and wait <= 0
             finally:
                 if not keep:
                     run.fleet.close()
-        # The lock is released while waiting so `status` and `abort` stay usable.
-        if wait > 0:
-            wait = min(wait, interval) if interval > 0 else wait
-            sleep(wait)
-            sample_due = True
+        interval = run.playbook.health.interval
+        if wait is not None and wait > 0 and interval > 0:
+            wait = min(wait, interval)
+        return wait
+
+    def _pick(self) -> Rollout:
+        """Return the rollout to drive, refusing one that someone else moved on meanwhile."""
+        rollout = self.store.pick(self.rollout_id, "run")
+        if self.rollout_id is not None and rollout.state.phase not in (Phase.SHADOW, Phase.LIVE):
+            # Someone else (an operator's `abort`) moved it on while we waited.
+            raise Refused(f"stopped: rollout {rollout.id} is now {rollout.state.phase}")
+        self.rollout_id = self.total.data["id"] = rollout.id
+        driver.claim(rollout.dir)  # `rollout wait` sees the rollout is driven, not waiting for a human
+        machine.require(rollout.state.phase, "run")
+        journal.require_intact(rollout, "run", self.force)
+        return rollout
+
+    def _step(self, run: Run) -> float | None:
+        """Act on a missed deadline, sample a baking gate when due, gate a baked stage."""
+        missed = deadline_step(run)  # past the stage's deadline: alert once, or roll back
+        if missed is not None:
+            _relay(missed, self.total, self.emit)
+            if run.rollout.state.phase not in (Phase.SHADOW, Phase.LIVE):
+                return None
+        wait = held_wait(run, bake_left(run))  # paused: measured, not promoted
+        if wait > 0 and self.sample_due:
+            sampled = _sample_bake(run)
+            if sampled is not None:
+                _relay(sampled, self.total, self.emit)
+                return None
+        return wait if wait > 0 else self._gate(run)
+
+    def _gate(self, run: Run) -> float | None:
+        """Gate the baked stage and promote it; return the wait before the next step, None when done."""
+        interval = run.playbook.health.interval
+        index = run.rollout.state.stage_index
+        stage = run.playbook.stages[index]
+        step = advance_run(run)
+        sampling = self._sampling_on(run, index, step)
+        if sampling is not None:
+            return sampling
+        decision = step.data.get("decision")
+        _relay(step, self.total, self.emit, skip_reused=True)
+        phase = run.rollout.state.phase
+        # A deadline still ahead keeps an inconclusive gate measured.
+        again = decision == "retry" or keeps_measuring(run, decision)
+        if decision == "inconclusive" and self.extending == index and not again:
+            self.emit(
+                f"stopped for a human: gate {stage.name} is still inconclusive after "
+                f"sampling {format_duration(run.playbook.health.extension(stage))} past its bake"
+            )
+        if phase == Phase.COMPLETE or _stops(step, again):
+            return None
+        return bake_left(run) if not again else interval
+
+    def _sampling_on(self, run: Run, index: int, step: Report) -> float | None:
+        """Return the wait before the next sample when an inconclusive gate may go on sampling
+        past its bake (sparse data, up to health.max_extend); None when it may not."""
+        more = extension_left(run)
+        if step.data.get("decision") != "inconclusive" or step.exit_code != REFUSED or more <= 0:
+            return None
+        if self.extending != index:
+            why = (step.data.get("verdict") or {}).get("why", "")
+            self.emit(
+                f"gate {run.playbook.stages[index].name}: inconclusive when its bake ended, sampling up to "
+                f"{format_duration(more)} more: {why}"
+            )
+        self.extending = index
+        interval = run.playbook.health.interval
+        return min(interval, more) if interval > 0 else more
+
+
+def _stops(step: Report, again: bool) -> bool:
+    """Return True when a gate's step ends `run --auto`: it did not pass, and is not one to
+    measure again (a gate that could not measure, or one a deadline still ahead keeps measured)."""
+    return step.exit_code != OK and not (step.exit_code == REFUSED and again)
 
 
 def extension_left(run: Run) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from rollout import configkinds
 from rollout.configkinds.base import ConfigContext
@@ -18,7 +19,7 @@ def check(data: str | dict, kind: str = "oh-my-opencode", source: str = "oh-my-o
     return [p.render(source) for p in configkinds.check_candidate(text.encode(), kind, ctx)]
 
 
-def agents(**chains: tuple[str, list]) -> dict:
+def agents(**chains: tuple[str, str | list[Any]]) -> dict[str, Any]:  # fallback_models: an id or a list
     return {**RUNTIME, "agents": {n: {"model": m, "fallback_models": f} for n, (m, f) in chains.items()}}
 
 

@@ -58,7 +58,7 @@ def test_invariant_2_cohorts_deterministic_sticky_nested(tmp_path: Path) -> None
     fleet = make_fleet(tmp_path, n=7)
     assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
     order = json.loads((fleet.rollout_dir() / "state.json").read_text())["order"]
-    live = []
+    live: list[str] = []
     for expected in (2, 4, 7):  # ceil(0.25*7), ceil(0.5*7), 7
         result = fleet.cli("advance")
         assert result.exit_code == 0, result.output

@@ -8,6 +8,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -291,7 +292,7 @@ def test_http_check_sends_url_credentials_as_basic_auth_and_never_shows_them(
     tmp_path: Path, auth_server: tuple[str, list[str | None]]
 ) -> None:
     hostport, seen = auth_server
-    spec = {"name": "probe", "http": f"http://bob:hunter2@{hostport}/health", "on": "local"}
+    spec: dict[str, Any] = {"name": "probe", "http": f"http://bob:hunter2@{hostport}/health", "on": "local"}
     spec["json"] = {"status": "ok", "token": "ghp_abcdefghijklmnopqrstuvwxyz0123456789"}
     pb = make_playbook(tmp_path, [spec])
     check = pb.health.checks[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -167,7 +168,7 @@ def test_drift_between_stages_is_never_clobbered(tmp_path: Path, sshd: Sshd) -> 
 def test_host_down_during_rollback_is_named_then_abort_restores_it(
     tmp_path: Path, sshd: Sshd, own_sshd: Sshd
 ) -> None:
-    sshd_seven = Sshd(sshd.root, sshd.port, sshd.keys, sshd.hosts[:7], sshd.home, sshd.proc)
+    sshd_seven = dataclasses.replace(sshd, hosts=sshd.hosts[:7])  # the same server: its proc, no size limit
     fleet = make_fleet(tmp_path, [sshd_seven, own_sshd], [50, 100])
     assert len(fleet.hosts) == 8
     assert fleet.cli("start", str(fleet.playbook)).exit_code == 0

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,13 +39,13 @@ def sha(data: bytes) -> str:
 def transport_for(server: Sshd, tmp_path: Path, **overrides: object) -> SshTransport:
     known = server.known_hosts(tmp_path / "known_hosts")
     settings = {"key_file": str(server.key_file), "known_hosts": str(known), "connect_timeout": 30.0}
-    settings.update(overrides)  # type: ignore[arg-type]
+    settings.update(overrides)
     options = SshOptions(**settings)  # type: ignore[arg-type]
     return kind("ssh").build(options, tmp_path, tuple(server.specs()))  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="module")
-def session(sshd: Sshd, tmp_path_factory: pytest.TempPathFactory) -> SshSession:
+def session(sshd: Sshd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshSession]:
     s = transport_for(sshd, tmp_path_factory.mktemp("session")).open(sshd.spec(sshd.hosts[0]))
     yield s
     s.close()

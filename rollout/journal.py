@@ -14,7 +14,9 @@ import hashlib
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,11 @@ _TAIL_CHUNK = 8192
 # One process's threads (a fleet's workers, a webhook's sender) append one at a time; other
 # processes are kept out by the flock on the file itself.
 _THREADS = threading.Lock()
+
+
+def now_iso(t: float | None = None) -> str:
+    """Return an ISO 8601 UTC timestamp, as every event carries it."""
+    return datetime.fromtimestamp(time.time() if t is None else t, UTC).isoformat(timespec="milliseconds")
 
 
 def line_hash(line: bytes) -> str:

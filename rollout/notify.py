@@ -27,8 +27,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import urllib.request
 
-    from rollout.store import Rollout
-
 from rollout import journal, who, yamlload
 from rollout.durations import parse_duration
 from rollout.errors import BadInput
@@ -229,17 +227,17 @@ _cond = threading.Condition()
 _atexit_armed = False
 
 
-def dispatch(rollout: Rollout, record: dict[str, Any]) -> None:
-    """Queue the notification `record` makes for every webhook of the rollout that wants it."""
-    event = _event_for(rollout.dir, record)
+def dispatch(folder: Path, state: RolloutState, record: dict[str, Any]) -> None:
+    """Queue the notification `record` makes for every webhook of the rollout in `folder` that wants it."""
+    event = _event_for(folder, record)
     if event is None:
         return
-    hooks = [h for h in webhooks(rollout.dir) if event in h.events]
+    hooks = [h for h in webhooks(folder) if event in h.events]
     if not hooks:
         return
-    body = payload(event, rollout.state, record)
+    body = payload(event, state, record)
     for hook in hooks:
-        _enqueue(_Item(hook, body, rollout.dir, rollout.state.journal is not None))
+        _enqueue(_Item(hook, body, folder, state.journal is not None))
 
 
 _hooks: dict[Path, tuple[Webhook, ...]] = {}
@@ -400,9 +398,7 @@ def _settle(item: _Item) -> None:
 
 
 def _now() -> str:
-    from rollout.store import now_iso
-
-    return now_iso()
+    return journal.now_iso()
 
 
 def drain(grace: float = EXIT_GRACE) -> None:

@@ -12,7 +12,6 @@ import re
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,11 +24,6 @@ from rollout.machine import Phase
 from rollout.state import RolloutState, decode, encode
 
 _STATE_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
-
-
-def now_iso(t: float | None = None) -> str:
-    """Return an ISO 8601 UTC timestamp."""
-    return datetime.fromtimestamp(time.time() if t is None else t, UTC).isoformat(timespec="milliseconds")
 
 
 def _safe(name: str) -> str:
@@ -96,7 +90,7 @@ class Rollout:
 
     def save(self) -> None:
         """Write state.json atomically."""
-        self.state.updated = now_iso()
+        self.state.updated = journal.now_iso()
         with self.writing("state.json"):
             write_atomic(self.dir / "state.json", encode(self.state))
 
@@ -111,7 +105,7 @@ class Rollout:
         return self._journal(event, fields, save=True)
 
     def _journal(self, event: str, fields: dict[str, Any], *, save: bool) -> dict[str, Any]:
-        record = {"time": now_iso(), "event": event, "stage": self.state.stage, **fields}
+        record = {"time": journal.now_iso(), "event": event, "stage": self.state.stage, **fields}
         record.setdefault("operator", who.operator())
         chained = self.state.journal is not None
         with self._journal_lock:
@@ -122,7 +116,7 @@ class Rollout:
                 self.state.journal = head
             if head is not None or save:
                 self.save()
-        notify.dispatch(self, record)  # queued for a background sender: never waits for a webhook
+        notify.dispatch(self.dir, self.state, record)  # queued for a background sender: never waits for a webhook
         return record
 
     def events(self) -> list[dict[str, Any]]:

@@ -12,10 +12,11 @@ from rollout.configkinds.base import ConfigContext, Problem
 from rollout.engine import RestoreReport, Run, restore
 from rollout.errors import OK, ROLLBACK_INCOMPLETE, ROLLED_BACK, BadInput
 from rollout.fleet import Fleet, ProgressFn
+from rollout.journal import now_iso
 from rollout.pathcheck import check_paths
 from rollout.playbook import Playbook
 from rollout.state import HostState
-from rollout.store import Rollout, now_iso
+from rollout.store import Rollout
 
 
 @dataclass

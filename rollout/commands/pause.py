@@ -9,7 +9,8 @@ from rollout import journal, machine, who
 from rollout.commands.common import Report
 from rollout.durations import format_duration
 from rollout.errors import Refused
-from rollout.store import Store, now_iso
+from rollout.journal import now_iso
+from rollout.store import Store
 
 
 def pause(state_dir: Path, rollout_id: str | None = None, reason: str = "", *, force: bool = False) -> Report:

@@ -18,11 +18,12 @@ from rollout.engine import Run, stage_shadow
 from rollout.errors import REFUSED, Refused
 from rollout.fleet import Fleet, ProgressFn
 from rollout.gate import evaluate, reset_counters
+from rollout.journal import now_iso
 from rollout.machine import Phase
 from rollout.playbook import Playbook
 from rollout.projection import project_for
 from rollout.state import HostRecord, HostState, RolloutState
-from rollout.store import Store, backup_names, now_iso
+from rollout.store import Store, backup_names
 
 
 def start(

@@ -8,8 +8,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from rollout import catalog, configkinds
+from rollout import configkinds
 from rollout.configkinds.base import ConfigContext
+from rollout.models import catalog
 
 
 def main(providers: int = 100, models: int = 30, agents: int = 50) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-from rollout.errors import OK, UNEXPECTED, RolloutError
-from rollout.redact import redact_text
+from rollout.util.errors import OK, UNEXPECTED, RolloutError
+from rollout.util.redact import redact_text
 
 STATE_ENV = "ROLLOUT_STATE_DIR"
 
@@ -60,7 +60,7 @@ def _note_state_dir(ctx: click.Context, local: str | None) -> None:
 
 def _complete_rollout_id(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Complete a rollout id from the rollout folders of the state folder (with their state)."""
-    from rollout.store import Store
+    from rollout.edges.store import Store
 
     folder = _given_state_dir(ctx, ctx.params.get("state_dir")) or Path("state")
     try:
@@ -143,7 +143,7 @@ rollout_id = click.argument("rollout_id", required=False, shell_complete=_comple
 
 def _set_operator(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     if value:
-        from rollout.who import set_operator
+        from rollout.util.who import set_operator
 
         set_operator(value)
 
@@ -158,7 +158,7 @@ force_option = click.option(
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    from rollout.durations import parse_duration
+    from rollout.util.durations import parse_duration
 
     if value is None:
         return None
@@ -183,7 +183,7 @@ class RolloutGroup(click.Group):
         try:
             return self._invoke(ctx)
         finally:
-            from rollout import notify
+            from rollout.edges import notify
 
             notify.drain()  # at most a short grace for webhooks still under way
 
@@ -228,7 +228,7 @@ class RolloutGroup(click.Group):
 @click.version_option(package_name="rollout")
 def cli(state_dir: str | None, operator: str | None) -> None:
     """Roll one config file across a fleet: shadow, 25%, 50%, 100%, health-gated."""
-    from rollout.who import set_operator
+    from rollout.util.who import set_operator
 
     set_operator(operator)  # each invocation starts from its own (a verb's --operator overrides)
 
@@ -522,7 +522,7 @@ def status(
         _watch(_state_dir(ctx, state_dir), rollout_id, interval, as_json)
     report = run(_state_dir(ctx, state_dir), rollout_id)
     if not as_json:
-        from rollout.render import status_text
+        from rollout.util.render import status_text
 
         report.lines = [status_text(report.data)]
     _emit(report, as_json)
@@ -610,7 +610,7 @@ def run_cmd(
     if not auto:
         raise click.UsageError("run needs --auto (drive every stage unattended)")
     say = None if as_json else click.echo
-    from rollout.driver import driving
+    from rollout.edges.driver import driving
 
     with driving():
         report = run_auto(_state_dir(ctx, state_dir), playbook, _progress(as_json), say, force=force)
@@ -653,7 +653,7 @@ def demo(
       rollout demo --bad --dir /tmp/demo   # a bad model, rolled back at 25%
     """
     from rollout.commands.demo import demo as run
-    from rollout.driver import driving
+    from rollout.edges.driver import driving
 
     say = (lambda line: None) if as_json else click.echo
     with driving():  # run --auto inside lets go of the rollouts it drove when the demo ends
@@ -664,7 +664,7 @@ def demo(
 def _watch(folder: Path, rollout_id: str | None, interval: float, as_json: bool) -> None:
     """Redraw the status in place on a terminal (elsewhere: again whenever it changes), then exit."""
     from rollout.commands.watch import watch
-    from rollout.render import status_text
+    from rollout.util.render import status_text
 
     tty, shown = sys.stdout.isatty(), [""]
 
@@ -704,7 +704,7 @@ def _crash_log(state_dir: Path | None) -> Path:
     """
     import tempfile
 
-    from rollout.store import Store
+    from rollout.edges.store import Store
 
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     text = redact_text(f"{stamp} rollout {' '.join(sys.argv[1:])}\n{traceback.format_exc()}\n")

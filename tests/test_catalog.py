@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from rollout import catalog
-from rollout.errors import BadInput
+from rollout.models import catalog
+from rollout.util.errors import BadInput
 
 PLAN_MODELS = [
     "opencode/big-pickle", "openai/gpt-5.2", "openai/gpt-5-mini", "google/gemini-2.0-flash-lite",

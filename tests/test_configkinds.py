@@ -11,7 +11,7 @@ from rollout import configkinds
 from rollout.configkinds.base import ConfigContext, ConfigParseError
 from rollout.configkinds.jsonc import blank_jsonc, load_jsonc
 from rollout.configkinds.locate import json_lines, path_str, yaml_lines
-from rollout.errors import BadInput
+from rollout.util.errors import BadInput
 
 
 def rendered(data: str | bytes, kind: str, source: str = "opencode.json", **options) -> list[str]:

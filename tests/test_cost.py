@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rollout import catalog, cost
-from rollout.usage import UsageRecord
+from rollout.models import catalog, cost
+from rollout.models.usage import UsageRecord
 
 SONNET, PICKLE, GPT52, MINI = (
     "anthropic/claude-sonnet-4-5", "opencode/big-pickle", "openai/gpt-5.2", "openai/gpt-5-mini",

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollout.store import backup_names
-from rollout.transports import local
+from rollout.edges.store import backup_names
+from rollout.edges.transports import local
 from tests.conftest import LocalFleet, make_fleet
 
 

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rollout.usage import dump_usage_lines
+from rollout.models.usage import dump_usage_lines
 from tests.conftest import LocalFleet, make_fleet
 from tests.test_metrics_cli import USAGE, calls, error_gate, to_25_percent
 
@@ -131,6 +131,7 @@ def test_new_keys_are_checked_with_file_and_field(tmp_path: Path) -> None:
     fleet.rewrite(health={"max_extend": "soon", "checks": [error_gate()]})
     result = fleet.cli("validate", str(fleet.playbook))
     assert result.exit_code == 2
-    assert f"{fleet.playbook}: health.max_extend: must be a duration like 30s, 5m or 1h (at most 366d), got 'soon'" in (
-        result.output
+    assert (
+        f"{fleet.playbook}: health.max_extend: must be a duration like 30s, 5m or 1h (at most 366d), got 'soon'"
+        in (result.output)
     )

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from rollout.errors import BadInput
-from rollout.health import kind
-from rollout.health.base import Measurement
+from rollout.checks import kind
+from rollout.checks.base import Measurement
+from rollout.util.errors import BadInput
 from tests.prometheus import free_port
 from tests.test_gates_metric import context, make_playbook
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from rollout import playbook
-from rollout.errors import BadInput
-from rollout.fleet import Fleet
-from rollout.health import kind
-from rollout.health.base import GateContext, Measurement
-from rollout.health.judge import judge
-from rollout.transports.local import LocalTransport
-from rollout.usage import UsageRecord, dump_usage_lines
+from rollout.checks import kind
+from rollout.checks.base import GateContext, Measurement
+from rollout.checks.judge import judge
+from rollout.core import playbook
+from rollout.edges.fleet import Fleet
+from rollout.edges.transports.local import LocalTransport
+from rollout.models.usage import UsageRecord, dump_usage_lines
+from rollout.util.errors import BadInput
 from tests import opencode_db
 
 HOSTS = ["dev-01", "dev-02", "dev-03", "dev-04"]

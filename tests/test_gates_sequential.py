@@ -8,10 +8,10 @@ import random
 
 import pytest
 
-from rollout.metrics.assess import Assessment, Bounds, assess
-from rollout.metrics.definitions import METRICS, Cohort
-from rollout.metrics.periods import split_cohorts
-from rollout.metrics.stats import (
+from rollout.checks.metrics.assess import Assessment, Bounds, assess
+from rollout.checks.metrics.definitions import METRICS, Cohort
+from rollout.checks.metrics.periods import split_cohorts
+from rollout.checks.metrics.stats import (
     betainc,
     clopper_pearson_interval,
     look_alpha,
@@ -20,7 +20,7 @@ from rollout.metrics.stats import (
     t_sf,
     wilson_interval,
 )
-from rollout.usage import UsageRecord
+from rollout.models.usage import UsageRecord
 
 NOW = 1_000_000.0
 SWITCH = NOW - 60.0  # the canary went live a minute ago

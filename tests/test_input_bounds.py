@@ -255,7 +255,7 @@ def test_a_5mb_candidate_starts_quickly_with_a_line_summary_for_a_diff(fleet: Lo
 
 
 def test_line_summary_of_a_large_change_is_redacted_and_names_what_changed() -> None:
-    from rollout import diffing
+    from rollout.core import diffing
 
     old = "".join(f'"apiKey": "sk-old-SECRET-{i}",\n"n": {i},\n' for i in range(10_000)).encode()
     new = old.replace(b'"n": 5,', b'"n": -5,')

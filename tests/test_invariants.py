@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from rollout.store import Store
+from rollout.edges.store import Store
 from tests.conftest import LocalFleet, dump, make_fleet
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rollout.usage import UsageRecord, dump_usage_lines
+from rollout.models.usage import UsageRecord, dump_usage_lines
 from tests.conftest import LocalFleet, make_fleet
 
 REPO = Path(__file__).resolve().parent.parent

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rollout.metrics.opencode_store import read_opencode_bytes, read_opencode_db
-from rollout.usage import UsageRecord
+from rollout.checks.metrics.opencode_store import read_opencode_bytes, read_opencode_db
+from rollout.models.usage import UsageRecord
 from tests import opencode_db
 
 T0 = 1_795_600_800_000  # ms

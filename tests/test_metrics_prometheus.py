@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from rollout.health import kind
-from rollout.health.base import Measurement
-from rollout.metrics.prometheus import cohort_regex, render
+from rollout.checks import kind
+from rollout.checks.base import Measurement
+from rollout.checks.metrics.prometheus import cohort_regex, render
 from tests.prometheus import PrometheusServer, free_port, prometheus_fixture  # noqa: F401 - fixture
 from tests.test_gates_metric import context, make_playbook
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rollout.metrics.stats import (
+from rollout.checks.metrics.stats import (
     mann_whitney_u,
     normal_sf,
     quantile,

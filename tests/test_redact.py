@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from rollout.errors import BadInput
-from rollout.health.http import KIND as http_kind
-from rollout.redact import (
+from rollout.checks.http import KIND as http_kind
+from rollout.util.errors import BadInput
+from rollout.util.redact import (
     MASK,
     MASK_CHANGED,
     TOKEN_SHAPES,
@@ -176,7 +176,7 @@ def test_a_changed_secret_in_a_list_shows_as_changed() -> None:
 
 
 def test_a_secret_copied_under_an_ordinary_key_is_masked_in_the_diff() -> None:
-    from rollout.diffing import diff_one
+    from rollout.core.diffing import diff_one
 
     old = json.dumps({"apiKey": "no-shape-secret-1", "model": "a"}).encode()
     new = json.dumps({"apiKey": "no-shape-secret-1", "model": "b", "note": "copy no-shape-secret-1"}).encode()

@@ -26,7 +26,9 @@ def test_retry_starts_a_new_rollout_from_the_frozen_candidate(fleet: LocalFleet)
         assert fleet.cli("advance").exit_code == 0
     assert fleet.status()["state"] == "complete"
     assert set(fleet.bytes_on().values()) == {fleet.candidate}
-    old = [json.loads(line)["event"] for line in (fleet.state / first / "events.jsonl").read_text().splitlines()]
+    old = [
+        json.loads(line)["event"] for line in (fleet.state / first / "events.jsonl").read_text().splitlines()
+    ]
     assert old[-1] == "retry-requested"
     assert fleet.cli("history", first, "--verify").exit_code == 0
 

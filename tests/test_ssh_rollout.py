@@ -17,7 +17,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from rollout.cli import cli
-from rollout.cohorts import cohort_for, host_order
+from rollout.core.cohorts import cohort_for, host_order
 from tests.conftest import dump
 from tests.sshd import Sshd, _no_real_home, own_sshd, sshd, sshd_keys
 

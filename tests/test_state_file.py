@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from rollout.errors import BadInput
-from rollout.machine import Phase
-from rollout.state import STATE_VERSION, HostState, RolloutState, decode, encode
-from rollout.store import Store
+from rollout.core.machine import Phase
+from rollout.core.state import STATE_VERSION, HostState, RolloutState, decode, encode
+from rollout.edges.store import Store
+from rollout.util.errors import BadInput
 from tests.conftest import LocalFleet
 
 DATA = Path(__file__).parent / "data"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rollout.usage import UsageRecord, dump_usage_lines, parse_ts, read_usage_bytes, read_usage_lines
+from rollout.models.usage import UsageRecord, dump_usage_lines, parse_ts, read_usage_bytes, read_usage_lines
 
 GOOD = {
     "ts": "2026-11-25T10:00:00Z",

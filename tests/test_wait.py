@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rollout import progress
-from rollout.state import RolloutState
+from rollout.core import progress
+from rollout.core.state import RolloutState
 from tests.conftest import LocalFleet, make_fleet
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from rollout import yamlload
+from rollout.util import yamlload
 
 
 def laughs(levels: int, width: int = 9) -> str:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rollout import journal, machine
 from rollout.commands.common import Report, finish_restore, open_run
-from rollout.engine import Run, reconcile
-from rollout.errors import BadInput
-from rollout.fleet import ProgressFn
-from rollout.machine import Phase
-from rollout.state import HostState
-from rollout.store import Store
+from rollout.core import machine
+from rollout.core.machine import Phase
+from rollout.core.state import HostState
+from rollout.edges import journal
+from rollout.edges.engine import Run, reconcile
+from rollout.edges.fleet import ProgressFn
+from rollout.edges.store import Store
+from rollout.util.errors import BadInput
 
 
 def abort(

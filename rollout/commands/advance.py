@@ -5,25 +5,26 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rollout import journal, machine
+from rollout.checks.gate import evaluate, recent_pass
 from rollout.commands.common import Report, finish_restore, open_run
 from rollout.commands.holds import deadline_step
 from rollout.commands.skip import skipped_names, target_index
 from rollout.commands.stage import go_live, report_verdict
-from rollout.durations import format_duration
-from rollout.engine import (
+from rollout.core import machine
+from rollout.core.machine import Phase
+from rollout.core.state import HostState
+from rollout.edges import journal
+from rollout.edges.engine import (
     Run,
     clear_shadow,
     reconcile,
     refresh_unknown,
     stage_shadow,
 )
-from rollout.errors import REFUSED, Refused
-from rollout.fleet import ProgressFn
-from rollout.gate import evaluate, recent_pass
-from rollout.machine import Phase
-from rollout.state import HostState
-from rollout.store import Store
+from rollout.edges.fleet import ProgressFn
+from rollout.edges.store import Store
+from rollout.util.durations import format_duration
+from rollout.util.errors import REFUSED, Refused
 
 
 def bake_left(run: Run) -> float:

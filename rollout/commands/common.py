@@ -7,16 +7,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollout import configkinds, machine, playbook, transports, who, yamlload
+from rollout import configkinds
 from rollout.configkinds.base import ConfigContext, Problem
-from rollout.engine import RestoreReport, Run, restore
-from rollout.errors import OK, ROLLBACK_INCOMPLETE, ROLLED_BACK, BadInput
-from rollout.fleet import Fleet, ProgressFn
-from rollout.journal import now_iso
-from rollout.pathcheck import check_paths
-from rollout.playbook import Playbook
-from rollout.state import HostState
-from rollout.store import Rollout
+from rollout.core import machine, playbook
+from rollout.core.pathcheck import check_paths
+from rollout.core.playbook import Playbook
+from rollout.core.state import HostState
+from rollout.edges import transports
+from rollout.edges.engine import RestoreReport, Run, restore
+from rollout.edges.fleet import Fleet, ProgressFn
+from rollout.edges.journal import now_iso
+from rollout.edges.store import Rollout
+from rollout.util import who, yamlload
+from rollout.util.errors import OK, ROLLBACK_INCOMPLETE, ROLLED_BACK, BadInput
 
 
 @dataclass

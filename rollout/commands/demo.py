@@ -10,11 +10,11 @@ from rollout.commands.abort import abort
 from rollout.commands.auto import run_auto
 from rollout.commands.common import Report
 from rollout.commands.show import status
-from rollout.demo import copy_demo, prepare_fleet
-from rollout.demo_traffic import for_demo
-from rollout.errors import BadInput
-from rollout.machine import Phase
-from rollout.store import Store
+from rollout.core.machine import Phase
+from rollout.edges.store import Store
+from rollout.models.demo import copy_demo, prepare_fleet
+from rollout.models.demo_traffic import for_demo
+from rollout.util.errors import BadInput
 
 
 def demo(
@@ -25,7 +25,7 @@ def demo(
     Given `playbook_path`, the demo runs where that playbook is; otherwise the shipped demo is
     copied into `folder` first, so it runs from any folder, also from an installed wheel.
     """
-    from rollout.render import status_text
+    from rollout.util.render import status_text
 
     if playbook_path is None:
         playbook_path = copy_demo(folder)

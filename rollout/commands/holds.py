@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 
-from rollout import deadlines
 from rollout.commands.common import Report, finish_restore
-from rollout.deadlines import Deadline
-from rollout.durations import format_duration
-from rollout.engine import Run
-from rollout.machine import Phase
+from rollout.core import deadlines
+from rollout.core.deadlines import Deadline
+from rollout.core.machine import Phase
+from rollout.edges.engine import Run
+from rollout.util.durations import format_duration
 
 
 def held_wait(run: Run, wait: float) -> float:

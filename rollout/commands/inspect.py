@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rollout import cohorts, diffing, transports
 from rollout.commands.common import Report, load_checked
-from rollout.durations import format_duration
-from rollout.fleet import Fleet, ProgressFn
+from rollout.core import cohorts, diffing
+from rollout.edges import transports
+from rollout.edges.fleet import Fleet, ProgressFn
+from rollout.util.durations import format_duration
 
 
 def validate(playbook_path: str | Path) -> Report:
@@ -57,7 +58,7 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
     transport = transports.kind(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
     with Fleet(transport, progress) as fleet:
         current = fleet.map(list(pb.hosts), lambda s: s.read(pb.path_on(s.host)), "read")
-        from rollout.projection import project_for
+        from rollout.models.projection import project_for
 
         live = {h: r.value.data for h, r in current.items() if r.value is not None}
         projected = project_for(pb, data, live, fleet)
@@ -74,7 +75,7 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
         report.say(f"warning: {host}: could not read its current file: {why}")
     report.data["unreachable"] = unreachable
     if projected is not None:
-        from rollout.cost import summary_lines
+        from rollout.models.cost import summary_lines
 
         report.lines.extend(summary_lines(projected))
         report.data["cost"] = projected.to_json()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rollout import journal, machine, who
 from rollout.commands.common import Report
-from rollout.durations import format_duration
-from rollout.errors import Refused
-from rollout.journal import now_iso
-from rollout.store import Store
+from rollout.core import machine
+from rollout.edges import journal
+from rollout.edges.journal import now_iso
+from rollout.edges.store import Store
+from rollout.util import who
+from rollout.util.durations import format_duration
+from rollout.util.errors import Refused
 
 
 def pause(state_dir: Path, rollout_id: str | None = None, reason: str = "", *, force: bool = False) -> Report:

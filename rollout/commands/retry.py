@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rollout import journal, machine
 from rollout.commands.common import Report, check_candidate, frozen_playbook, sha256
 from rollout.commands.start import start_from
-from rollout.errors import BadInput, Refused
-from rollout.fleet import ProgressFn
-from rollout.pathcheck import check_paths
-from rollout.store import Store
+from rollout.core import machine
+from rollout.core.pathcheck import check_paths
+from rollout.edges import journal
+from rollout.edges.fleet import ProgressFn
+from rollout.edges.store import Store
+from rollout.util.errors import BadInput, Refused
 
 
 def retry(
@@ -45,9 +46,7 @@ def retry(
             rendered = [p.render(str(pb.config_source)) for p in problems]
             raise BadInput(f"cannot retry {old.id}: its frozen candidate is invalid now", rendered)
         frozen_bytes = old.playbook_copy.read_bytes()
-        old.log(
-            "retry-requested", reason=f"a new rollout of the same candidate ({sha256(data)[:12]})"
-        )
+        old.log("retry-requested", reason=f"a new rollout of the same candidate ({sha256(data)[:12]})")
     report = start_from(pb, data, problems, frozen_bytes, state_dir, progress, retry_of=old.id)
     report.lines[:0] = [
         f"retry of {old.id} ({old.state.phase}): a new rollout of its frozen playbook and candidate "

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rollout import machine
 from rollout.commands.common import Report
-from rollout.diffing import host_ranges
-from rollout.errors import Refused
-from rollout.store import Rollout, Store
+from rollout.core import machine
+from rollout.core.diffing import host_ranges
+from rollout.edges.store import Rollout, Store
+from rollout.util.errors import Refused
 
 
 def status(state_dir: Path, rollout_id: str | None = None) -> Report:
@@ -60,7 +60,7 @@ def _reconcile_if_free(store: Store, rollout: Rollout) -> str | None:
     if rollout.state.intent is None:
         return None
     from rollout.commands.common import open_run
-    from rollout.engine import reconcile
+    from rollout.edges.engine import reconcile
 
     try:
         with store.lock():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rollout.engine import Run
-from rollout.errors import BadInput
+from rollout.edges.engine import Run
+from rollout.util.errors import BadInput
 
 
 def target_index(run: Run, to: int | None, yes: bool) -> int | None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import time
 
-from rollout import cohorts, machine
+from rollout.checks.gate import reset_counters
+from rollout.checks.judge import Verdict
 from rollout.commands.common import Report
-from rollout.durations import format_duration
-from rollout.engine import Run, activate
-from rollout.errors import REFUSED
-from rollout.gate import reset_counters
-from rollout.health.judge import Verdict
-from rollout.machine import Phase
-from rollout.playbook import Stage
-from rollout.state import HostState
+from rollout.core import cohorts, machine
+from rollout.core.machine import Phase
+from rollout.core.playbook import Stage
+from rollout.core.state import HostState
+from rollout.edges.engine import Run, activate
+from rollout.util.durations import format_duration
+from rollout.util.errors import REFUSED
 
 
 def go_live(run: Run, index: int, report: Report) -> None:

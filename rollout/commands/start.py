@@ -8,22 +8,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rollout import cohorts, diffing, machine, transports
-from rollout.atomic import write_atomic
+from rollout.checks.gate import evaluate, reset_counters
 from rollout.commands.common import Report, finish_restore, load_checked, sha256
 from rollout.commands.stage import go_live, report_verdict
 from rollout.configkinds.base import Problem
-from rollout.cost import summary_lines
-from rollout.engine import Run, stage_shadow
-from rollout.errors import REFUSED, Refused
-from rollout.fleet import Fleet, ProgressFn
-from rollout.gate import evaluate, reset_counters
-from rollout.journal import now_iso
-from rollout.machine import Phase
-from rollout.playbook import Playbook
-from rollout.projection import project_for
-from rollout.state import HostRecord, HostState, RolloutState
-from rollout.store import Store, backup_names
+from rollout.core import cohorts, diffing, machine
+from rollout.core.machine import Phase
+from rollout.core.playbook import Playbook
+from rollout.core.state import HostRecord, HostState, RolloutState
+from rollout.edges import transports
+from rollout.edges.engine import Run, stage_shadow
+from rollout.edges.fleet import Fleet, ProgressFn
+from rollout.edges.journal import now_iso
+from rollout.edges.store import Store, backup_names
+from rollout.models.cost import summary_lines
+from rollout.models.projection import project_for
+from rollout.util.atomic import write_atomic
+from rollout.util.errors import REFUSED, Refused
 
 
 def start(

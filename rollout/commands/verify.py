@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rollout import journal
 from rollout.commands.common import Report
-from rollout.errors import BAD_INPUT, Refused
-from rollout.store import Store
+from rollout.edges import journal
+from rollout.edges.store import Store
+from rollout.util.errors import BAD_INPUT, Refused
 
 
 def verify(state_dir: Path, rollout_id: str | None = None) -> Report:

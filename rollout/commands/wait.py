@@ -7,11 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rollout import driver, machine, progress
 from rollout.commands.common import Report, frozen_playbook
-from rollout.durations import format_duration
-from rollout.errors import REFUSED, Refused
-from rollout.store import Rollout, Store
+from rollout.core import machine, progress
+from rollout.edges import driver
+from rollout.edges.store import Rollout, Store
+from rollout.util.durations import format_duration
+from rollout.util.errors import REFUSED, Refused
 
 
 def clock_of(rollout: Rollout) -> progress.Clock | None:

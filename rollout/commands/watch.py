@@ -7,11 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rollout import driver, machine, progress
 from rollout.commands.common import Report
 from rollout.commands.show import status
-from rollout.errors import REFUSED
-from rollout.state import RolloutState
+from rollout.core import machine, progress
+from rollout.core.state import RolloutState
+from rollout.edges import driver
+from rollout.util.errors import REFUSED
 
 Draw = Callable[[dict[str, Any]], None]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from rollout.configkinds.base import ConfigContext, ConfigKind, ConfigParseError, Problem, number_problem
-from rollout.limits import shorten
-from rollout.yamlload import MAX_DEPTH
+from rollout.util.limits import shorten
+from rollout.util.yamlload import MAX_DEPTH
 
 # kind name -> "module:attribute"; imported lazily.
 _REGISTRY: dict[str, str] = {
@@ -99,8 +99,8 @@ def parse_options(config: dict[str, Any], where: str, base_dir: Path) -> dict[st
     if "validate" in config:
         options["validate"] = schema.parse_validate(config["validate"], where)
     if "catalog" in config:
-        from rollout import catalog
-        from rollout.errors import BadInput
+        from rollout.models import catalog
+        from rollout.util.errors import BadInput
 
         value = config["catalog"]
         if not isinstance(value, str) or not value.strip():

@@ -31,7 +31,7 @@ class YamlKind:
     def parse(self, data: bytes) -> Any:
         import yaml
 
-        from rollout import yamlload
+        from rollout.util import yamlload
 
         try:
             return yamlload.load_config(data.decode("utf-8"))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from rollout import catalog as catalogs
 from rollout.configkinds.base import ConfigContext, Problem
 from rollout.configkinds.failover import Chain, check_chains
 from rollout.configkinds.generic import YAML
 from rollout.configkinds.jsonc import is_number
 from rollout.configkinds.locate import JsonPath, LocatedProblems, yaml_lines
+from rollout.models import catalog as catalogs
 
 TOP_KEYS = frozenset(
     {

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rollout import catalog as catalogs
 from rollout.configkinds.base import ConfigContext, Problem
 from rollout.configkinds.failover import Chain, check_chains
 from rollout.configkinds.jsonc import is_number, load_jsonc
 from rollout.configkinds.locate import JsonPath, LocatedProblems, json_lines
 from rollout.configkinds.opencode import check_model, check_sampling
+from rollout.models import catalog as catalogs
 
 AGENT_KEYS = frozenset(
     {

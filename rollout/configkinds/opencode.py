@@ -6,11 +6,11 @@ import difflib
 import re
 from typing import Any
 
-from rollout import catalog as catalogs
 from rollout.configkinds.base import ConfigContext, Problem
 from rollout.configkinds.jsonc import is_number, load_jsonc
 from rollout.configkinds.locate import JsonPath, LocatedProblems, json_lines
-from rollout.limits import show
+from rollout.models import catalog as catalogs
+from rollout.util.limits import show
 
 # Top-level keys of OpenCode's config schema (Config.Info is strict: anything else is refused).
 TOP_KEYS = frozenset(

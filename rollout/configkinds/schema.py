@@ -11,8 +11,8 @@ from typing import Any
 
 from rollout.configkinds.base import ConfigContext, Problem
 from rollout.configkinds.locate import LocatedProblems, json_lines, yaml_lines
-from rollout.errors import BadInput
-from rollout.redact import is_secret_key, redact_text
+from rollout.util.errors import BadInput
+from rollout.util.redact import is_secret_key, redact_text
 
 VALIDATE_TIMEOUT = 60.0
 _OUTPUT_TAIL = 400

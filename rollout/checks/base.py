@@ -1,0 +1,93 @@
+"""The check-kind seam: what a check is, what it measures, and the context it measures in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from rollout.core.playbook import Playbook, Stage
+    from rollout.edges.fleet import Fleet
+
+Outcome = Literal["pass", "fail", "error", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One entry of `health.checks`, with the options its kind parsed."""
+
+    name: str
+    kind: str
+    on: str  # "hosts": every host of the cohort; "local": once on the control machine
+    stages: tuple[str, ...] | None  # stage names it applies to; None = every stage
+    timeout: float
+    enforce: bool
+    options: Any
+
+    def applies_to(self, stage_name: str) -> bool:
+        """Return True when this check gates `stage_name`."""
+        return self.stages is None or stage_name in self.stages
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One check's result on one host (or on the control machine, host None), with why."""
+
+    check: str
+    host: str | None
+    outcome: Outcome
+    why: str
+    enforce: bool = True
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "host": self.host,
+            "outcome": self.outcome,
+            "why": self.why,
+            "enforce": self.enforce,
+            **({"details": self.details} if self.details else {}),
+        }
+
+
+@dataclass
+class GateContext:
+    """Everything a check needs to measure a stage."""
+
+    playbook: Playbook
+    stage: Stage
+    canary: tuple[str, ...]  # hosts carrying the candidate (shadow copy in shadow)
+    baseline_hosts: tuple[str, ...]  # hosts still on the old config
+    config_paths: dict[str, str]  # host -> the file being checked (shadow or live)
+    switched_at: dict[str, float]  # host -> epoch seconds it went live on the candidate
+    fleet: Fleet
+    state_dir: Path
+    look: int = 1  # this measurement's number among the stage's looks (metric gates spend alpha per look)
+    planned_looks: int = 1  # looks the stage plans: its bake and extension at the sampling interval
+
+    def env_for(self, host: str | None) -> dict[str, str]:
+        """Return the ROLLOUT_* variables for a check on `host` (None: the control machine)."""
+        env = {
+            "ROLLOUT_STAGE": self.stage.name,
+            "ROLLOUT_PERCENT": str(self.stage.percent),
+            "ROLLOUT_HOSTS": " ".join(self.canary),
+        }
+        if host is not None:
+            env["ROLLOUT_HOST"] = host
+            env["ROLLOUT_CONFIG_PATH"] = self.config_paths[host]
+        return env
+
+
+class CheckKind(Protocol):
+    """Registry entry for one kind of check (`run`, `metric`, `http`, ...)."""
+
+    name: str
+    keys: frozenset[str]  # kind-specific keys a check of this kind may carry
+
+    def parse(self, spec: dict[str, Any], where: str, base_dir: Path) -> Any:
+        """Validate the kind-specific keys; raise BadInput naming file and field."""
+
+    def evaluate(self, check: CheckSpec, ctx: GateContext) -> list[Measurement]:
+        """Measure the check; failures and unreachable hosts are Measurements, not exceptions."""

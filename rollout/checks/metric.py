@@ -1,0 +1,185 @@
+"""Check kind `metric`: a metric over a window, canary cohort against bounds and the baseline."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rollout.checks.base import CheckSpec, GateContext, Measurement
+from rollout.checks.metrics.assess import DEFAULT_ALPHA, Bounds, assess
+from rollout.checks.metrics.definitions import METRICS, Cohort
+from rollout.checks.metrics.periods import split_cohorts
+from rollout.checks.metrics.prometheus import QueryError, query_value, render
+from rollout.checks.metrics.sources import (
+    HostFileSource,
+    PrometheusSource,
+    Source,
+    fetch_batches,
+    parse_source,
+)
+from rollout.checks.metrics.stats import look_alpha
+from rollout.models.usage import UsageRecord
+from rollout.util.durations import parse_duration
+from rollout.util.errors import BadInput
+
+DEFAULT_WINDOW = 600.0
+DEFAULT_MIN_SAMPLES = 10
+
+
+@dataclass(frozen=True)
+class MetricOptions:
+    metric: str
+    source: Source
+    window: float
+    bounds: Bounds
+
+
+class MetricKind:
+    name = "metric"
+    keys = frozenset(
+        {"metric", "source", "window", "max", "min", "max_regression", "min_samples", "alpha", "on_fleetwide"}
+    )
+
+    def parse(self, spec: dict[str, Any], where: str, base_dir: Path) -> MetricOptions:
+        metric = spec.get("metric")
+        if metric not in METRICS:
+            raise BadInput(f"{where}.metric: unknown metric {metric!r} (known: {', '.join(METRICS)})")
+        if "source" not in spec:
+            raise BadInput(f"{where}.source: missing (required)")
+        source = parse_source(spec["source"], where)
+        window = parse_duration(spec.get("window", DEFAULT_WINDOW))
+        if window is None or window <= 0:
+            raise BadInput(f"{where}.window: must be a duration like 10m, got {spec.get('window')!r}")
+        hi, lo = _number(spec, "max", where), _number(spec, "min", where)
+        if hi is not None and lo is not None and lo > hi:
+            raise BadInput(f"{where}.min: {lo:g} is above max {hi:g}")
+        regression = _number(spec, "max_regression", where)
+        if regression is not None and not METRICS[metric].lower_is_better and regression >= 1:
+            raise BadInput(f"{where}.max_regression: must be below 1 for {metric}, got {regression:g}")
+        if hi is None and lo is None and regression is None:
+            raise BadInput(f"{where}: a metric check needs max, min or max_regression")
+        samples = spec.get("min_samples", DEFAULT_MIN_SAMPLES)
+        if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+            raise BadInput(f"{where}.min_samples: must be a whole number >= 1, got {samples!r}")
+        alpha = _number(spec, "alpha", where)
+        if alpha is not None and not 0 < alpha < 0.5:
+            raise BadInput(f"{where}.alpha: must be between 0 and 0.5, got {alpha:g}")
+        fleetwide = spec.get("on_fleetwide", "hold")
+        if fleetwide not in ("hold", "fail"):
+            raise BadInput(f"{where}.on_fleetwide: must be 'hold' or 'fail', got {fleetwide!r}")
+        bounds = Bounds(
+            hi, lo, regression, samples, DEFAULT_ALPHA if alpha is None else alpha, fleetwide == "fail"
+        )
+        return MetricOptions(metric, source, window, bounds)
+
+    def evaluate(self, check: CheckSpec, ctx: GateContext) -> list[Measurement]:
+        opts: MetricOptions = check.options
+        if ctx.stage.is_shadow:
+            why = f"{opts.metric}: not measured in shadow (the candidate serves no traffic yet)"
+            return [Measurement(check.name, None, "pass", why, check.enforce, {"metric": opts.metric})]
+        if not ctx.canary:
+            why = f"{opts.metric}: no host carries the candidate yet"
+            return [Measurement(check.name, None, "inconclusive", why, check.enforce, {"needed": 1})]
+        now = time.time()
+        if isinstance(opts.source, PrometheusSource):
+            got = _from_prometheus(opts, opts.source, ctx, check.timeout)
+        else:
+            got = _from_hosts(opts, opts.source, ctx, now)
+        if isinstance(got, str):
+            return [Measurement(check.name, None, "error", got, check.enforce, {"metric": opts.metric})]
+        canary, baseline = got
+        gated = [st.name for st in ctx.playbook.stages if not st.is_shadow and check.applies_to(st.name)]
+        position = gated.index(ctx.stage.name) if ctx.stage.name in gated else 0
+        spend = look_alpha(opts.bounds.alpha, ctx.look, ctx.planned_looks, position, len(gated))
+        verdict = assess(METRICS[opts.metric], opts.bounds, canary, baseline, spend)
+        details = {
+            **verdict.details,
+            "window_s": opts.window,
+            "source": opts.source.type,
+            "canary_hosts": list(canary.hosts),
+            "baseline_hosts": list(baseline.hosts) if baseline is not None else [],
+            "look": ctx.look,
+            "planned_looks": ctx.planned_looks,
+            "alpha_look": spend,
+        }
+        return [Measurement(check.name, None, verdict.outcome, verdict.why, check.enforce, details)]
+
+
+def _number(spec: dict[str, Any], key: str, where: str) -> float | None:
+    if key not in spec:
+        return None
+    value = spec[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise BadInput(f"{where}.{key}: must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _from_hosts(
+    opts: MetricOptions, source: HostFileSource, ctx: GateContext, now: float
+) -> tuple[Cohort, Cohort | None] | str:
+    """Read every cohort host's records and cut them into the periods the gate compares."""
+    baseline_hosts = tuple(h for h in ctx.baseline_hosts if h not in ctx.canary)
+    batches = fetch_batches(ctx.fleet, source, ctx.canary + baseline_hosts)
+    failed = [b for b in batches.values() if isinstance(b, str)]
+    if failed:
+        return "; ".join(failed)
+    bad = 0
+    records: dict[str, list[UsageRecord]] = {}
+    for host, batch in batches.items():
+        assert not isinstance(batch, str)
+        bad += len(batch.bad_lines)
+        records[host] = batch.records
+    canary, baseline = split_cohorts(
+        METRICS[opts.metric],
+        records,
+        ctx.canary,
+        baseline_hosts,
+        ctx.switched_at,
+        now,
+        opts.window,
+        len(ctx.playbook.hosts),
+    )
+    if bad:
+        canary.notes.insert(0, f"{bad} unreadable usage line{'s' if bad != 1 else ''} skipped")
+    return canary, baseline
+
+
+def _from_prometheus(
+    opts: MetricOptions, source: PrometheusSource, ctx: GateContext, timeout: float
+) -> tuple[Cohort, Cohort | None] | str:
+    """Ask Prometheus for each cohort's value (averaged over hosts when the query names {host})."""
+    baseline_hosts = tuple(h for h in ctx.baseline_hosts if h not in ctx.canary)
+
+    def cohort(name: str, hosts: tuple[str, ...]) -> Cohort:
+        per_host = "{host}" in source.query
+        targets: list[str | None] = list(hosts) if per_host else [None]
+        values = [
+            query_value(source.url, render(source.query, hosts, h, opts.window), timeout) for h in targets
+        ]
+        found = [v for v in values if v is not None]
+        value = sum(found) / len(found) if found else None
+        samples: int | None = None
+        if source.samples_query is not None:
+            counts = [
+                query_value(source.url, render(source.samples_query, hosts, h, opts.window), timeout)
+                for h in targets
+            ]
+            samples = int(round(sum(c for c in counts if c is not None)))
+        events = (
+            int(round(value * samples))
+            if METRICS[opts.metric].test == "rate" and value is not None and samples
+            else None
+        )
+        return Cohort(name, hosts, value, samples, events=events)
+
+    try:
+        canary = cohort("canary", ctx.canary)
+        baseline = cohort("baseline", baseline_hosts) if baseline_hosts else None
+    except QueryError as e:
+        return f"{opts.metric}: {e}"
+    return canary, baseline
+
+
+KIND = MetricKind()

@@ -1,0 +1,327 @@
+"""The built-in metrics and how a cohort's usage records become a value and test samples."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollout.checks.metrics.stats import RatioEstimate, quantile, quantile_variance, ratio_estimate
+from rollout.models.usage import UsageRecord
+
+SECONDS_PER_DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    """A metric: how it is tested (rate: two proportions; scale: Mann-Whitney) and which way is better."""
+
+    name: str
+    test: str  # "rate" | "scale"
+    lower_is_better: bool
+    unit: str  # "ratio" | "s" | "usd_per_day" | "tokens"
+    event: Callable[[UsageRecord], bool] | None = None  # rate: what counts as an event
+    sample: Callable[[UsageRecord], float] | None = None  # scale: the per-call value
+    summary: Callable[[Sequence[float]], float] | None = None  # scale: per-call values -> value
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+# Not a metric a check names: the per-call half of cost_per_day_usd (spend rate = calls per
+# host-second x cost per call), which carries a price change without the call rate's bursts.
+COST_PER_CALL = MetricDef(
+    "cost_per_call_usd", "scale", True, "usd", sample=lambda r: r.cost_usd, summary=_mean
+)
+
+
+METRICS: dict[str, MetricDef] = {
+    m.name: m
+    for m in (
+        MetricDef("error_rate", "rate", True, "ratio", event=lambda r: r.outcome != "success"),
+        MetricDef("success_rate", "rate", False, "ratio", event=lambda r: r.outcome == "success"),
+        MetricDef("failover_rate", "rate", True, "ratio", event=lambda r: r.failover),
+        MetricDef("latency_mean_s", "scale", True, "s", sample=lambda r: r.duration_s, summary=_mean),
+        MetricDef(
+            "latency_p95_s",
+            "scale",
+            True,
+            "s",
+            sample=lambda r: r.duration_s,
+            summary=lambda v: quantile(v, 0.95),
+        ),
+        MetricDef("cost_per_day_usd", "scale", True, "usd_per_day", sample=lambda r: r.cost_usd),
+        MetricDef(
+            "tokens_per_call",
+            "scale",
+            True,
+            "tokens",
+            sample=lambda r: float(r.input_tokens + r.output_tokens),
+            summary=_mean,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Period:
+    """One group of hosts over one stretch of time: their calls, and when each host was watched."""
+
+    records: tuple[UsageRecord, ...]
+    spans: tuple[tuple[float, float], ...]  # (start, end) of each host watched
+
+    @property
+    def calls(self) -> int:
+        return len(self.records)
+
+    @property
+    def host_seconds(self) -> float:
+        return sum(max(0.0, end - start) for start, end in self.spans)
+
+
+@dataclass(frozen=True)
+class HostPeriods:
+    """A canary host before and since it switched, and the baseline hosts over the same stretches:
+    the four cells of a difference-in-differences."""
+
+    host: str
+    post: Period
+    pre: Period
+    baseline_post: Period
+    baseline_pre: Period
+
+
+MAX_SLICES = 30
+
+
+_estimate_cache: dict[tuple[Any, ...], RatioEstimate | None] = {}
+
+
+def estimate(metric: MetricDef, period: Period) -> RatioEstimate | None:
+    """Return the metric over a period with a variance robust to bursts and heavy tails (cached:
+    a period before a switch is the same at every look)."""
+    key = _period_key(metric, period)
+    if key in _estimate_cache:
+        return _estimate_cache[key]
+    found = _estimate(metric, period)
+    if len(_estimate_cache) >= _CACHE_SIZE:
+        _estimate_cache.pop(next(iter(_estimate_cache)))
+    _estimate_cache[key] = found
+    return found
+
+
+def _estimate(metric: MetricDef, period: Period) -> RatioEstimate | None:
+    """Return the metric over a period with a variance robust to bursts and heavy tails.
+
+    Rates are events per call, means are sums per call, cost is dollars per host-second (the
+    quantity cost_per_day_usd shows, before scaling to a day and a fleet), p95 is the sample
+    quantile. Time slices of about a second (at most 30) serve as clusters for the variance.
+    """
+    records = period.records
+    n = len(records)
+    if not n or not period.spans:
+        return None
+    if metric.name == "latency_p95_s":
+        durations = [r.duration_s for r in records]
+        return RatioEstimate(quantile(durations, 0.95), quantile_variance(durations, 0.95))
+    start = min(s for s, _ in period.spans)
+    end = max(e for _, e in period.spans)
+    m = max(1, min(MAX_SLICES, int(end - start)))
+    width = (end - start) / m if end > start else 1.0
+    top = m - 1
+    slots = [min(top, max(0, int((r.ts - start) / width))) for r in records]
+    ys, xs = [0.0] * m, [0.0] * m
+    if metric.name == "cost_per_day_usd":
+        squares = 0.0
+        for j, r in zip(slots, records, strict=True):
+            ys[j] += r.cost_usd
+            squares += r.cost_usd * r.cost_usd
+        for s, e in period.spans:
+            for j in range(m):
+                lo, hi = start + j * width, start + (j + 1) * width
+                xs[j] += max(0.0, min(e, hi) - max(s, lo))
+        seconds = period.host_seconds
+        if seconds <= 0:
+            return None
+        # Compound Poisson: the variance of a sum of calls arriving at random is the sum of squares.
+        return ratio_estimate(ys, xs, squares / (seconds * seconds))
+    for j in slots:
+        xs[j] += 1
+    if metric.test == "rate":
+        assert metric.event is not None
+        event = metric.event
+        events = 0
+        for j, r in zip(slots, records, strict=True):
+            if event(r):
+                events += 1
+                ys[j] += 1.0
+        adjusted = (events + 1) / (n + 2)  # Agresti-Caffo: zero counts keep a variance
+        return ratio_estimate(ys, xs, adjusted * (1 - adjusted) / (n + 2))
+    assert metric.sample is not None
+    values = [metric.sample(r) for r in records]
+    for j, v in zip(slots, values, strict=True):
+        ys[j] += v
+    mean = sum(values) / n
+    squares = sum(v * v for v in values)
+    per_call = max(0.0, squares / n - mean * mean) * n / max(n - 1, 1) / n
+    return ratio_estimate(ys, xs, per_call)
+
+
+_CACHE_SIZE = 512
+# Periods before a switch do not change from look to look: their sums are kept between looks.
+_prefix_cache: dict[tuple[Any, ...], tuple[list[float], list[float], list[int]]] = {}
+
+
+def _period_key(metric: MetricDef, period: Period) -> tuple[Any, ...]:
+    first = period.records[0].ts if period.records else None
+    last = period.records[-1].ts if period.records else None
+    return (metric.name, period.spans, len(period.records), first, last)
+
+
+def _prefix(metric: MetricDef, period: Period) -> tuple[list[float], list[float], list[int]]:
+    """Return the period's call times in order with running sums of the metric and of calls."""
+    key = _period_key(metric, period)
+    found = _prefix_cache.get(key)
+    if found is not None:
+        return found
+    ordered = sorted(period.records, key=lambda r: r.ts)
+    if metric.test == "rate":
+        assert metric.event is not None
+        event = metric.event
+        values = [1.0 if event(r) else 0.0 for r in ordered]
+    else:
+        assert metric.sample is not None
+        values = [metric.sample(r) for r in ordered]
+    sums, counts = [0.0], [0]
+    for i, v in enumerate(values, start=1):
+        sums.append(sums[-1] + v)
+        counts.append(i)
+    found = ([r.ts for r in ordered], sums, counts)
+    if len(_prefix_cache) >= _CACHE_SIZE:
+        _prefix_cache.pop(next(iter(_prefix_cache)))
+    _prefix_cache[key] = found
+    return found
+
+
+def window_values(metric: MetricDef, period: Period, length: float, end: float, k: int) -> list[float | None]:
+    """Return the metric over each of the `k` windows of `length` seconds that end at `end`
+    (None for a window without calls or host-seconds)."""
+    times, sums, counts = _prefix(metric, period)
+    origin = end - k * length
+    out: list[float | None] = []
+    for j in range(k):
+        lo, hi = origin + j * length, origin + (j + 1) * length
+        a, b = bisect.bisect_left(times, lo), bisect.bisect_left(times, hi)
+        y = sums[b] - sums[a]
+        if metric.name == "cost_per_day_usd":
+            x = sum(max(0.0, min(e, hi) - max(s, lo)) for s, e in period.spans)
+        else:
+            x = float(counts[b] - counts[a])
+        out.append(y / x if x > 0 else None)
+    return out
+
+
+def placebo_variance(metric: MetricDef, cell: HostPeriods, length: float) -> float | None:
+    """Return the variance of the host-vs-baseline contrast over windows of `length` seconds
+    before the switch, when nothing had changed yet: how far the canary's value drifts from what
+    the baseline predicts over such a window, with every burst and slow stretch of its own (a
+    fleet-wide incident moves both sides and cancels). None with fewer than 3 windows."""
+    if length <= 0 or not cell.pre.spans or metric.name == "latency_p95_s":
+        return None
+    start = min(s for s, _ in cell.pre.spans)
+    end = max(e for _, e in cell.pre.spans)
+    k = min(60, int((end - start) / length))
+    if k < 3:
+        return None
+    own = window_values(metric, cell.pre, length, end, k)
+    base = window_values(metric, cell.baseline_pre, length, end, k)
+    pairs = [(a, b) for a, b in zip(own, base, strict=True) if a is not None and b is not None]
+    if len(pairs) < 3:
+        return None
+    mean_b = sum(b for _, b in pairs) / len(pairs)
+    ratio = sum(a for a, _ in pairs) / len(pairs) / mean_b if mean_b > 0 else 1.0
+    # A shared shock may add to both sides (an incident's errors) or scale both (a slower
+    # provider): the contrast that cancels it best, a difference or a scaled one, is the floor.
+    return min(_spread([a - b for a, b in pairs]), _spread([a - ratio * b for a, b in pairs]))
+
+
+def _spread(values: list[float]) -> float:
+    mean = sum(values) / len(values)
+    return sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+
+
+def batch_means(metric: MetricDef, period: Period) -> list[float]:
+    """Return the means of consecutive batches of calls in time order (about 10 calls each, at
+    most 30 batches): averages that are close to normal even when single calls are heavy-tailed."""
+    assert metric.sample is not None
+    ordered = sorted(period.records, key=lambda r: r.ts)
+    k = max(1, min(MAX_SLICES, len(ordered) // 10))
+    out = []
+    for j in range(k):
+        chunk = ordered[j * len(ordered) // k : (j + 1) * len(ordered) // k]
+        if chunk:
+            out.append(sum(metric.sample(r) for r in chunk) / len(chunk))
+    return out
+
+
+@dataclass
+class Cohort:
+    """What a cohort measured: its value, sample count, and what a statistical test needs."""
+
+    name: str  # "canary" | "baseline"
+    hosts: tuple[str, ...]
+    value: float | None
+    samples: int | None  # None: the source cannot count samples (a bare Prometheus value)
+    events: int | None = None  # rate metrics: calls that count (errors, failovers, successes)
+    values: list[float] | None = None  # scale metrics: one value per call
+    notes: list[str] = field(default_factory=list)
+    period: Period | None = None  # the calls behind the value (usage sources)
+    did: list[HostPeriods] | None = None  # canary: each host before/after, with the baseline's change
+    per_day: float = 1.0  # cost_per_day_usd: a day times the fleet's hosts (value = rate x per_day)
+    calls_per_s: float | None = None  # how fast this cohort's calls arrive
+    # cost: relative variance of one host's call rate against the other hosts' beyond Poisson's over
+    # windows as long as the canary has been live, before any switch (bursts); None: not measured
+    rate_placebo: float | None = None
+
+
+def cohort_from_records(
+    metric: MetricDef,
+    name: str,
+    hosts: tuple[str, ...],
+    records: Sequence[UsageRecord],
+    host_seconds: float,
+    fleet_size: int,
+) -> Cohort:
+    """Compute a metric over a cohort's records (cost: projected per day for the whole fleet)."""
+    n = len(records)
+    if metric.test == "rate":
+        assert metric.event is not None
+        events = sum(1 for r in records if metric.event(r))
+        return Cohort(name, hosts, events / n if n else None, n, events=events)
+    assert metric.sample is not None
+    values = [metric.sample(r) for r in records]
+    if not n:
+        return Cohort(name, hosts, None, 0, values=values)
+    if metric.name == "cost_per_day_usd":
+        # Spend per host-second observed, times a day, times every host of the fleet: what the
+        # fleet would pay per day if every host ran this cohort's config.
+        value = sum(values) / host_seconds * SECONDS_PER_DAY * fleet_size if host_seconds > 0 else None
+    else:
+        assert metric.summary is not None
+        value = metric.summary(values)
+    return Cohort(name, hosts, value, n, values=values)
+
+
+def format_value(metric: MetricDef, value: float | None) -> str:
+    """Return a value as a person reads it: 4.2%, 3.10s, $42.00/day, 1234 tokens."""
+    if value is None:
+        return "n/a"
+    if metric.unit == "ratio":
+        return f"{value * 100:.1f}%"
+    if metric.unit == "s":
+        return f"{value:.2f}s"
+    if metric.unit == "usd_per_day":
+        return f"${value:,.2f}/day"
+    return f"{value:,.0f} tokens"

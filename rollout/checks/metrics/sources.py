@@ -1,0 +1,144 @@
+"""Where metric data comes from: usage logs and OpenCode stores on each host, or Prometheus."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rollout.checks.metrics.opencode_store import DEFAULT_PATH, read_opencode_bytes
+from rollout.edges.fleet import Fleet
+from rollout.edges.transports.base import HostSession
+from rollout.models.usage import UsageBatch, read_usage_bytes
+from rollout.util.errors import BadInput
+
+SOURCE_TYPES = ("usage-log", "prometheus", "opencode")
+_CACHE_SIZE = 64
+# Several checks of one gate read the same files: parse each distinct content once.
+_parsed_cache: dict[str, UsageBatch] = {}
+_cache_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class HostFileSource:
+    """A file on each host ({host} substituted), read through the transport."""
+
+    type: str  # "usage-log" | "opencode"
+    path: str
+
+
+@dataclass(frozen=True)
+class PrometheusSource:
+    """A PromQL query for the metric's value (and optionally one for the sample count)."""
+
+    url: str
+    query: str
+    samples_query: str | None = None
+    type: str = "prometheus"
+
+
+Source = HostFileSource | PrometheusSource
+
+
+def parse_source(value: Any, where: str) -> Source:
+    """Validate a check's `source:` mapping; raise BadInput naming the field."""
+    if not isinstance(value, dict):
+        raise BadInput(f"{where}.source: must be a mapping with a type ({', '.join(SOURCE_TYPES)})")
+    kind = value.get("type")
+    if kind not in SOURCE_TYPES:
+        raise BadInput(
+            f"{where}.source.type: unknown source type {kind!r} (known: {', '.join(SOURCE_TYPES)})"
+        )
+    allowed = {"usage-log": {"type", "path"}, "opencode": {"type", "path"}}.get(
+        kind, {"type", "url", "query", "samples_query"}
+    )
+    extra = sorted(set(value) - allowed, key=str)
+    if extra:
+        raise BadInput(
+            f"{where}.source.{extra[0]}: unknown key for source {kind!r} "
+            f"(expected: {', '.join(sorted(allowed))})"
+        )
+
+    def text(key: str, default: str | None = None) -> str:
+        found = value.get(key, default)
+        if not isinstance(found, str) or not found.strip():
+            raise BadInput(f"{where}.source.{key}: must be a non-empty string, got {found!r}")
+        return found
+
+    if kind == "usage-log":
+        return HostFileSource("usage-log", text("path"))
+    if kind == "opencode":
+        return HostFileSource("opencode", text("path", DEFAULT_PATH))
+    url = text("url")
+    if not url.startswith(("http://", "https://")):
+        raise BadInput(f"{where}.source.url: must start with http:// or https://, got {url!r}")
+    samples = text("samples_query") if "samples_query" in value else None
+    return PrometheusSource(url, text("query"), samples)
+
+
+def fetch_batches(
+    fleet: Fleet, source: HostFileSource, hosts: tuple[str, ...]
+) -> dict[str, UsageBatch | str]:
+    """Read the source on every host: a batch of records, or why the host could not be read."""
+
+    def one(session: HostSession) -> UsageBatch:
+        path = source.path.replace("{host}", session.host)
+        found = session.read(path)
+        if found.sha256 is None or found.data is None:
+            return UsageBatch()  # no traffic recorded yet on this host
+        if source.type == "usage-log":
+            return _parsed(found.sha256, lambda: _grown(session.host, path, found.data or b""))
+        wal = session.read(path + "-wal")
+        key = f"{found.sha256}+{wal.sha256}"
+        return _parsed(key, lambda: read_opencode_bytes(found.data or b"", wal.data))
+
+    results = fleet.map(hosts, one, label=f"read {source.type}")
+    out: dict[str, UsageBatch | str] = {}
+    for host in hosts:
+        r = results[host]
+        out[host] = r.value if r.value is not None else f"cannot read {source.type} on {host}: {r.error}"
+    return out
+
+
+# A usage log grows by appending: keep each host's parsed prefix (up to its last whole line) and
+# parse only what was added since, so a gate sampled every second does not re-read the whole log.
+_prefixes: dict[tuple[str, str], tuple[int, bytes, UsageBatch]] = {}
+
+
+def _grown(host: str, path: str, data: bytes) -> UsageBatch:
+    """Parse a usage log's bytes, reusing the parse of a prefix seen before on this host."""
+    key = (host, path)
+    with _cache_lock:
+        seen = _prefixes.get(key)
+    end = data.rfind(b"\n") + 1
+    if seen is not None and seen[0] <= end and hashlib.sha256(data[: seen[0]]).digest() == seen[1]:
+        size, _, before = seen
+        added = read_usage_bytes(data[size:end])
+        lines = data[:size].count(b"\n")
+        batch = UsageBatch(
+            before.records + added.records,
+            before.bad_lines + [(n + lines, why) for n, why in added.bad_lines],
+        )
+    else:
+        batch = read_usage_bytes(data[:end])
+    with _cache_lock:
+        if len(_prefixes) >= 4 * _CACHE_SIZE:
+            _prefixes.pop(next(iter(_prefixes)))
+        _prefixes[key] = (end, hashlib.sha256(data[:end]).digest(), batch)
+    tail = read_usage_bytes(data[end:]) if end < len(data) else UsageBatch()
+    return UsageBatch(batch.records + tail.records, batch.bad_lines + tail.bad_lines)
+
+
+def _parsed(key: str, parse: Callable[[], UsageBatch]) -> UsageBatch:
+    """Return the parsed batch for content `key` (a sha256), parsing it on first sight."""
+    with _cache_lock:
+        found = _parsed_cache.get(key)
+    if found is None:
+        found = parse()
+        with _cache_lock:
+            if len(_parsed_cache) >= _CACHE_SIZE:
+                _parsed_cache.pop(next(iter(_parsed_cache)))
+            _parsed_cache[key] = found
+    return UsageBatch(list(found.records), list(found.bad_lines))

@@ -1,0 +1,266 @@
+"""A rollout's state, typed: what each host holds, where the rollout stands, and the one encoder
+and decoder of state.json.
+
+state.json carries `"version": 2`; a file without one was written before the field existed and
+reads the same way (the fields did not change). Keys this version does not know are kept and
+written back as they were, so a newer field survives an older verb touching the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from rollout.core.machine import Phase
+from rollout.util.errors import BadInput
+
+STATE_VERSION = 2
+
+
+class HostState(StrEnum):
+    """What a host holds, as `status` names it (a str: it encodes as today's strings)."""
+
+    BASELINE = "baseline"  # its own file live, nothing of this rollout beside it
+    SHADOW = "shadow"  # its own file live, the candidate staged at the shadow path
+    CANDIDATE = "candidate"  # the candidate live
+    DRIFTED = "drifted"  # someone else changed it: left alone, never clobbered
+    UNKNOWN = "unknown"  # could not be read when last asked
+
+
+@dataclass
+class HostRecord:
+    """One host's record: its baseline, what it holds now, and what the rollout did to it."""
+
+    state: HostState
+    sha256: str | None  # of the live file now (None: no file)
+    baseline_sha256: str | None  # of the live file at start, backed up in `baseline/`
+    baseline_mode: int | None
+    shadow_before: str | None  # of what was at the shadow path at start
+    backup: str | None = None  # file name under `baseline/`; rollouts before it used the bare safe name
+    shadow_staged: bool = False  # this rollout's shadow copy is at the shadow path (JSON key "shadow")
+    touched: bool = False  # the rollout switched it at some point: an abort restores it
+    switched_at: float | None = None
+    reason: str | None = None  # why it is unknown or drifted
+    drift_accepted: bool = False  # the operator chose to leave a drifted host as it is
+    unknown_fields: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the record as state.json holds it."""
+        out: dict[str, Any] = {"state": self.state}
+        if self.backup is not None:
+            out["backup"] = self.backup
+        out.update(
+            sha256=self.sha256,
+            baseline_sha256=self.baseline_sha256,
+            baseline_mode=self.baseline_mode,
+            shadow_before=self.shadow_before,
+            shadow=self.shadow_staged,
+            touched=self.touched,
+            switched_at=self.switched_at,
+            reason=self.reason,
+        )
+        if self.drift_accepted:
+            out["drift_accepted"] = True
+        out.update(self.unknown_fields)
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> HostRecord:
+        """Return the record state.json holds (any version)."""
+        return cls(
+            state=HostState(d["state"]),
+            sha256=d.get("sha256"),
+            baseline_sha256=d.get("baseline_sha256"),
+            baseline_mode=d.get("baseline_mode"),
+            shadow_before=d.get("shadow_before"),
+            backup=d.get("backup"),
+            shadow_staged=bool(d.get("shadow")),
+            touched=bool(d.get("touched")),
+            switched_at=d.get("switched_at"),
+            reason=d.get("reason"),
+            drift_accepted=bool(d.get("drift_accepted")),
+            unknown_fields={k: v for k, v in d.items() if k not in _HOST_KEYS},
+        )
+
+
+_HOST_KEYS = frozenset(
+    {
+        "state",
+        "sha256",
+        "baseline_sha256",
+        "baseline_mode",
+        "shadow_before",
+        "backup",
+        "shadow",
+        "touched",
+        "switched_at",
+        "reason",
+        "drift_accepted",
+    }
+)
+
+
+@dataclass
+class Intent:
+    """An effect on hosts journaled before it happens; a verb that finds one reconciles it."""
+
+    action: str
+    hosts: list[str]
+    time: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "hosts": self.hosts, "time": self.time}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Intent:
+        return cls(action=str(d["action"]), hosts=list(d["hosts"]), time=float(d["time"]))
+
+
+@dataclass
+class RolloutState:
+    """Where one rollout stands: its phase in the state machine, its stage, and every host.
+    `gate`, `last_verdict`, `paused` and `journal` are the gate's, pause's and journal's own
+    records, kept as the JSON objects they write."""
+
+    name: str = ""
+    phase: Phase = Phase.STARTING  # JSON key "state"
+    id: str | None = None
+    playbook_file: str = ""
+    stage_index: int = 0
+    stage: str = ""
+    percent: int = 0
+    created: str = ""
+    stage_entered_at: float = 0.0
+    order: list[str] = field(default_factory=list)  # hosts in cohort order (sticky)
+    candidate_sha256: str = ""
+    candidate_name: str = ""
+    hosts: dict[str, HostRecord] = field(default_factory=dict)
+    intent: Intent | None = None
+    gate: dict[str, Any] = field(default_factory=lambda: {"failures": 0, "errors": {}})
+    pid: int | None = None
+    journal: dict[str, Any] | None = None  # the chain's head; None: a journal from before the chain
+    updated: str | None = None
+    last_verdict: dict[str, Any] | None = None
+    paused: dict[str, Any] | None = None  # time, reason, operator: see machine.PAUSED_REFUSES
+    reason: str | None = None  # the latest reason given; `reasons` keeps every one
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+    resolution: str | None = None  # the event a rollback that failed part-way still ends with
+    deadline_sent: str | None = None  # the stage whose deadline warning was journaled
+    journal_forced: dict[str, Any] | None = None  # the journal break a forced verb overrode
+    retry_of: str | None = None
+    unknown_fields: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the state as state.json holds it (fields left unset are left out, as before)."""
+        out: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "id": self.id,
+            "name": self.name,
+            "playbook_file": self.playbook_file,
+            "state": self.phase,
+            "stage_index": self.stage_index,
+            "stage": self.stage,
+            "percent": self.percent,
+            "created": self.created,
+            "stage_entered_at": self.stage_entered_at,
+            "order": self.order,
+            "candidate_sha256": self.candidate_sha256,
+            "candidate_name": self.candidate_name,
+            "hosts": {h: rec.to_json() for h, rec in self.hosts.items()},
+            "intent": self.intent.to_json() if self.intent is not None else None,
+            "gate": self.gate,
+        }
+        for key in _OPTIONAL_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.reasons:
+            out["reasons"] = self.reasons
+        out.update(self.unknown_fields)
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RolloutState:
+        """Return the state a decoded state.json holds: version 2, or a file from before `version`."""
+        version = d.get("version", 1)
+        if not isinstance(version, int) or version > STATE_VERSION:
+            raise BadInput(
+                f"state.json version {version!r} is newer than this rollout reads (up to {STATE_VERSION}); "
+                "upgrade rollout to act on it"
+            )
+        intent = d.get("intent")
+        return cls(
+            id=d.get("id"),
+            name=d.get("name", ""),
+            playbook_file=d.get("playbook_file", ""),
+            phase=Phase(d.get("state", Phase.STARTING)),
+            stage_index=int(d.get("stage_index", 0)),
+            stage=d.get("stage", ""),
+            percent=d.get("percent", 0),
+            created=d.get("created", ""),
+            stage_entered_at=float(d.get("stage_entered_at", 0.0)),
+            order=list(d.get("order", [])),
+            candidate_sha256=d.get("candidate_sha256", ""),
+            candidate_name=d.get("candidate_name", ""),
+            hosts={h: HostRecord.from_json(rec) for h, rec in d.get("hosts", {}).items()},
+            intent=Intent.from_json(intent) if intent else None,
+            gate=d.get("gate") or {"failures": 0, "errors": {}},
+            reasons=list(d.get("reasons") or []),
+            unknown_fields={k: v for k, v in d.items() if k not in _ROLLOUT_KEYS},
+            **{key: d.get(key) for key in _OPTIONAL_KEYS},
+        )
+
+    def hosts_in(self, *states: HostState) -> list[str]:
+        """Return the hosts in any of `states`, in the fleet's order."""
+        return [h for h, rec in self.hosts.items() if rec.state in states]
+
+
+# Written only once set (a rollout from before the chain has no `journal`, and stays unchained).
+_OPTIONAL_KEYS = (
+    "pid",
+    "journal",
+    "updated",
+    "last_verdict",
+    "paused",
+    "reason",
+    "resolution",
+    "deadline_sent",
+    "journal_forced",
+    "retry_of",
+)
+_ROLLOUT_KEYS = frozenset(
+    {
+        "version",
+        "id",
+        "name",
+        "playbook_file",
+        "state",
+        "stage_index",
+        "stage",
+        "percent",
+        "created",
+        "stage_entered_at",
+        "order",
+        "candidate_sha256",
+        "candidate_name",
+        "hosts",
+        "intent",
+        "gate",
+        "reasons",
+        *_OPTIONAL_KEYS,
+    }
+)
+
+
+def encode(state: RolloutState) -> bytes:
+    """Return state.json's bytes: one line, by json's C encoder. It is written a few times per stage
+    and grows with the fleet; `indent` would make json fall back to its pure-Python encoder, about
+    20x slower (3.4 ms against 0.15 ms for a 20-host state here). `jq . state.json` indents it."""
+    return (json.dumps(state.to_json()) + "\n").encode()
+
+
+def decode(text: str | bytes) -> RolloutState:
+    """Return the state in state.json's text (any version this one reads)."""
+    return RolloutState.from_json(json.loads(text))

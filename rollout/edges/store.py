@@ -1,0 +1,317 @@
+"""State on disk: one folder per rollout, atomic state.json, append-only events.jsonl, a lock."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rollout.core import machine
+from rollout.core.machine import Phase
+from rollout.core.state import RolloutState, decode, encode
+from rollout.edges import journal, notify, orphans
+from rollout.util import who
+from rollout.util.atomic import TEMP_SUFFIX, fsync_dir, write_atomic
+from rollout.util.errors import BadInput, Refused, StateWriteError
+
+_STATE_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._@-]", "_", name)
+
+
+def backup_names(hosts: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Return a file name under `baseline/` for each host, unique even where names differ only in
+    punctuation (`a;b`, `a b`) or case (a case-insensitive disk): a name that is not safe as it
+    stands, or that another host already took, gets a hash of the host name appended."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for host in hosts:
+        base = _safe(host).lstrip(".")[:80] or "_"
+        name = base
+        if name != host or name.casefold() in taken:
+            digest = hashlib.sha256(host.encode()).hexdigest()
+            name, n = f"{base}-{digest[:12]}", 12
+            while name.casefold() in taken:  # only a hash prefix clash: take more of it
+                n += 4
+                name = f"{base}-{digest[:n]}"
+        taken.add(name.casefold())
+        names[host] = name
+    return names
+
+
+class Rollout:
+    """One rollout's folder: state, journal, frozen inputs, baseline backups, diffs."""
+
+    def __init__(self, folder: Path) -> None:
+        self.dir = folder
+        self.id = folder.name
+        self.state: RolloutState = decode((folder / "state.json").read_bytes())
+        self._journal_lock = threading.Lock()  # a fleet's worker threads log too
+
+    # -- state and journal -------------------------------------------------------------
+    @contextlib.contextmanager
+    def writing(self, what: str) -> Iterator[None]:
+        """Turn a failed write here (disk full, read-only) into an error that says what the
+        hosts went through: nothing, or an operation whose intent is journaled."""
+        try:
+            yield
+        except OSError as e:
+            if e.errno not in _STATE_WRITE_ERRORS:
+                raise
+            raise StateWriteError(
+                f"cannot write {what} in the state folder {self.dir}: {e.strerror}; {self._what_was_done()}"
+            ) from None
+
+    def _what_was_done(self) -> str:
+        intent = self.state.intent
+        if self.state.phase == Phase.STARTING:
+            return (
+                "nothing was written to any host. Free space, then `rollout abort` ends this rollout "
+                "and `rollout start` begins again"
+            )
+        if intent is not None:
+            return (
+                f"the {intent.action} of {len(intent.hosts)} host(s) was journaled and may be part "
+                "done. Free space, then `rollout status` reads the hosts and records what they hold, "
+                "and `rollout abort` restores them"
+            )
+        return "no host was changed by this step. Free space and run the verb again"
+
+    def save(self) -> None:
+        """Write state.json atomically."""
+        self.state.updated = journal.now_iso()
+        with self.writing("state.json"):
+            write_atomic(self.dir / "state.json", encode(self.state))
+
+    def log(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Append one event (with its operator) to the journal, fsync it, and record the chain's
+        new head in state.json (a rollout started before the chain existed stays unchained)."""
+        return self._journal(event, fields, save=False)
+
+    def commit(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Journal one event and save the state changed with it: one state.json write, which also
+        carries the chain's new head (a save followed by a log wrote it twice)."""
+        return self._journal(event, fields, save=True)
+
+    def _journal(self, event: str, fields: dict[str, Any], *, save: bool) -> dict[str, Any]:
+        record = {"time": journal.now_iso(), "event": event, "stage": self.state.stage, **fields}
+        record.setdefault("operator", who.operator())
+        chained = self.state.journal is not None
+        with self._journal_lock:
+            with self.writing("the journal (events.jsonl)"):
+                head = journal.append(self.dir, record, chained=chained)
+            if head is not None:
+                record.update(seq=head["seq"])
+                self.state.journal = head
+            if head is not None or save:
+                self.save()
+        notify.dispatch(
+            self.dir, self.state, record
+        )  # queued for a background sender: never waits for a webhook
+        return record
+
+    def events(self) -> list[dict[str, Any]]:
+        """Return the journal; a torn last line (crash mid-write) is skipped."""
+        path = self.dir / "events.jsonl"
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                out.append(json.loads(line))
+        return out
+
+    # -- frozen inputs and backups ----------------------------------------------------
+    def backup_path(self, host: str) -> Path:
+        """Return the host's backup file (named at start; older rollouts used the bare safe name)."""
+        name = self.state.hosts[host].backup or _safe(host)
+        return self.dir / "baseline" / name
+
+    def write_backups(self, baselines: dict[str, bytes]) -> None:
+        """Keep each host's baseline bytes in `baseline/<host>`, readable only by the owner
+        (secrets live here). Hosts holding the same bytes share one file (hard links), so a
+        fleet of identical configs costs one write and one fsync, not one per host."""
+        with self.writing("the baseline backups"):
+            self._write_backups(baselines)
+
+    def _write_backups(self, baselines: dict[str, bytes]) -> None:
+        folder = self.dir / "baseline"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        groups: dict[bytes, list[str]] = {}
+        for host, data in baselines.items():
+            groups.setdefault(data, []).append(host)
+        for data, hosts in groups.items():
+            fd, tmp = tempfile.mkstemp(prefix=".backup.", dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    os.fchmod(f.fileno(), 0o600)
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                for host in hosts:
+                    self.backup_path(host).unlink(missing_ok=True)
+                    os.link(tmp, self.backup_path(host))
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        fsync_dir(folder)
+
+    def read_backup(self, host: str) -> bytes | None:
+        """Return a host's baseline bytes, or None when it had no file."""
+        if self.state.hosts[host].baseline_sha256 is None:
+            return None
+        return self.backup_path(host).read_bytes()
+
+    def candidate(self) -> bytes:
+        """Return the frozen candidate bytes."""
+        return (self.dir / "candidate" / self.state.candidate_name).read_bytes()
+
+    @property
+    def playbook_copy(self) -> Path:
+        return self.dir / "playbook.yml"
+
+    def crash_log(self) -> Path:
+        return self.dir / "crash.log"
+
+
+NEW_PREFIX = ".new-"
+
+
+class Store:
+    """The state folder: holds rollouts and the one-operation-at-a-time lock."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the state folder's lock for one operation; refuse (exit 5) if another holds it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        held = False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                raise Refused(
+                    f"another rollout operation holds the lock on {self.root} (pid {holder}); "
+                    "nothing changed, try again when it is done"
+                ) from None
+            # The holder's pid stays in the file until it lets go: a pid found here now belongs
+            # to an operation that was killed, whose checks may still be running.
+            if os.pread(fd, 64, 0).strip():
+                orphans.reap()
+            os.ftruncate(fd, 0)
+            with contextlib.suppress(OSError):  # a full disk: the pid is only for messages
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            held = True
+            self.sweep()
+            yield
+        finally:
+            if held:
+                os.ftruncate(fd, 0)
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def rollouts(self) -> list[Rollout]:
+        """Return every rollout, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for folder in self.root.iterdir():
+            if not folder.name.startswith(".") and (folder / "state.json").is_file():
+                found.append(Rollout(folder))
+        return sorted(found, key=lambda r: (r.state.created, r.id))
+
+    def active(self) -> Rollout | None:
+        """Return the rollout still in progress (shadow, live or rollback-failed), if any."""
+        live = [r for r in self.rollouts() if r.state.phase in machine.ACTIVE]
+        return live[-1] if live else None
+
+    def pick(self, rollout_id: str | None, verb: str, *, fallback_latest: bool = False) -> Rollout:
+        """Return the named rollout, else the active one (else the latest when allowed)."""
+        if rollout_id:
+            folder = self.root / rollout_id
+            if not (folder / "state.json").is_file():
+                raise BadInput(f"{self.root}: no rollout with id {rollout_id!r}")
+            return Rollout(folder)
+        found = self.active()
+        if found is None and fallback_latest:
+            every = self.rollouts()
+            found = every[-1] if every else None
+        if found is None:
+            raise Refused(f"cannot {verb}: no active rollout in {self.root} (start one first)")
+        return found
+
+    def create(self, name: str, state: RolloutState, frozen: dict[str, bytes] | None = None) -> Rollout:
+        """Make a new rollout folder with its frozen inputs (`frozen`: relative path -> bytes, kept
+        0600) and its first state.json. It is built under a hidden name and renamed into place
+        whole, so a crash never leaves a rollout without its inputs (the sweep removes the rest)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        base = f"{_safe(name)[:80]}-{stamp}"
+        rid, n = base, 1
+        while (self.root / rid).exists():
+            n += 1
+            rid = f"{base}-{n}"
+        building = self.root / f"{NEW_PREFIX}{rid}"
+        try:
+            shutil.rmtree(building, ignore_errors=True)
+            for sub in ("", "baseline", "candidate", "diffs"):
+                (building / sub).mkdir(mode=0o700 if sub == "baseline" else 0o755, exist_ok=True)
+            for rel, data in (frozen or {}).items():
+                write_atomic(building / rel, data, 0o600)
+            state.id = rid
+            if state.journal is None:
+                state.journal = journal.new_head()
+            write_atomic(building / "state.json", encode(state))
+            os.rename(building, self.root / rid)
+            fsync_dir(self.root)
+        except OSError as e:
+            if e.errno not in _STATE_WRITE_ERRORS:
+                raise
+            shutil.rmtree(building, ignore_errors=True)
+            raise StateWriteError(
+                f"cannot create a rollout in the state folder {self.root}: {e.strerror}; "
+                "nothing was written to any host. Free space and run `rollout start` again"
+            ) from None
+        return Rollout(self.root / rid)
+
+    def debris(self) -> list[Path]:
+        """Return what an operation killed mid-write left here: temp files, half-made rollouts."""
+        found = list(self.root.glob(f"{NEW_PREFIX}*"))
+        for pattern in (f"*/.*{TEMP_SUFFIX}", f"*/*/.*{TEMP_SUFFIX}", "*/baseline/.backup.*"):
+            found.extend(self.root.glob(pattern))
+        return found
+
+    def sweep(self) -> list[Path]:
+        """Remove the debris. Only called with the lock held, when nobody else writes here."""
+        gone = self.debris()
+        for path in gone:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return gone
+
+    def tidy(self) -> None:
+        """Sweep the debris if there is any and no operation is running (for read-only verbs)."""
+        if not self.root.is_dir() or not self.debris():
+            return
+        with contextlib.suppress(Refused), self.lock():
+            pass  # taking the lock sweeps

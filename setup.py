@@ -1,7 +1,7 @@
 """Build hook: copy the demo (playbooks/demo*.yml, playbooks/demo/*) into the wheel as rollout/data/demo/.
 
 The checkout's playbooks/ stays the one source; the package's copy exists only in what is built, so
-`pip install rollout` can run `rollout demo` from any folder (rollout/models/demo.py finds either).
+`pip install rollout` can run `rollout demo` from any folder (rollout/edges/demo.py finds either).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from rollout.commands.abort import abort  # noqa: E402
 from rollout.commands.advance import advance  # noqa: E402
 from rollout.commands.auto import run_auto  # noqa: E402
 from rollout.commands.start import start  # noqa: E402
-from rollout.edges.fleet import started_pool  # noqa: E402
+from rollout.hosts.fleet import started_pool  # noqa: E402
 from tests.sshd import Sshd, start_sshd  # noqa: E402
 
 CHECK = 'test -s "$ROLLOUT_CONFIG_PATH"'

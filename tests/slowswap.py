@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from rollout.edges.transports.local import LocalSession
+from rollout.hosts.transports.local import LocalSession
 
 
 def arm(seconds: float) -> None:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from rollout.edges.store import backup_names
-from rollout.edges.transports import local
+from rollout.hosts.transports import local
 from tests.conftest import LocalFleet, make_fleet
 
 

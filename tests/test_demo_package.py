@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.models.demo import DEMO_FILES, DEMO_PLAYBOOKS, copy_demo, demo_source
+from rollout.edges.demo import DEMO_FILES, DEMO_PLAYBOOKS, copy_demo, demo_source
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = [
@@ -30,7 +30,7 @@ def test_copy_demo_copies_the_demo_files_and_no_fleet(
     source = tmp_path / "source"
     shutil.copytree(REPO / "playbooks", source)
     (source / DEMO_FILES / "fleet" / "dev-01").mkdir(parents=True, exist_ok=True)  # an earlier run's
-    monkeypatch.setattr("rollout.models.demo.demo_source", lambda: source)
+    monkeypatch.setattr("rollout.edges.demo.demo_source", lambda: source)
     playbook = copy_demo(tmp_path / "here")
     assert playbook == tmp_path / "here" / "demo.yml"
     copied = sorted(str(p.relative_to(tmp_path / "here")) for p in (tmp_path / "here").rglob("*"))

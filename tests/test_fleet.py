@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from rollout.edges.fleet import Fleet, started_pool
+from rollout.hosts.fleet import Fleet, started_pool
 
 
 def _pool_threads() -> set[threading.Thread]:

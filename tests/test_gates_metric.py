@@ -14,8 +14,8 @@ from rollout.checks import kind
 from rollout.checks.base import GateContext, Measurement
 from rollout.checks.judge import judge
 from rollout.core import playbook
-from rollout.edges.fleet import Fleet
-from rollout.edges.transports.local import LocalTransport
+from rollout.hosts.fleet import Fleet
+from rollout.hosts.transports.local import LocalTransport
 from rollout.models.usage import UsageRecord, dump_usage_lines
 from rollout.util.errors import BadInput
 from tests import opencode_db

@@ -10,8 +10,8 @@ import paramiko
 import pytest
 import yaml
 
-from rollout.edges.transports import ssh_config
-from rollout.edges.transports.ssh_connect import close_connection
+from rollout.hosts.transports import ssh_config
+from rollout.hosts.transports.ssh_connect import close_connection
 from rollout.util.errors import TransportError
 from tests.sshd import Sshd, _no_real_home, silent_listener, sshd, sshd_keys
 from tests.test_ssh_transport import transport_for

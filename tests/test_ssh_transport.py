@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from rollout.core import playbook
-from rollout.edges.transports import kind
-from rollout.edges.transports.ssh import SshSession, SshTransport
-from rollout.edges.transports.ssh_options import HostSpec, SshOptions, parse_host
+from rollout.hosts.transports import kind
+from rollout.hosts.transports.ssh import SshSession, SshTransport
+from rollout.hosts.transports.ssh_options import HostSpec, SshOptions, parse_host
 from rollout.util.errors import BadInput, TransportError
 from tests.sshd import (
     Keys,
@@ -406,7 +406,7 @@ def test_stopped_server_then_back(own_sshd: Sshd, tmp_path: Path) -> None:
 
 
 def test_a_server_hanging_up_mid_handshake_has_a_reason() -> None:
-    from rollout.edges.transports.ssh_connect import connect_failure
+    from rollout.hosts.transports.ssh_connect import connect_failure
 
     for error in (EOFError(), ConnectionResetError(104, "Connection reset by peer")):
         assert (

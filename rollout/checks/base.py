@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from rollout.core.playbook import Playbook, Stage
-    from rollout.edges.fleet import Fleet
+    from rollout.hosts.fleet import Fleet
 
 Outcome = Literal["pass", "fail", "error", "inconclusive"]
 

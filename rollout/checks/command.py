@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout.checks.base import CheckSpec, GateContext, Measurement
-from rollout.edges.transports.local import LocalSession
+from rollout.hosts.transports.local import LocalSession
 from rollout.util.errors import BadInput
 from rollout.util.redact import redact_text
 

@@ -10,8 +10,8 @@ from rollout.core.machine import Phase
 from rollout.core.state import HostState
 from rollout.edges import journal
 from rollout.edges.engine import Run, reconcile
-from rollout.edges.fleet import ProgressFn
 from rollout.edges.store import Store
+from rollout.hosts.fleet import ProgressFn
 from rollout.util.errors import BadInput
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rollout.checks.gate import evaluate, recent_pass
 from rollout.commands.common import Report, finish_restore, open_run
 from rollout.commands.holds import deadline_step
 from rollout.commands.skip import skipped_names, target_index
@@ -21,8 +20,9 @@ from rollout.edges.engine import (
     refresh_unknown,
     stage_shadow,
 )
-from rollout.edges.fleet import ProgressFn
+from rollout.edges.gate import evaluate, recent_pass
 from rollout.edges.store import Store
+from rollout.hosts.fleet import ProgressFn
 from rollout.util.durations import format_duration
 from rollout.util.errors import REFUSED, Refused
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollout.checks.gate import evaluate
 from rollout.commands.advance import advance_run, bake_left
 from rollout.commands.common import Report, finish_restore, open_run
 from rollout.commands.holds import deadline_step, held_wait, keeps_measuring
@@ -15,10 +14,12 @@ from rollout.commands.stage import report_verdict
 from rollout.commands.start import start
 from rollout.core import machine, playbook
 from rollout.core.machine import Phase
-from rollout.edges import driver, journal, transports
+from rollout.edges import driver, journal
 from rollout.edges.engine import Run, reconcile
-from rollout.edges.fleet import Fleet, ProgressFn
+from rollout.edges.gate import evaluate
 from rollout.edges.store import Rollout, Store
+from rollout.hosts import transports
+from rollout.hosts.fleet import Fleet, ProgressFn
 from rollout.util.durations import format_duration
 from rollout.util.errors import OK, REFUSED, Refused
 

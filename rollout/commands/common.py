@@ -13,11 +13,11 @@ from rollout.core import machine, playbook
 from rollout.core.pathcheck import check_paths
 from rollout.core.playbook import Playbook
 from rollout.core.state import HostState
-from rollout.edges import transports
 from rollout.edges.engine import RestoreReport, Run, restore
-from rollout.edges.fleet import Fleet, ProgressFn
 from rollout.edges.journal import now_iso
 from rollout.edges.store import Rollout
+from rollout.hosts import transports
+from rollout.hosts.fleet import Fleet, ProgressFn
 from rollout.util import who, yamlload
 from rollout.util.errors import OK, ROLLBACK_INCOMPLETE, ROLLED_BACK, BadInput
 

@@ -11,9 +11,9 @@ from rollout.commands.auto import run_auto
 from rollout.commands.common import Report
 from rollout.commands.show import status
 from rollout.core.machine import Phase
+from rollout.edges.demo import copy_demo, prepare_fleet
+from rollout.edges.demo_traffic import for_demo
 from rollout.edges.store import Store
-from rollout.models.demo import copy_demo, prepare_fleet
-from rollout.models.demo_traffic import for_demo
 from rollout.util.errors import BadInput
 
 

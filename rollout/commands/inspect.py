@@ -6,8 +6,8 @@ from pathlib import Path
 
 from rollout.commands.common import Report, load_checked
 from rollout.core import cohorts, diffing
-from rollout.edges import transports
-from rollout.edges.fleet import Fleet, ProgressFn
+from rollout.hosts import transports
+from rollout.hosts.fleet import Fleet, ProgressFn
 from rollout.util.durations import format_duration
 
 
@@ -58,7 +58,7 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
     transport = transports.kind(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
     with Fleet(transport, progress) as fleet:
         current = fleet.map(list(pb.hosts), lambda s: s.read(pb.path_on(s.host)), "read")
-        from rollout.models.projection import project_for
+        from rollout.edges.projection import project_for
 
         live = {h: r.value.data for h, r in current.items() if r.value is not None}
         projected = project_for(pb, data, live, fleet)

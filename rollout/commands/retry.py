@@ -13,8 +13,8 @@ from rollout.commands.start import start_from
 from rollout.core import machine
 from rollout.core.pathcheck import check_paths
 from rollout.edges import journal
-from rollout.edges.fleet import ProgressFn
 from rollout.edges.store import Store
+from rollout.hosts.fleet import ProgressFn
 from rollout.util.errors import BadInput, Refused
 
 

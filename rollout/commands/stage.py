@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from rollout.checks.gate import reset_counters
 from rollout.checks.judge import Verdict
 from rollout.commands.common import Report
 from rollout.core import cohorts, machine
@@ -12,6 +11,7 @@ from rollout.core.machine import Phase
 from rollout.core.playbook import Stage
 from rollout.core.state import HostState
 from rollout.edges.engine import Run, activate
+from rollout.edges.gate import reset_counters
 from rollout.util.durations import format_duration
 from rollout.util.errors import REFUSED
 

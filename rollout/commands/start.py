@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rollout.checks.gate import evaluate, reset_counters
 from rollout.commands.common import Report, finish_restore, load_checked, sha256
 from rollout.commands.stage import go_live, report_verdict
 from rollout.configkinds.base import Problem
@@ -16,13 +15,14 @@ from rollout.core import cohorts, diffing, machine
 from rollout.core.machine import Phase
 from rollout.core.playbook import Playbook
 from rollout.core.state import HostRecord, HostState, RolloutState
-from rollout.edges import transports
 from rollout.edges.engine import Run, stage_shadow
-from rollout.edges.fleet import Fleet, ProgressFn
+from rollout.edges.gate import evaluate, reset_counters
 from rollout.edges.journal import now_iso
+from rollout.edges.projection import project_for
 from rollout.edges.store import Store, backup_names
+from rollout.hosts import transports
+from rollout.hosts.fleet import Fleet, ProgressFn
 from rollout.models.cost import summary_lines
-from rollout.models.projection import project_for
 from rollout.util.atomic import write_atomic
 from rollout.util.errors import REFUSED, Refused
 

@@ -14,8 +14,9 @@ from rollout import configkinds
 from rollout.checks.base import CheckSpec
 from rollout.core import deadlines
 from rollout.core.deadlines import Deadline
-from rollout.edges import notify, transports
+from rollout.edges import notify
 from rollout.edges.notify import Webhook
+from rollout.hosts import transports
 from rollout.util import limits, yamlload
 from rollout.util.durations import parse_duration
 from rollout.util.errors import BadInput

@@ -9,9 +9,9 @@ from typing import Any
 
 from rollout.core.playbook import Playbook
 from rollout.core.state import HostRecord, HostState, Intent
-from rollout.edges.fleet import Fleet, HostResult
 from rollout.edges.store import Rollout
-from rollout.edges.transports.base import FileState, SwapResult
+from rollout.hosts.fleet import Fleet, HostResult
+from rollout.hosts.transports.base import FileState, SwapResult
 
 
 @dataclass

@@ -20,7 +20,8 @@ from typing import Any
 from rollout.core import machine
 from rollout.core.machine import Phase
 from rollout.core.state import RolloutState, decode, encode
-from rollout.edges import journal, notify, orphans
+from rollout.edges import journal, notify
+from rollout.hosts import orphans
 from rollout.util import who
 from rollout.util.atomic import TEMP_SUFFIX, fsync_dir, write_atomic
 from rollout.util.errors import BadInput, Refused, StateWriteError

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rollout.checks.metrics.opencode_store import DEFAULT_PATH, read_opencode_bytes
-from rollout.edges.fleet import Fleet
-from rollout.edges.transports.base import HostSession
+from rollout.hosts.fleet import Fleet
+from rollout.hosts.transports.base import HostSession
 from rollout.models.usage import UsageBatch, read_usage_bytes
 from rollout.util.errors import BadInput
 

@@ -9,7 +9,7 @@ from typing import Any
 from rollout import configkinds
 from rollout.configkinds.base import ConfigParseError
 from rollout.core.playbook import Playbook
-from rollout.edges.fleet import Fleet
+from rollout.hosts.fleet import Fleet
 from rollout.models import catalog as catalogs
 from rollout.models import cost
 from rollout.models.usage import UsageRecord

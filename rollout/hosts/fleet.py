@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from rollout.edges.transports.base import HostSession, Transport
+from rollout.hosts.transports.base import HostSession, Transport
 from rollout.util.errors import RolloutError
 
 T = TypeVar("T")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 
-from rollout.edges.transports.base import TransportKind
+from rollout.hosts.transports.base import TransportKind
 
 # name -> module holding a module-level KIND; imported lazily so `status` never loads fabric.
 _REGISTRY = {
-    "local": "rollout.edges.transports.local",
-    "ssh": "rollout.edges.transports.ssh",
+    "local": "rollout.hosts.transports.local",
+    "ssh": "rollout.hosts.transports.ssh",
 }
 
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import paramiko
 from fabric import Config, Connection
 
-from rollout.edges.transports import ssh_config
-from rollout.edges.transports.ssh_options import HostSpec, SshOptions, parse_host
+from rollout.hosts.transports import ssh_config
+from rollout.hosts.transports.ssh_options import HostSpec, SshOptions, parse_host
 from rollout.util.errors import TransportError
 
 if TYPE_CHECKING:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rollout.edges.transports.base import NEW_FILE_MODE, CommandResult, FileState, SwapResult
-from rollout.edges.transports.ssh_helper import KILL_GRACE_S, HostHelper
-from rollout.edges.transports.ssh_options import SshOptions, parse_options
+from rollout.hosts.transports.base import NEW_FILE_MODE, CommandResult, FileState, SwapResult
+from rollout.hosts.transports.ssh_helper import KILL_GRACE_S, HostHelper
+from rollout.hosts.transports.ssh_options import SshOptions, parse_options
 from rollout.util.errors import TransportError
 
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ class SshSession:
         return CommandResult(rc, out, None, _since(started))
 
     def close(self) -> None:
-        from rollout.edges.transports.ssh_connect import close_connection
+        from rollout.hosts.transports.ssh_connect import close_connection
 
         if self._helper is not None:
             self._helper.close()
@@ -303,7 +303,7 @@ class SshTransport:
     name: str = "ssh"
 
     def open(self, host: str) -> SshSession:
-        from rollout.edges.transports.ssh_connect import open_connection
+        from rollout.hosts.transports.ssh_connect import open_connection
 
         session = SshSession(host=host, conn=open_connection(self.options, host), options=self.options)
         session.start_helper()

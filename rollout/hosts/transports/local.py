@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rollout.edges import orphans
-from rollout.edges.transports.base import NEW_FILE_MODE, CommandResult, FileState, SwapResult
+from rollout.hosts import orphans
+from rollout.hosts.transports.base import NEW_FILE_MODE, CommandResult, FileState, SwapResult
 from rollout.util.atomic import TEMP_SUFFIX, exchange, fsync_dir, write_temp
 from rollout.util.errors import BadInput
 

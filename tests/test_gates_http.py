@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rollout.checks import kind
+from rollout import checks
 from rollout.checks.base import Measurement
 from rollout.util.errors import BadInput
 from tests.prometheus import free_port
@@ -44,7 +44,7 @@ def server_fixture() -> Iterator[str]:
 def probe(tmp_path: Path, spec: dict[str, Any], canary: tuple[str, ...] = ("dev-01",)) -> list[Measurement]:
     pb = make_playbook(tmp_path, [{"name": "probe", **spec}])
     check = pb.health.checks[0]
-    return kind(check.kind).evaluate(check, context(pb, canary=canary))
+    return checks.get(check.kind).evaluate(check, context(pb, canary=canary))
 
 
 def test_status_and_fields_within_bounds_pass(tmp_path: Path, server: str) -> None:

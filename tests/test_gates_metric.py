@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rollout.checks import kind
+from rollout import checks
 from rollout.checks.base import GateContext, Measurement
 from rollout.checks.judge import judge
 from rollout.core import playbook
@@ -88,7 +88,7 @@ def check(name: str = "gate", **keys: Any) -> dict[str, Any]:
 
 def measure(pb: playbook.Playbook, ctx: GateContext, index: int = 0) -> Measurement:
     spec = pb.health.checks[index]
-    (m,) = kind(spec.kind).evaluate(spec, ctx)
+    (m,) = checks.get(spec.kind).evaluate(spec, ctx)
     return m
 
 

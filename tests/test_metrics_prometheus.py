@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rollout.checks import kind
+from rollout import checks
 from rollout.checks.base import Measurement
 from rollout.checks.metrics.prometheus import cohort_regex, render
 from tests.prometheus import PrometheusServer, free_port, prometheus_fixture  # noqa: F401 - fixture
@@ -45,7 +45,7 @@ def measure(tmp_path: Path, spec: dict[str, Any], settle_s: float = 20.0) -> Mea
     check = pb.health.checks[0]
     deadline = time.monotonic() + settle_s
     while True:
-        (m,) = kind("metric").evaluate(check, context(pb))
+        (m,) = checks.get("metric").evaluate(check, context(pb))
         if m.outcome != "inconclusive" or time.monotonic() > deadline:
             return m
         time.sleep(0.5)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rollout.core import playbook
-from rollout.hosts.transports import kind
+from rollout.hosts import transports
 from rollout.hosts.transports.ssh import SshSession, SshTransport
 from rollout.hosts.transports.ssh_options import HostSpec, SshOptions, parse_host
 from rollout.util.errors import BadInput, TransportError
@@ -41,7 +41,7 @@ def transport_for(server: Sshd, tmp_path: Path, **overrides: object) -> SshTrans
     settings = {"key_file": str(server.key_file), "known_hosts": str(known), "connect_timeout": 30.0}
     settings.update(overrides)
     options = SshOptions(**settings)  # type: ignore[arg-type]
-    return kind("ssh").build(options, tmp_path, tuple(server.specs()))  # type: ignore[return-value]
+    return transports.get("ssh").build(options, tmp_path, tuple(server.specs()))  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_parse_host_forms() -> None:
 
 
 def test_parse_options_defaults_and_errors() -> None:
-    ssh = kind("ssh")
+    ssh = transports.get("ssh")
     opts = ssh.parse_options({"transport": "ssh", "hosts": ["a"]}, "pb.yml")
     assert (opts.host_key_policy, opts.concurrency, opts.connect_timeout) == ("strict", 20, 10.0)
     opts = ssh.parse_options(

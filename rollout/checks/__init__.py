@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
-
 from rollout.checks.base import CheckKind
+from rollout.util.registry import Registry
 
-# kind name -> module with a module-level KIND; imported only when a check of that kind is used.
-_REGISTRY: dict[str, str] = {
-    "run": "rollout.checks.command",
-    "metric": "rollout.checks.metric",
-    "http": "rollout.checks.http",
-}
-
-
-def names() -> list[str]:
-    """Return the registered check kinds."""
-    return sorted(_REGISTRY)
-
-
-def kind(name: str) -> CheckKind:
-    """Return the check kind registered under `name`."""
-    module = importlib.import_module(_REGISTRY[name])
-    found: CheckKind = module.KIND
-    return found
+_KINDS: Registry[CheckKind] = Registry(
+    {
+        "run": "rollout.checks.command:KIND",
+        "metric": "rollout.checks.metric:KIND",
+        "http": "rollout.checks.http:KIND",
+    }
+)
+names = _KINDS.names
+get = _KINDS.get
 
 
 def infer(spec: dict[str, object]) -> str | None:
@@ -31,7 +21,7 @@ def infer(spec: dict[str, object]) -> str | None:
     explicit = spec.get("kind")
     if isinstance(explicit, str):
         return explicit
-    for name in _REGISTRY:
+    for name in _KINDS.in_order():
         if name in spec:
             return name
     return None

@@ -204,7 +204,7 @@ def _sample_bake(run: Run) -> Report | None:
 def _fleet_for(playbook_path: str | Path, progress: ProgressFn | None) -> Fleet:
     """Return a Fleet to the playbook's hosts, for `start` and then every stage to share."""
     pb = playbook.load(playbook_path)
-    return Fleet(transports.kind(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts), progress)
+    return Fleet(transports.get(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts), progress)
 
 
 def _relay(step: Report, total: Report, emit: Say, skip_reused: bool = False) -> None:

@@ -80,7 +80,7 @@ def open_run(rollout: Rollout, progress: ProgressFn | None = None, fleet: Fleet 
     """Return a Run over the rollout's frozen playbook with a Fleet to its hosts (or `fleet`, reused)."""
     pb = frozen_playbook(rollout)
     if fleet is None:
-        kind = transports.kind(pb.transport)
+        kind = transports.get(pb.transport)
         transport = kind.build(pb.transport_options, pb.base_dir, pb.hosts)
         fleet = Fleet(transport, progress)
     return Run(rollout=rollout, playbook=pb, fleet=fleet)

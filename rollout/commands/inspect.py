@@ -55,7 +55,7 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
                 "checks": gating,
             }
         )
-    transport = transports.kind(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
+    transport = transports.get(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
     with Fleet(transport, progress) as fleet:
         current = fleet.map(list(pb.hosts), lambda s: s.read(pb.path_on(s.host)), "read")
         from rollout.edges.projection import project_for

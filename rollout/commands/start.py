@@ -64,7 +64,7 @@ def start_from(
             )
         own = fleet is None
         if fleet is None:
-            transport = transports.kind(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
+            transport = transports.get(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
             fleet = Fleet(transport, progress)
         try:
             snapshot = _snapshot(fleet, pb)

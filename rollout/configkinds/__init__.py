@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -10,34 +9,26 @@ from typing import Any
 
 from rollout.configkinds.base import ConfigContext, ConfigKind, ConfigParseError, Problem, number_problem
 from rollout.util.limits import shorten
+from rollout.util.registry import Registry
 from rollout.util.yamlload import MAX_DEPTH
 
-# kind name -> "module:attribute"; imported lazily.
-_REGISTRY: dict[str, str] = {
-    "json": "rollout.configkinds.generic:JSON",
-    "yaml": "rollout.configkinds.generic:YAML",
-    "text": "rollout.configkinds.generic:TEXT",
-    "jsonc": "rollout.configkinds.jsonc:JSONC",
-    "opencode": "rollout.configkinds.opencode:OPENCODE",
-    "oh-my-opencode": "rollout.configkinds.ohmyopencode:OH_MY_OPENCODE",
-    "litellm": "rollout.configkinds.litellm:LITELLM",
-    "toml": "rollout.configkinds.tomlkind:TOML",
-}
+_KINDS: Registry[ConfigKind] = Registry(
+    {
+        "json": "rollout.configkinds.generic:JSON",
+        "yaml": "rollout.configkinds.generic:YAML",
+        "text": "rollout.configkinds.generic:TEXT",
+        "jsonc": "rollout.configkinds.jsonc:JSONC",
+        "opencode": "rollout.configkinds.opencode:OPENCODE",
+        "oh-my-opencode": "rollout.configkinds.ohmyopencode:OH_MY_OPENCODE",
+        "litellm": "rollout.configkinds.litellm:LITELLM",
+        "toml": "rollout.configkinds.tomlkind:TOML",
+    }
+)
+names = _KINDS.names
+get = _KINDS.get
 
 # Keys of the playbook's `config:` block that belong to config kinds (beyond source/path/kind).
 OPTION_KEYS: frozenset[str] = frozenset({"schema", "validate", "catalog"})
-
-
-def names() -> list[str]:
-    """Return the registered config kinds."""
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> ConfigKind:
-    """Return the config kind registered under `name`."""
-    module, attr = _REGISTRY[name].split(":")
-    found: ConfigKind = getattr(importlib.import_module(module), attr)
-    return found
 
 
 def infer(filename: str, data: bytes | None = None) -> str:

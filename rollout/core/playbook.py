@@ -225,7 +225,7 @@ def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook
             f"unknown transport {limits.show(transport)} (known: {', '.join(transports.names())})",
         )
     hosts = _hosts(w, targets.get("hosts"))
-    transport_options = w.guard("targets", transports.kind(transport).parse_options, targets, str(file))
+    transport_options = w.guard("targets", transports.get(transport).parse_options, targets, str(file))
     if transport == "local" and len(hosts) > 1 and "{host}" not in config_path:
         raise w.fail(
             "config.path",
@@ -431,7 +431,7 @@ def _health(w: _Where, value: Any, base_dir: Path, stages: tuple[Stage, ...]) ->
             raise w.fail(
                 field, f"cannot tell the check's kind (give one of: {', '.join(check_kinds.names())})"
             )
-        kind = check_kinds.kind(kind_name)
+        kind = check_kinds.get(kind_name)
         w.unknown(spec, CHECK_COMMON_KEYS | set(kind.keys), field)
         name = w.label(spec.get("name", f"check-{i + 1}"), f"{field}.name")
         if any(c.name == name for c in checks):

@@ -72,7 +72,7 @@ def measure(run: Run, stage: Stage) -> list[Measurement]:
         if not check.applies_to(stage.name):
             continue
         try:
-            out.extend(checks.kind(check.kind).evaluate(check, ctx))
+            out.extend(checks.get(check.kind).evaluate(check, ctx))
         except Exception as e:  # noqa: BLE001 - a broken check is a measurement error
             why = f"check could not run: {type(e).__name__}: {e}"
             out.append(Measurement(check.name, None, "error", why, check.enforce))

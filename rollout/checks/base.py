@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from rollout.core.playbook import Playbook, Stage
     from rollout.hosts.fleet import Fleet
 
 Outcome = Literal["pass", "fail", "error", "inconclusive"]
@@ -52,12 +52,34 @@ class Measurement:
         }
 
 
+class StageView(Protocol):
+    """What a check reads of the stage it gates (core.playbook.Stage is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def percent(self) -> int: ...
+    @property
+    def is_shadow(self) -> bool: ...
+
+
+class PlaybookView(Protocol):
+    """What a check reads of the playbook (core.playbook.Playbook is one); checks sit below the playbook."""
+
+    @property
+    def stages(self) -> Sequence[StageView]: ...
+    @property
+    def hosts(self) -> Sequence[str]: ...
+    @property
+    def base_dir(self) -> Path: ...
+
+
 @dataclass
 class GateContext:
     """Everything a check needs to measure a stage."""
 
-    playbook: Playbook
-    stage: Stage
+    playbook: PlaybookView
+    stage: StageView
     canary: tuple[str, ...]  # hosts carrying the candidate (shadow copy in shadow)
     baseline_hosts: tuple[str, ...]  # hosts still on the old config
     config_paths: dict[str, str]  # host -> the file being checked (shadow or live)

@@ -12,10 +12,9 @@ import yaml
 from rollout import checks as check_kinds
 from rollout import configkinds
 from rollout.checks.base import CheckSpec
-from rollout.core import deadlines
+from rollout.core import deadlines, webhooks
 from rollout.core.deadlines import Deadline
-from rollout.edges import notify
-from rollout.edges.notify import Webhook
+from rollout.core.webhooks import Webhook
 from rollout.hosts import transports
 from rollout.util import limits, yamlload
 from rollout.util.durations import parse_duration
@@ -257,7 +256,7 @@ def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook
         health=health_block,
         raw=data,
         config_kind_why=kind_why,
-        notify=notify.parse(data.get("notify"), w.fail),
+        notify=webhooks.parse(data.get("notify"), w.fail),
         deadlines=deadlines.parse(
             data.get("stages", DEFAULT_STAGES), data.get("health"), [s.bake for s in stages], w.fail
         ),

@@ -501,6 +501,12 @@ def resume(
 @click.option(
     "--interval", callback=_duration, default="2s", show_default=True, metavar="D", help="Redraw this often."
 )
+@click.option(
+    "--hosts",
+    "all_hosts",
+    is_flag=True,
+    help="List every host (past 40 hosts, text status shows counts per state and the hosts that need a person).",
+)
 def status(
     ctx: click.Context,
     rollout_id: str | None,
@@ -508,6 +514,7 @@ def status(
     as_json: bool,
     watch: bool,
     interval: float,
+    all_hosts: bool,
 ) -> None:
     """Where the rollout stands, per host.
 
@@ -519,12 +526,12 @@ def status(
     from rollout.commands.show import status as run
 
     if watch:
-        _watch(_state_dir(ctx, state_dir), rollout_id, interval, as_json)
+        _watch(_state_dir(ctx, state_dir), rollout_id, interval, as_json, all_hosts)
     report = run(_state_dir(ctx, state_dir), rollout_id)
     if not as_json:
         from rollout.util.render import status_text
 
-        report.lines = [status_text(report.data)]
+        report.lines = [status_text(report.data, all_hosts)]
     _emit(report, as_json)
 
 
@@ -661,7 +668,9 @@ def demo(
     _emit(report, as_json)
 
 
-def _watch(folder: Path, rollout_id: str | None, interval: float, as_json: bool) -> None:
+def _watch(
+    folder: Path, rollout_id: str | None, interval: float, as_json: bool, all_hosts: bool = False
+) -> None:
     """Redraw the status in place on a terminal (elsewhere: again whenever it changes), then exit."""
     from rollout.commands.watch import watch
     from rollout.util.render import status_text
@@ -671,7 +680,7 @@ def _watch(folder: Path, rollout_id: str | None, interval: float, as_json: bool)
     def draw(data: dict[str, Any]) -> None:
         if as_json:
             return
-        text = status_text(data)
+        text = status_text(data, all_hosts)
         if tty:
             click.clear()
             click.echo(text)

@@ -7,9 +7,14 @@ from typing import Any
 
 from rollout.util.durations import format_duration
 
+SMALL_FLEET = (
+    40  # up to this many hosts, `status` lists every host; past it, counts and the hosts that need a person
+)
+NEEDS_A_PERSON = ("drifted", "unknown")
 
-def status_text(data: dict[str, Any]) -> str:
-    """Render `status` data as a header, a host table and the last verdict."""
+
+def status_text(data: dict[str, Any], all_hosts: bool = False) -> str:
+    """Render `status` data as a header, the hosts (every one, or a summary of a large fleet) and the last verdict."""
     from io import StringIO
 
     from rich.console import Console
@@ -27,10 +32,22 @@ def status_text(data: dict[str, Any]) -> str:
         console.print(f"in stage for {format_duration(time.time() - data['stage_entered_at'])}")
         for line in _progress_lines(data):
             console.print(line, soft_wrap=True, markup=False, highlight=False)
-    hosts = Table("host", "state", "sha256", "note", box=None, pad_edge=False)
-    for host, rec in data["hosts"].items():
-        hosts.add_row(host, rec["state"], (rec["sha256"] or "(no file)")[:12], rec.get("reason") or "")
-    console.print(hosts)
+    shown = data["hosts"]
+    if not all_hosts and len(shown) > SMALL_FLEET:
+        console.print(_host_summary(shown), soft_wrap=True, markup=False, highlight=False)
+        shown = {h: r for h, r in shown.items() if r["state"] in NEEDS_A_PERSON or r.get("reason")}
+    # rich lays out 10,000 rows in seconds; past a small fleet, columns of plain text read the same
+    host_rows: list[tuple[str, ...]] = [
+        (h, r["state"], (r["sha256"] or "(no file)")[:12], r.get("reason") or "") for h, r in shown.items()
+    ]
+    if len(host_rows) > SMALL_FLEET:
+        plain = _plain_table(("host", "state", "sha256", "note"), host_rows)
+        console.print(plain, markup=False, highlight=False)
+    elif host_rows:
+        hosts = Table("host", "state", "sha256", "note", box=None, pad_edge=False)
+        for row in host_rows:
+            hosts.add_row(*row)
+        console.print(hosts)
     verdict = data.get("last_verdict")
     if verdict:
         looks = ""
@@ -53,6 +70,26 @@ def status_text(data: dict[str, Any]) -> str:
                 )
             console.print(table)
     return buf.getvalue().rstrip()
+
+
+def _plain_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Columns padded to their widest cell, two spaces apart, as rich prints a table without a box."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *rows]
+    )
+
+
+def _host_summary(hosts: dict[str, Any]) -> str:
+    """Say how many hosts are in each state, and that the hosts listed below need a person."""
+    counts: dict[str, int] = {}
+    for rec in hosts.values():
+        counts[rec["state"]] = counts.get(rec["state"], 0) + 1
+    each = ", ".join(f"{n} {state}" for state, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    attention = sum(1 for r in hosts.values() if r["state"] in NEEDS_A_PERSON or r.get("reason"))
+    tail = f"; {attention} need a person (below)" if attention else ""
+    return f"hosts: {len(hosts)} ({each}){tail}; `status --hosts` lists every host"
 
 
 def _num(value: Any) -> str:

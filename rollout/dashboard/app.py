@@ -19,7 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rollout.dashboard import exposition
-from rollout.dashboard.series import metric_series
+from rollout.dashboard.series import metric_series, thinned
 from rollout.dashboard.snapshot import StateView, Unreadable, summary
 
 COOKIE = "rollout_dashboard"
@@ -159,7 +159,11 @@ def build_app(state_dir: Path, token: str | None = None) -> ASGIApp:
         found = _open(request)
         if isinstance(found, Response):
             return found
-        return _JSON({"id": found.id, "checks": metric_series(view.events(found))}, headers=SECURITY_HEADERS)
+        checks = view.derived(found, "series", metric_series)
+        limit = request.query_params.get("points", "")
+        if limit.isdigit():
+            checks = thinned(checks, int(limit))
+        return _JSON({"id": found.id, "checks": checks}, headers=SECURITY_HEADERS)
 
     def metrics(request: Request) -> Response:
         return Response(exposition.render(view), media_type=exposition.CONTENT_TYPE)

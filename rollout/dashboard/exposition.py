@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import exposition
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -44,7 +43,7 @@ class StateCollector(Collector):
                 g.unreadable.add_metric([found.id], 1)
                 continue
             try:
-                _rollout(g, found, self.view.events(found))
+                _rollout(g, found, self.view)
             except Exception:  # noqa: BLE001 - one odd state must not take the whole scrape down
                 g.unreadable.add_metric([found.id], 1)
         yield from g.all()
@@ -110,7 +109,7 @@ class _Families:
         return [v for v in vars(self).values() if isinstance(v, Metric)]
 
 
-def _rollout(g: _Families, rollout: Rollout, events: list[dict[str, Any]]) -> None:
+def _rollout(g: _Families, rollout: Rollout, view: StateView) -> None:
     s, rid = rollout.state, rollout.id
     g.info.add_metric([rid, str(s["name"])], 1)
     for state in (*STATES, *([s["state"]] if s["state"] not in STATES else [])):
@@ -130,15 +129,15 @@ def _rollout(g: _Families, rollout: Rollout, events: list[dict[str, Any]]) -> No
     left = timing_of(rollout).get("bake_left_s")
     if left is not None:
         g.bake_left.add_metric([rid], float(left))
-    for (stage, decision), n in sorted(decisions(events).items()):
+    for (stage, decision), n in sorted(view.derived(rollout, "decisions", decisions).items()):
         g.decisions.add_metric([rid, stage, decision], n)
     last = s.get("last_verdict") or {}
     if isinstance(last.get("measured_at"), int | float):
         g.last_gate.add_metric([rid], float(last["measured_at"]))
-    for check, outcomes in last_results(events).items():
+    for check, outcomes in view.derived(rollout, "results", last_results).items():
         for outcome in (*OUTCOMES, *sorted(set(outcomes) - set(OUTCOMES))):
             g.results.add_metric([rid, check, outcome], outcomes.get(outcome, 0))
-    for entry in metric_series(events):
+    for entry in view.derived(rollout, "series", metric_series):
         point = entry["points"][-1]
         check, metric = entry["check"], entry["metric"]
         g.measured.add_metric([rid, check], point["t"])

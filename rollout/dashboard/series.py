@@ -88,7 +88,9 @@ def metric_series(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 },
             )
             entry["bound"] = details.get("bound")
-            shown = details.get("shown") if isinstance(details.get("shown"), dict) else {}
+            entry["why"] = m.get(
+                "why"
+            )  # the last look's sentence (a day of looks would repeat it 1440 times)
             entry["points"].append(
                 {
                     "t": t,
@@ -102,11 +104,31 @@ def metric_series(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "outcome": m.get("outcome"),
                     "samples": details.get("samples"),
                     "baseline_samples": details.get("baseline_samples"),
-                    "shown": shown,
-                    "why": m.get("why"),
                 }
             )
     return list(checks.values())
+
+
+def thinned(checks: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Return the checks with at most about `limit` points each, for a plot no wider than that:
+    the looks are cut into `limit` stretches of time, each keeping its last point and every
+    failed one (a failure is never thinned away); the first and last looks are always kept."""
+    out = []
+    for check in checks:
+        points = check["points"]
+        if limit < 2 or len(points) <= limit:
+            out.append(check)
+            continue
+        t0, t1 = points[0]["t"], points[-1]["t"]
+        width = (t1 - t0) / limit or 1.0
+        buckets = [min(limit - 1, int((p["t"] - t0) / width)) for p in points]
+        kept: list[dict[str, Any]] = []
+        for i, p in enumerate(points):
+            last_of_bucket = i + 1 == len(points) or buckets[i + 1] != buckets[i]
+            if i == 0 or last_of_bucket or p["outcome"] == "fail":
+                kept.append(p)
+        out.append({**check, "points": kept, "looks": len(points)})
+    return out
 
 
 def last_results(events: list[dict[str, Any]]) -> dict[str, Outcomes]:

@@ -8,9 +8,10 @@ import json
 import os
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from rollout import machine
 from rollout.commands.show import status_data
@@ -18,6 +19,7 @@ from rollout.engine import BASELINE, CANDIDATE, DRIFTED, SHADOW, UNKNOWN
 from rollout.journal import JOURNAL
 from rollout.store import NEW_PREFIX, Rollout
 
+T = TypeVar("T")
 HOST_STATES = (BASELINE, SHADOW, CANDIDATE, DRIFTED, UNKNOWN)
 # What a rollout's state.json must carry for the dashboard to show it.
 _REQUIRED = ("name", "state", "stage", "percent", "hosts")
@@ -41,6 +43,7 @@ class StateView:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._journals: dict[Path, tuple[tuple[int, int, int], list[dict[str, Any]]]] = {}
+        self._derived: dict[tuple[Path, str], tuple[list[dict[str, Any]], Any]] = {}
         self._lock = threading.Lock()
 
     def folders(self) -> list[Path]:
@@ -106,6 +109,19 @@ class StateView:
         with self._lock:
             self._journals[path] = (key, events)
         return events
+
+    def derived(self, rollout: Rollout, name: str, build: Callable[[list[dict[str, Any]]], T]) -> T:
+        """Return `build(journal)`, computed again only when the journal changed."""
+        events = self.events(rollout)
+        key = (rollout.dir, name)
+        with self._lock:
+            seen = self._derived.get(key)
+        if seen is not None and seen[0] is events:
+            return cast(T, seen[1])
+        value = build(events)
+        with self._lock:
+            self._derived[key] = (events, value)
+        return value
 
     def status(self, rollout: Rollout) -> dict[str, Any] | Unreadable:
         """Return the rollout's `status --json` object, or why it cannot be built."""

@@ -4,6 +4,7 @@
 "use strict";
 
 const POLL_MS = 2000;
+const MAX_POINTS = 600; // per plot: about one per pixel column; the API thins longer series
 const SVG_NS = "http://www.w3.org/2000/svg";
 let selected = decodeURIComponent(location.hash.slice(1)) || null;
 
@@ -266,7 +267,7 @@ function plot(check) {
     el("span", {}, el("i", { class: "baseline" }), "baseline " + f(last.baseline)),
     last.max !== null || last.min !== null ? el("span", {}, el("i", { class: "bound" }), "bound") : null,
     last.regression_bound !== null ? el("span", {}, el("i", { class: "regression" }), "regression limit " + f(last.regression_bound)) : null,
-    el("span", {}, pts.length + " look" + (pts.length === 1 ? "" : "s")),
+    el("span", {}, (check.looks || pts.length) + " look" + ((check.looks || pts.length) === 1 ? "" : "s") + (check.looks ? " (" + pts.length + " drawn)" : "")),
   );
   return el("div", { class: "plot", "data-check": check.check }, head, chart, legend);
 }
@@ -300,7 +301,7 @@ async function refresh() {
     drawList(list);
     if (selected) {
       const id = encodeURIComponent(selected);
-      const [detail, series] = await Promise.all([getJSON("api/rollouts/" + id), getJSON("api/rollouts/" + id + "/series")]);
+      const [detail, series] = await Promise.all([getJSON("api/rollouts/" + id), getJSON("api/rollouts/" + id + "/series?points=" + MAX_POINTS)]);
       drawDetail(detail);
       drawPlots(series);
     } else {

@@ -48,7 +48,8 @@ def latency_observe() -> dict[str, Any]:
 
 def build_fleet(root: Path) -> LocalFleet:
     """A rollout live at 25% whose gate has measured LOOKS times (inconclusive: too few samples)."""
-    fleet = make_fleet(root, checks=[error_gate(min_samples=1000), latency_observe()])
+    has_model = {"name": "has-model", "run": 'grep -q \'"model"\' "$ROLLOUT_CONFIG_PATH"'}
+    fleet = make_fleet(root, checks=[has_model, error_gate(min_samples=1000), latency_observe()])
     assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
     assert fleet.cli("advance").exit_code == 0  # shadow passes: 25% goes live
     for look in range(LOOKS):
@@ -293,6 +294,8 @@ def test_metrics_parse_as_prometheus_exposition(fleet: LocalFleet, served: Serve
     assert value("rollout_check_bound", check="error-rate", metric="error_rate", bound="max") == 0.05
     assert value("rollout_check_samples", check="error-rate", cohort="canary") == 200
     assert value("rollout_check_results", check="error-rate", outcome="inconclusive") == 1
+    assert value("rollout_check_results", check="has-model", outcome="pass") == 2  # one per canary host
+    assert value("rollout_check_results", check="has-model", outcome="fail") == 0
 
 
 def test_a_real_prometheus_scrapes_metrics_with_the_token(fleet: LocalFleet, tmp_path: Path) -> None:
@@ -483,6 +486,9 @@ def test_the_page_shows_the_rollout_its_hosts_checks_and_plots_in_chromium(
         1
     )
     assert "max 5.0%, regression &lt;= 10%" in row.group(1) and "200 / 600" in row.group(1)
+    # A host check is one row: its worst outcome and the hosts counted.
+    hosts_row = re.search(r'<tr data-check="has-model">(.*?)</tr>', dom)
+    assert hosts_row is not None and "2/2 hosts" in hosts_row.group(1) and ">pass<" in hosts_row.group(1)
     # The plot drew every look of both cohorts, and the bound.
     plot = re.search(r'<div class="plot" data-check="error-rate">(.*?)</svg>', dom, re.S)
     assert plot is not None

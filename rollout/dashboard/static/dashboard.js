@@ -174,14 +174,14 @@ function drawGate(v) {
   setText("gate-look", "(" + v.stage + (v.look ? ", look " + v.look + " of " + (v.planned_looks || "?") + " planned" : "") + ")");
   const decision = document.getElementById("gate-decision");
   decision.replaceChildren(badge(v.decision), " ", v.why);
-  for (const m of v.measurements) {
+  for (const m of grouped(v.measurements)) {
     const d = m.details || {};
     const shown = d.shown || {};
     const samples = d.samples !== undefined && d.samples !== null ? d.samples + (d.baseline_samples ? " / " + d.baseline_samples : "") : "";
     body.append(
       el("tr", { "data-check": m.check },
         el("td", {}, m.check + (m.host ? " @ " + m.host : ""), m.enforce ? null : el("span", { class: "muted" }, " (observe)")),
-        el("td", {}, badge(m.outcome)),
+        el("td", {}, badge(m.outcome), m.hosts ? el("span", { class: "muted" }, " " + m.hosts) : null),
         el("td", { class: "num" }, shown.value || (d.value !== undefined && d.value !== null ? fmt("", "", d.value) : "-")),
         el("td", { class: "num" }, shown.baseline || (d.baseline !== undefined && d.baseline !== null ? fmt("", "", d.baseline) : "-")),
         el("td", {}, d.bound || ""),
@@ -190,6 +190,27 @@ function drawGate(v) {
       el("tr", { class: "why-row" }, el("td", { class: "why", colspan: 6 }, m.why)),
     );
   }
+}
+
+function grouped(measurements) {
+  // A host check measures every cohort host: one row per check, its worst outcome, the hosts counted.
+  const rank = { fail: 0, error: 1, inconclusive: 2, pass: 3 };
+  const rows = [];
+  const byCheck = new Map();
+  for (const m of measurements) {
+    if (!m.host || (m.details && m.details.metric)) { rows.push(m); continue; }
+    if (!byCheck.has(m.check)) { byCheck.set(m.check, []); rows.push({ check: m.check, group: byCheck.get(m.check) }); }
+    byCheck.get(m.check).push(m);
+  }
+  return rows.map((row) => {
+    if (!row.group) return row;
+    const ms = row.group;
+    const worst = ms.reduce((a, b) => ((rank[b.outcome] ?? 9) < (rank[a.outcome] ?? 9) ? b : a));
+    const same = ms.filter((m) => m.outcome === worst.outcome).length;
+    const hosts = same + "/" + ms.length + " hosts";
+    const why = ms.length === 1 ? worst.host + ": " + worst.why : worst.outcome === "pass" ? worst.why : ms.filter((m) => m.outcome === worst.outcome).map((m) => m.host + ": " + m.why).join("; ");
+    return { check: row.check, outcome: worst.outcome, enforce: worst.enforce, hosts, why, details: {} };
+  });
 }
 
 // -- plots ------------------------------------------------------------------------------------
@@ -221,7 +242,7 @@ function plot(check) {
   chart.append(svg("title", {}, check.check + ": " + check.metric + " over time"));
   for (let v = lo; v <= hi + step / 2; v += step) {
     chart.append(svg("line", { class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
-    chart.append(svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, f(v)));
+    chart.append(svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, axisLabel(check.unit, v, step)));
   }
   const ticks = Math.min(5, Math.max(2, pts.length));
   for (let i = 0; i < ticks; i++) {
@@ -245,7 +266,8 @@ function plot(check) {
       chart.append(svg("path", { class: cls, d: path }));
       const last = [...pts].reverse().find((p) => p[key] !== null);
       const label = key === "regression_bound" ? "regression limit" : key + " " + f(last[key]);
-      chart.append(svg("text", { class: "bound-label", x: W - R - 2, y: y(last[key]) - 4, "text-anchor": "end" }, label));
+      const at = key === "regression_bound" ? x(last.t) : W - R - 2;
+      chart.append(svg("text", { class: "bound-label", x: at, y: y(last[key]) - 4, "text-anchor": "end" }, label));
     }
   }
   for (const cohort of ["baseline", "canary"]) {
@@ -270,6 +292,17 @@ function plot(check) {
     el("span", {}, (check.looks || pts.length) + " look" + ((check.looks || pts.length) === 1 ? "" : "s") + (check.looks ? " (" + pts.length + " drawn)" : "")),
   );
   return el("div", { class: "plot", "data-check": check.check }, head, chart, legend);
+}
+
+function axisLabel(unit, v, step) {
+  // Short labels that fit the axis: $20M, 1.5k tokens; the legend and tooltips carry full values.
+  if (unit === "ratio") return (v * 100).toFixed(step * 100 < 1 ? 1 : 0) + "%";
+  if (unit === "s") return v.toFixed(step < 1 ? 1 : 0) + "s";
+  const money = unit === "usd_per_day" || unit === "usd_per_window" || unit === "usd";
+  const a = Math.abs(v);
+  const [scale, suffix] = a >= 1e9 ? [1e9, "G"] : a >= 1e6 ? [1e6, "M"] : a >= 1e4 ? [1e3, "k"] : [1, ""];
+  const digits = step / scale < 1 ? (step / scale < 0.1 ? 2 : 1) : 0;
+  return (money ? "$" : "") + (v / scale).toFixed(digits) + suffix;
 }
 
 function niceStep(raw) {

@@ -668,6 +668,59 @@ def demo(
     _emit(report, as_json)
 
 
+@cli.command()
+@click.option(
+    "--listen",
+    default="127.0.0.1:8470",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where to serve (port 0: any free port). Not a loopback address: needs --token-file.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A file holding a token every request must carry (Authorization: Bearer, or ?token= once).",
+)
+@state_dir_option
+@json_option
+@click.pass_context
+def serve(
+    ctx: click.Context, listen: str, token_file: str | None, state_dir: str | None, as_json: bool
+) -> None:
+    """Serve a live, read-only dashboard of the state folder.
+
+    \b
+    The page at / shows every rollout, its stage, hosts by state, each gate's checks
+    with their numbers, and a plot of each metric (canary, baseline, bound) over time.
+    /api/rollouts lists them; /api/rollouts/ID is `status --json`; /metrics is for
+    Prometheus. It never takes the lock and never changes anything.
+
+    \b
+    Example:
+      rollout serve                                   # http://127.0.0.1:8470/
+      openssl rand -hex 32 > ~/.rollout-token && chmod 600 ~/.rollout-token
+      rollout serve --listen 0.0.0.0:8470 --token-file ~/.rollout-token
+      curl -H "Authorization: Bearer $(cat ~/.rollout-token)" http://HOST:8470/metrics
+    """
+    from rollout.commands.serve import serve as run
+
+    def listening(url: str, warning: str | None) -> None:
+        if warning:
+            click.echo(warning, err=True)
+        if as_json:
+            click.echo(json.dumps({"url": url, "state_dir": str(folder)}))
+        else:
+            click.echo(f"serving {folder} at {url} (read-only; Ctrl-C stops)")
+        sys.stdout.flush()
+
+    folder = _state_dir(ctx, state_dir)
+    report = run(folder, listen, token_file, listening)
+    if as_json:  # the one JSON object was printed when it began listening
+        sys.exit(report.exit_code)
+    _emit(report, as_json)
+
+
 def _watch(
     folder: Path, rollout_id: str | None, interval: float, as_json: bool, all_hosts: bool = False
 ) -> None:

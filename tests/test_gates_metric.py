@@ -271,7 +271,7 @@ def test_opencode_store_source(tmp_path: Path) -> None:
         (
             {"metric": "errors", "max": 1},
             "health.checks[0].metric: unknown metric 'errors' (known: error_rate, success_rate, "
-            "failover_rate, latency_mean_s, latency_p95_s, cost_per_day_usd, tokens_per_call)",
+            "failover_rate, latency_mean_s, latency_p95_s, cost_per_day_usd, tokens_per_call, cost_usd)",
         ),
         (
             {"metric": "error_rate", "max": 1, "source": {"type": "datadog"}},

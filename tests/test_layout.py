@@ -17,6 +17,7 @@ ALLOWED: dict[str, set[str]] = {
     "checks": {"hosts", "models", "util"},
     "core": {"checks", "configkinds", "hosts", "util"},
     "edges": {"core", "checks", "configkinds", "hosts", "models", "util"},
+    "dashboard": {"commands", "edges", "core", "checks", "configkinds", "hosts", "models", "util"},
 }
 
 

@@ -27,7 +27,7 @@ def test_shipped_playbooks_validate():
     assert result.exit_code == 0, result.output
     assert result.stdout == (
         f"{PLAYBOOKS / 'model-assignment.yml'}: ok: 4 host(s) over ssh, stages shadow -> 25% -> 50% "
-        "-> 100%, 6 check(s), candidate opencode\n"
+        "-> 100%, 7 check(s), candidate opencode\n"
     )
     result = run("validate", str(PLAYBOOKS / "oh-my-opencode.yml"))
     assert result.exit_code == 0, result.output
@@ -68,6 +68,13 @@ def test_shipped_guardrails():
     assert checks["failover-rate"]["max"] == 0.15
     assert checks["daily-cost"]["max"] == 100
     assert (checks["daily-cost-alert"]["max"], checks["daily-cost-alert"]["enforce"]) == (50, False)
+    weekly = checks["weekly-budget"]
+    assert (weekly["metric"], weekly["window"], weekly["max"], weekly["enforce"]) == (
+        "cost_usd",
+        "7d",
+        300,
+        False,
+    )
 
 
 def broken_copy(tmp_path: Path) -> Path:
@@ -176,7 +183,7 @@ def test_plan_shows_the_cost_projection(tmp_path):
     data = json.loads(run("plan", "--json", str(playbook)).stdout)["cost"]
     assert data["baseline_usd"]["day"] == pytest.approx(9.90)
     assert data["saving_percent"] == pytest.approx(68.1818, abs=1e-4)
-    assert [b["exceeded"] for b in data["bounds"]] == [True, False]
+    assert [b["exceeded"] for b in data["bounds"]] == [True, False, False]
 
 
 def test_plan_says_when_no_usage_is_recorded(tmp_path):
@@ -203,6 +210,13 @@ def test_start_journals_the_projection(tmp_path):
     assert projected["cost"]["bounds"] == [
         {"check": "daily-cost", "max_per_day": 100.0, "enforce": True, "exceeded": False},
         {"check": "daily-cost-alert", "max_per_day": 50.0, "enforce": False, "exceeded": False},
+        {
+            "check": "weekly-budget",
+            "max_per_day": pytest.approx(300 / 7),
+            "enforce": False,
+            "budget": {"max": 300.0, "window_s": 604800.0},
+            "exceeded": False,
+        },
     ]
     assert [e["event"] for e in events].index("started") < [e["event"] for e in events].index(
         "cost-projection"

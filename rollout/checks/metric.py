@@ -9,7 +9,7 @@ from typing import Any
 
 from rollout.checks.base import CheckSpec, GateContext, Measurement
 from rollout.checks.metrics.assess import DEFAULT_ALPHA, Bounds, assess
-from rollout.checks.metrics.definitions import METRICS, Cohort
+from rollout.checks.metrics.definitions import METRICS, Cohort, MetricDef
 from rollout.checks.metrics.periods import split_cohorts
 from rollout.checks.metrics.prometheus import QueryError, query_value, render
 from rollout.checks.metrics.sources import (
@@ -34,6 +34,7 @@ class MetricOptions:
     source: Source
     window: float
     bounds: Bounds
+    definition: MetricDef  # the metric as this check measures it (a budget's span is its window)
 
 
 class MetricKind:
@@ -49,10 +50,21 @@ class MetricKind:
         if "source" not in spec:
             raise BadInput(f"{where}.source: missing (required)")
         source = parse_source(spec["source"], where)
+        definition = METRICS[metric]
+        if definition.per_window and "window" not in spec:
+            raise BadInput(
+                f"{where}.window: missing: a {metric} check is a budget over its window "
+                "(e.g. window: 7d with max: 300 for $300 a week)"
+            )
         window = parse_duration(spec.get("window", DEFAULT_WINDOW))
         if window is None or window <= 0:
             raise BadInput(f"{where}.window: must be a duration like 10m, got {spec.get('window')!r}")
         hi, lo = _number(spec, "max", where), _number(spec, "min", where)
+        if definition.per_window and hi is None:
+            raise BadInput(
+                f"{where}.max: missing: a {metric} check needs the budget per window in USD "
+                f"(max: 300 with window: {spec.get('window')})"
+            )
         if hi is not None and lo is not None and lo > hi:
             raise BadInput(f"{where}.min: {lo:g} is above max {hi:g}")
         regression = _number(spec, "max_regression", where)
@@ -72,7 +84,7 @@ class MetricKind:
         bounds = Bounds(
             hi, lo, regression, samples, DEFAULT_ALPHA if alpha is None else alpha, fleetwide == "fail"
         )
-        return MetricOptions(metric, source, window, bounds)
+        return MetricOptions(metric, source, window, bounds, definition.over_window(window))
 
     def evaluate(self, check: CheckSpec, ctx: GateContext) -> list[Measurement]:
         opts: MetricOptions = check.options
@@ -93,9 +105,18 @@ class MetricKind:
         gated = [st.name for st in ctx.playbook.stages if not st.is_shadow and check.applies_to(st.name)]
         position = gated.index(ctx.stage.name) if ctx.stage.name in gated else 0
         spend = look_alpha(opts.bounds.alpha, ctx.look, ctx.planned_looks, position, len(gated))
-        verdict = assess(METRICS[opts.metric], opts.bounds, canary, baseline, spend)
+        verdict = assess(opts.definition, opts.bounds, canary, baseline, spend)
         details = {
             **verdict.details,
+            # The bounds as numbers, so a plot of the looks can draw them (`bound` is the sentence).
+            "limits": {
+                "max": opts.bounds.max,
+                "min": opts.bounds.min,
+                "max_regression": opts.bounds.max_regression,
+                "lower_is_better": opts.definition.lower_is_better,
+                "unit": opts.definition.unit,
+                "per": opts.definition.per,
+            },
             "window_s": opts.window,
             "source": opts.source.type,
             "canary_hosts": list(canary.hosts),
@@ -132,7 +153,7 @@ def _from_hosts(
         bad += len(batch.bad_lines)
         records[host] = batch.records
     canary, baseline = split_cohorts(
-        METRICS[opts.metric],
+        opts.definition,
         records,
         ctx.canary,
         baseline_hosts,
@@ -169,7 +190,7 @@ def _from_prometheus(
             samples = int(round(sum(c for c in counts if c is not None)))
         events = (
             int(round(value * samples))
-            if METRICS[opts.metric].test == "rate" and value is not None and samples
+            if opts.definition.test == "rate" and value is not None and samples
             else None
         )
         return Cohort(name, hosts, value, samples, events=events)

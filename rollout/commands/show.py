@@ -19,6 +19,15 @@ def status(state_dir: Path, rollout_id: str | None = None) -> Report:
     store.tidy()
     rollout = store.pick(rollout_id, "show status", fallback_latest=True)
     note = _reconcile_if_free(store, rollout)
+    data = status_data(rollout)
+    if note:
+        data["note"] = note
+    return Report(data=data)
+
+
+def status_data(rollout: Rollout, events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Return the `status --json` object of a rollout as it is on disk (reads only; `serve` uses it
+    as is). `events`: the journal, when the caller has read it already."""
     s = rollout.state
     data: dict[str, Any] = {
         "id": rollout.id,
@@ -43,16 +52,14 @@ def status(state_dir: Path, rollout_id: str | None = None) -> Report:
         "reasons": s.reasons,
         "history": [
             {"time": e["time"], "event": e["event"], "stage": e.get("stage"), "operator": e.get("operator")}
-            for e in rollout.events()
+            for e in (rollout.events() if events is None else events)
         ],
         "folder": str(rollout.dir),
     }
-    if note:
-        data["note"] = note
     from rollout.commands.wait import timing_of
 
     data.update(timing_of(rollout))  # bake time left, the next check, paused, driven
-    return Report(data=data)
+    return data
 
 
 def _reconcile_if_free(store: Store, rollout: Rollout) -> str | None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from rollout.models.catalog import Catalog
 from rollout.models.usage import UsageRecord
+from rollout.util.durations import parse_duration, period_label
 
 # agent (or LiteLLM model group) -> {model id: share of its traffic}; "*" is the default model
 Assignment = dict[str, dict[str, float]]
@@ -71,11 +72,19 @@ class AgentCost:
 
 @dataclass(frozen=True)
 class CostBound:
-    """A `cost_per_day_usd` check's `max`; enforce False means an alert, not a gate."""
+    """A `cost_per_day_usd` check's `max`, or a `cost_usd` budget's as a daily rate (with the
+    budget as written: its max and window); enforce False means an alert, not a gate."""
 
     check: str
     max_per_day: float
     enforce: bool = True
+    budget: tuple[float, float] | None = None  # cost_usd: (max USD, window seconds)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"check": self.check, "max_per_day": self.max_per_day, "enforce": self.enforce}
+        if self.budget is not None:
+            out["budget"] = {"max": self.budget[0], "window_s": self.budget[1]}
+        return out
 
 
 @dataclass(frozen=True)
@@ -129,7 +138,9 @@ class Projection:
             "saving_usd": periods(self.saving_per_day),
             "saving_percent": self.saving_percent,
             "agents": [vars(row) for row in self.rows],
-            "bounds": [{**vars(b), "exceeded": b in [x for x, _ in self.breaches()]} for b in self.bounds],
+            "bounds": [
+                {**b.to_json(), "exceeded": b in [x for x, _ in self.breaches()]} for b in self.bounds
+            ],
             "notes": list(self.notes),
         }
 
@@ -220,15 +231,23 @@ def _total(values: Iterable[float | None]) -> float | None:
 
 
 def bounds_from_checks(checks: Any) -> list[CostBound]:
-    """Return the `max` of every `cost_per_day_usd` metric check in a playbook's health.checks."""
+    """Return the `max` of every `cost_per_day_usd` metric check in a playbook's health.checks,
+    and of every `cost_usd` budget as the daily rate that spends it over its window."""
     found: list[CostBound] = []
     for i, check in enumerate(checks if isinstance(checks, list) else []):
-        if not isinstance(check, dict) or check.get("metric") != "cost_per_day_usd":
+        if not isinstance(check, dict) or check.get("metric") not in ("cost_per_day_usd", "cost_usd"):
             continue
         bound = check.get("max")
-        if isinstance(bound, int | float) and not isinstance(bound, bool):
-            name = str(check.get("name", f"check-{i + 1}"))
-            found.append(CostBound(name, float(bound), check.get("enforce", True) is not False))
+        if not isinstance(bound, int | float) or isinstance(bound, bool):
+            continue
+        name = str(check.get("name", f"check-{i + 1}"))
+        enforce = check.get("enforce", True) is not False
+        if check["metric"] == "cost_per_day_usd":
+            found.append(CostBound(name, float(bound), enforce))
+            continue
+        window = parse_duration(check.get("window"))
+        if window:
+            found.append(CostBound(name, float(bound) * DAY / window, enforce, (float(bound), window)))
     return found
 
 
@@ -263,6 +282,14 @@ def summary_lines(p: Projection) -> list[str]:
         lines.append(f"  {word}: {_usd(abs(saving))}/day, {_usd(abs(saving) * YEAR_DAYS)}/year{share}")
     for bound, cost in p.breaches():
         kind = "bound" if bound.enforce else "alert"
+        if bound.budget is not None:
+            budget, window = bound.budget
+            per = period_label(window)
+            lines.append(
+                f"  ABOVE budget {bound.check}: candidate {_usd(cost * window / DAY)}/{per} "
+                f"> max {_usd(budget)}/{per}" + ("" if bound.enforce else " (alert)")
+            )
+            continue
         lines.append(
             f"  ABOVE {kind} {bound.check}: candidate {_usd(cost)}/day > max {_usd(bound.max_per_day)}/day"
         )

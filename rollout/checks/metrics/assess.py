@@ -264,12 +264,12 @@ def _interval(metric: MetricDef, canary: Cohort, alpha: float) -> tuple[float, f
         return wilson_interval(canary.events, canary.samples, normal_isf(alpha))
     if canary.period is None or not canary.period.records:
         return None
-    if metric.name == "cost_per_day_usd":
+    if metric.spend:
         est = estimate(metric, canary.period)
         if est is None or not math.isfinite(est.variance):
             return None
         half = normal_isf(alpha) * math.sqrt(est.variance)
-        return (max(0.0, est.value - half) * canary.per_day, (est.value + half) * canary.per_day)
+        return (max(0.0, est.value - half) * canary.spend_scale, (est.value + half) * canary.spend_scale)
     # Means: a t-interval on batch means (each the mean of ~10 consecutive calls), so heavy tails
     # and bursts of slow calls widen the interval instead of hiding in a per-call variance.
     assert canary.value is not None
@@ -328,7 +328,7 @@ def _regression(
         return _Part("inconclusive", "has no calls since the switch to compare with its own past yet")
     if did is not None and observed is not None:
         expected = did.expected
-        scale = canary.per_day if metric.name == "cost_per_day_usd" else 1.0
+        scale = canary.spend_scale if metric.spend else 1.0
         hosts = did.hosts
         against = (
             f"vs {fmt(expected * scale)} expected from each host's own calls before its switch and "
@@ -342,7 +342,7 @@ def _regression(
         p = _p(observed, RatioEstimate(expected, 0.0), factor, metric.lower_is_better, var)
         rel = relative_regression(observed.value, expected, metric.lower_is_better)
         details["method"] = "difference-in-differences"
-        if metric.name == "cost_per_day_usd":
+        if metric.spend:
             split = _cost_split(canary, did, var, factor, metric.lower_is_better)
             if split is not None:
                 p, clause, numbers = split
@@ -500,7 +500,7 @@ def _did(metric: MetricDef, cells: list[HostPeriods]) -> _DiD | None:
 
 
 def _weight(metric: MetricDef, period: Period) -> float:
-    return period.host_seconds if metric.name == "cost_per_day_usd" else float(period.calls)
+    return period.host_seconds if metric.spend else float(period.calls)
 
 
 def _p(

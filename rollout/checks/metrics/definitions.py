@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rollout.checks.metrics.stats import RatioEstimate, quantile, quantile_variance, ratio_estimate
 from rollout.models.usage import UsageRecord
+from rollout.util.durations import period_label
 
 SECONDS_PER_DAY = 86400.0
 
@@ -20,10 +22,26 @@ class MetricDef:
     name: str
     test: str  # "rate" | "scale"
     lower_is_better: bool
-    unit: str  # "ratio" | "s" | "usd_per_day" | "tokens"
+    unit: str  # "ratio" | "s" | "usd_per_day" | "usd_per_window" | "usd" | "tokens"
     event: Callable[[UsageRecord], bool] | None = None  # rate: what counts as an event
     sample: Callable[[UsageRecord], float] | None = None  # scale: the per-call value
     summary: Callable[[Sequence[float]], float] | None = None  # scale: per-call values -> value
+    # Spend metrics: the value is spend per host-second x this many seconds x the fleet's hosts
+    # (a day for cost_per_day_usd; the check's window for cost_usd, set by `over_window`).
+    spend_span_s: float = 0.0
+    per_window: bool = False  # the span is the check's window (a budget: $300 per 7d)
+    per: str = ""  # how a value's period is written after it: "/7d"
+
+    @property
+    def spend(self) -> bool:
+        """Return True for a metric of spend per host-second scaled to a span (cost_per_day_usd, cost_usd)."""
+        return self.spend_span_s > 0 or self.per_window
+
+    def over_window(self, window: float) -> MetricDef:
+        """Return this metric as a check with `window` measures it (a budget's span is its window)."""
+        if not self.per_window:
+            return self
+        return dataclasses.replace(self, spend_span_s=window, per=f"/{period_label(window)}")
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -52,7 +70,15 @@ METRICS: dict[str, MetricDef] = {
             sample=lambda r: r.duration_s,
             summary=lambda v: quantile(v, 0.95),
         ),
-        MetricDef("cost_per_day_usd", "scale", True, "usd_per_day", sample=lambda r: r.cost_usd),
+        MetricDef(
+            "cost_per_day_usd",
+            "scale",
+            True,
+            "usd_per_day",
+            sample=lambda r: r.cost_usd,
+            spend_span_s=SECONDS_PER_DAY,
+            per="/day",
+        ),
         MetricDef(
             "tokens_per_call",
             "scale",
@@ -61,6 +87,9 @@ METRICS: dict[str, MetricDef] = {
             sample=lambda r: float(r.input_tokens + r.output_tokens),
             summary=_mean,
         ),
+        # A budget: what the whole fleet would spend over one `window` (7d: a week) on the
+        # cohort's config, from the spend per host-second of the usage records in that window.
+        MetricDef("cost_usd", "scale", True, "usd_per_window", sample=lambda r: r.cost_usd, per_window=True),
     )
 }
 
@@ -133,7 +162,7 @@ def _estimate(metric: MetricDef, period: Period) -> RatioEstimate | None:
     top = m - 1
     slots = [min(top, max(0, int((r.ts - start) / width))) for r in records]
     ys, xs = [0.0] * m, [0.0] * m
-    if metric.name == "cost_per_day_usd":
+    if metric.spend:
         squares = 0.0
         for j, r in zip(slots, records, strict=True):
             ys[j] += r.cost_usd
@@ -215,7 +244,7 @@ def window_values(metric: MetricDef, period: Period, length: float, end: float, 
         lo, hi = origin + j * length, origin + (j + 1) * length
         a, b = bisect.bisect_left(times, lo), bisect.bisect_left(times, hi)
         y = sums[b] - sums[a]
-        if metric.name == "cost_per_day_usd":
+        if metric.spend:
             x = sum(max(0.0, min(e, hi) - max(s, lo)) for s, e in period.spans)
         else:
             x = float(counts[b] - counts[a])
@@ -279,7 +308,8 @@ class Cohort:
     notes: list[str] = field(default_factory=list)
     period: Period | None = None  # the calls behind the value (usage sources)
     did: list[HostPeriods] | None = None  # canary: each host before/after, with the baseline's change
-    per_day: float = 1.0  # cost_per_day_usd: a day times the fleet's hosts (value = rate x per_day)
+    # spend metrics: their span (a day, a budget's window) times the fleet's hosts (value = rate x this)
+    spend_scale: float = 1.0
     calls_per_s: float | None = None  # how fast this cohort's calls arrive
     # cost: relative variance of one host's call rate against the other hosts' beyond Poisson's over
     # windows as long as the canary has been live, before any switch (bursts); None: not measured
@@ -304,10 +334,11 @@ def cohort_from_records(
     values = [metric.sample(r) for r in records]
     if not n:
         return Cohort(name, hosts, None, 0, values=values)
-    if metric.name == "cost_per_day_usd":
-        # Spend per host-second observed, times a day, times every host of the fleet: what the
-        # fleet would pay per day if every host ran this cohort's config.
-        value = sum(values) / host_seconds * SECONDS_PER_DAY * fleet_size if host_seconds > 0 else None
+    if metric.spend:
+        # Spend per host-second observed, times a day (or the budget's window), times every host of
+        # the fleet: what the fleet would pay over that span if every host ran this cohort's config.
+        span = metric.spend_span_s
+        value = sum(values) / host_seconds * span * fleet_size if host_seconds > 0 else None
     else:
         assert metric.summary is not None
         value = metric.summary(values)
@@ -315,13 +346,13 @@ def cohort_from_records(
 
 
 def format_value(metric: MetricDef, value: float | None) -> str:
-    """Return a value as a person reads it: 4.2%, 3.10s, $42.00/day, 1234 tokens."""
+    """Return a value as a person reads it: 4.2%, 3.10s, $42.00/day, $312.00/7d, 1234 tokens."""
     if value is None:
         return "n/a"
     if metric.unit == "ratio":
         return f"{value * 100:.1f}%"
     if metric.unit == "s":
         return f"{value:.2f}s"
-    if metric.unit == "usd_per_day":
-        return f"${value:,.2f}/day"
+    if metric.unit in ("usd_per_day", "usd_per_window"):
+        return f"${value:,.2f}{metric.per}"
     return f"{value:,.0f} tokens"

@@ -12,7 +12,6 @@ import bisect
 from collections.abc import Mapping, Sequence
 
 from rollout.checks.metrics.definitions import (
-    SECONDS_PER_DAY,
     Cohort,
     HostPeriods,
     MetricDef,
@@ -58,7 +57,7 @@ def split_cohorts(
         found = cohort_from_records(
             metric, name, hosts, list(watched.records), watched.host_seconds, fleet_size
         )
-        found.period, found.per_day = watched, SECONDS_PER_DAY * fleet_size
+        found.period, found.spend_scale = watched, metric.spend_span_s * fleet_size
         wall = now - min(lo.values())
         found.calls_per_s = watched.calls / wall if wall > 0 else None
         return found
@@ -84,7 +83,7 @@ def split_cohorts(
                 )
             )
         canary.did = cells or None
-        if metric.name == "cost_per_day_usd" and cells:
+        if metric.spend and cells:
             first = min(switched_at[c.host] for c in cells)
             lo = max(first - window, min((ts[0] for ts in stamps.values() if ts), default=first))
             canary.rate_placebo = rate_placebo(stamps, canary_hosts + baseline_hosts, lo, first, now - since)

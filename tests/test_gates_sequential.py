@@ -16,6 +16,7 @@ from rollout.metrics.stats import (
     clopper_pearson_interval,
     look_alpha,
     normal_isf,
+    stage_share,
     t_isf,
     t_sf,
     wilson_interval,
@@ -44,13 +45,28 @@ def test_intervals_match_reference_values() -> None:
 
 
 def test_look_alpha_spends_at_most_alpha_over_every_look_of_every_stage() -> None:
-    for planned in (1, 7, 121):
-        spent = sum(look_alpha(0.01, k, planned, s, 3) for s in range(3) for k in range(1, 20_000))
-        assert spent <= 0.01
-        assert spent > 0.0099  # nearly all of it, with looks far past the plan
-    # later looks (more data) get more; the 25% stage more than the 50% one
-    assert look_alpha(0.01, 10, 10, 0, 3) > look_alpha(0.01, 1, 10, 0, 3)
-    assert look_alpha(0.01, 5, 10, 0, 3) > look_alpha(0.01, 5, 10, 1, 3)
+    rng = random.Random(3)
+    for bake, extension in ((5.0, 5.0), (600.0, 0.0), (0.0, 0.0), (0.0, 30.0), (60.0, 600.0)):
+        for _ in range(20):
+            spent = 0.0
+            for stage in range(3):
+                # looks at random moments, some at the same moment, far past the plan
+                times = sorted(rng.uniform(0, 20 * (bake + extension + 1)) for _ in range(rng.randint(1, 400)))
+                times += [times[-1]] * 5
+                since: float | None = None
+                for k, at in enumerate(times, start=1):
+                    spent += look_alpha(0.01, k, since, at, bake, extension, stage, 3)
+                    since = at
+            assert spent <= 0.01
+    # every planned look, taken every second, spends 90% of its stage's share by the plan's end
+    spent = sum(look_alpha(0.01, k, k - 1.0 if k > 1 else None, float(k), 5.0, 5.0, 0, 3) for k in range(1, 11))
+    assert spent == pytest.approx(stage_share(0.01, 0, 3) * (0.9 + 0.05 * (1 - 1 / 11)))
+    # a look that comes later (more data) gets more; the 25% stage more than the 50% one
+    assert look_alpha(0.01, 5, 4.0, 5.0, 5.0, 5.0, 0, 3) > look_alpha(0.01, 2, 1.0, 2.0, 5.0, 5.0, 0, 3)
+    assert look_alpha(0.01, 5, 4.0, 5.0, 5.0, 5.0, 0, 3) > look_alpha(0.01, 5, 4.0, 5.0, 5.0, 5.0, 1, 3)
+    # a look right after the last one still has some alpha to spend
+    assert look_alpha(0.01, 7, 3.0, 3.0, 5.0, 5.0, 0, 3) > 0
+    assert stage_share(0.01, 0, 3) + stage_share(0.01, 1, 3) + stage_share(0.01, 2, 3) == pytest.approx(0.01)
 
 
 def call(ts: float, rng: random.Random, error_rate: float, latency: float, cost: float) -> UsageRecord:
@@ -115,8 +131,9 @@ def test_sequential_false_alarm_rate_stays_within_alpha_over_many_looks() -> Non
         spent = naive = False
         for k in range(1, looks + 1):
             now = SWITCH + k * 5
+            spend = look_alpha(alpha, k, (k - 1) * 5.0 if k > 1 else None, k * 5.0, looks * 5.0, 0.0)
             for metric in ("error_rate", "latency_mean_s"):
-                spent |= judge_at(metric, bounds, calls, now, look_alpha(alpha, k, looks)).outcome == "fail"
+                spent |= judge_at(metric, bounds, calls, now, spend).outcome == "fail"
                 naive |= judge_at(metric, bounds, calls, now, alpha).outcome == "fail"
         spent_fails += spent
         naive_fails += naive

@@ -16,7 +16,7 @@ from rollout.durations import format_duration
 from rollout.engine import Run, reconcile
 from rollout.errors import OK, REFUSED, Refused
 from rollout.fleet import Fleet, ProgressFn
-from rollout.gate import evaluate
+from rollout.gate import evaluate, looked_before
 from rollout.store import Store
 
 Say = Callable[[str], None]
@@ -84,7 +84,9 @@ def run_auto(
                     step = advance_run(run)
                     decision = step.data.get("decision")
                     more = extension_left(run)
-                    if decision == "inconclusive" and step.exit_code == REFUSED and more > 0:
+                    # A look that began before the extension's end held weak evidence: look once more.
+                    at_end = more <= 0 and looked_before(run, stage.bake + run.playbook.health.extension(stage))
+                    if decision == "inconclusive" and step.exit_code == REFUSED and (more > 0 or at_end):
                         # Sparse data: keep sampling past the bake (up to health.max_extend).
                         if extending != index:
                             why = (step.data.get("verdict") or {}).get("why", "")
@@ -93,7 +95,7 @@ def run_auto(
                                 f"{format_duration(more)} more: {why}"
                             )
                         extending = index
-                        wait = min(interval, more) if interval > 0 else more
+                        wait = 0.0 if at_end else min(interval, more) if interval > 0 else more
                     else:
                         _relay(step, total, emit, skip_reused=True)
                         state = rollout.state["state"]

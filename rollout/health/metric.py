@@ -10,7 +10,7 @@ from typing import Any
 from rollout.durations import parse_duration
 from rollout.errors import BadInput
 from rollout.health.base import CheckSpec, GateContext, Measurement
-from rollout.metrics.assess import DEFAULT_ALPHA, Bounds, assess
+from rollout.metrics.assess import DEFAULT_ALPHA, SUGGESTIVE_P, Bounds, assess
 from rollout.metrics.definitions import METRICS, Cohort
 from rollout.metrics.periods import split_cohorts
 from rollout.metrics.prometheus import QueryError, query_value, render
@@ -86,8 +86,12 @@ class MetricKind:
         canary, baseline = got
         gated = [st.name for st in ctx.playbook.stages if not st.is_shadow and check.applies_to(st.name)]
         position = gated.index(ctx.stage.name) if ctx.stage.name in gated else 0
-        spend = look_alpha(opts.bounds.alpha, ctx.look, ctx.planned_looks, position, len(gated))
-        verdict = assess(METRICS[opts.metric], opts.bounds, canary, baseline, spend)
+        bake, extension = ctx.stage.bake, ctx.playbook.health.extension(ctx.stage)
+        at = bake + extension if ctx.at_s is None else ctx.at_s  # None: the stage's one look
+        spend = look_alpha(opts.bounds.alpha, ctx.look, ctx.since_s, at, bake, extension, position, len(gated))
+        # Weak evidence of a regression holds the gate only while the stage may still extend.
+        hold = SUGGESTIVE_P if at < bake + extension else None
+        verdict = assess(METRICS[opts.metric], opts.bounds, canary, baseline, spend, hold)
         details = {
             **verdict.details,
             "window_s": opts.window,
@@ -97,6 +101,7 @@ class MetricKind:
             "look": ctx.look,
             "planned_looks": ctx.planned_looks,
             "alpha_look": spend,
+            "look_at_s": at,
         }
         return [Measurement(check.name, None, verdict.outcome, verdict.why, check.enforce, details)]
 

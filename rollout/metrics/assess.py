@@ -39,6 +39,10 @@ from rollout.metrics.stats import (
 
 DEFAULT_ALPHA = 0.01
 P95_SHARE = 0.05  # p95 above a bound means more than 5% of calls above it
+# While a stage may still extend, a change shown over the margin with p below this is
+# inconclusive (the gate keeps sampling) rather than a pass: weak evidence of a regression does not
+# promote the candidate while more calls can be had. At the extension's end the check's alpha holds.
+SUGGESTIVE_P = 0.2
 
 
 @dataclass(frozen=True)
@@ -85,9 +89,11 @@ def assess(
     canary: Cohort,
     baseline: Cohort | None,
     alpha_look: float | None = None,
+    hold_p: float | None = None,
 ) -> Assessment:
     """Decide pass / fail / inconclusive for the canary cohort (baseline None: no hosts left on it).
-    `alpha_look` is what this look may spend of the check's alpha (default: all of it)."""
+    `alpha_look` is what this look may spend of the check's alpha (default: all of it); a change
+    over the margin with p below `hold_p` (default the check's alpha) is inconclusive, not a pass."""
 
     def fmt(v: float | None) -> str:
         return format_value(metric, v)
@@ -136,7 +142,8 @@ def assess(
         if baseline is None or baseline.value is None:
             parts.append(_Part("pass", "no baseline hosts left to compare with"))
         else:
-            parts.append(_regression(metric, bounds, canary, baseline, spend, details))
+            hold = bounds.alpha if hold_p is None else max(bounds.alpha, hold_p)
+            parts.append(_regression(metric, bounds, canary, baseline, spend, hold, details))
     for outcome in ("fail", "inconclusive"):
         deciding = [p for p in parts if p.outcome == outcome]
         if deciding:
@@ -167,7 +174,7 @@ def _absolute(
     assert value is not None
     if metric.name == "latency_p95_s" and canary.period is not None:
         return _absolute_p95(metric, bounds, canary, baseline, spend, details)
-    fail_iv = _interval(metric, canary, spend)
+    fail_iv = _interval(metric, canary, spend, clustered=True)
     pass_iv = _interval(metric, canary, bounds.alpha)
     if fail_iv is None or pass_iv is None:
         # A bare value (a Prometheus query without sample counts): the value itself decides.
@@ -256,12 +263,19 @@ def _absolute_p95(
     return _Part("pass", " and ".join(texts))
 
 
-def _interval(metric: MetricDef, canary: Cohort, alpha: float) -> tuple[float, float] | None:
-    """Return a one-sided-at-`alpha` interval (each end) on the canary's value, or None."""
+def _interval(
+    metric: MetricDef, canary: Cohort, alpha: float, clustered: bool = False
+) -> tuple[float, float] | None:
+    """Return a one-sided-at-`alpha` interval (each end) on the canary's value, or None;
+    `clustered` widens a rate's interval by the errors' clustering in time (the fail side)."""
     if metric.test == "rate":
         if canary.events is None or not canary.samples:
             return None
-        return wilson_interval(canary.events, canary.samples, normal_isf(alpha))
+        # A fail uses Wilson on the calls' effective number (n / design effect): errors that come
+        # together (a provider's incident) count as fewer independent calls, as the one-second
+        # slices show, so a burst of errors on a high-error canary host does not read as a breach.
+        deff = _design_effect(metric, canary) if clustered else 1.0
+        return wilson_interval(canary.events, canary.samples, normal_isf(alpha) * math.sqrt(deff))
     if canary.period is None or not canary.period.records:
         return None
     if metric.name == "cost_per_day_usd":
@@ -290,6 +304,19 @@ def _interval(metric: MetricDef, canary: Cohort, alpha: float) -> tuple[float, f
     return canary.value - half, canary.value + half
 
 
+def _design_effect(metric: MetricDef, canary: Cohort) -> float:
+    """Return how much the slices' spread widens a rate's binomial variance (at least 1)."""
+    if canary.period is None or not canary.period.records or not canary.samples:
+        return 1.0
+    est = estimate(metric, canary.period)
+    n = canary.samples
+    adjusted = ((canary.events or 0) + 1) / (n + 2)
+    binomial = adjusted * (1 - adjusted) / (n + 2)
+    if est is None or not math.isfinite(est.variance) or binomial <= 0:
+        return 1.0
+    return max(1.0, est.variance / binomial)
+
+
 def _fleetwide(metric: MetricDef, bounds: Bounds, baseline: Cohort | None, part: _Part) -> _Part:
     """A breach the baseline hosts share over the same period is the fleet's, not the candidate's."""
     if baseline is None or baseline.value is None:
@@ -310,9 +337,11 @@ def _regression(
     canary: Cohort,
     baseline: Cohort,
     spend: float,
+    hold: float,
     details: dict[str, Any],
 ) -> _Part:
-    """Test "canary worse than expected by more than the margin" at the look's alpha."""
+    """Test "canary worse than expected by more than the margin" at the look's alpha; over the
+    margin with p below `hold` but not significant is inconclusive (keep sampling)."""
 
     def fmt(v: float | None) -> str:
         return format_value(metric, v)
@@ -375,8 +404,9 @@ def _regression(
         return _Part(
             "fail", f"{against}: {change}, significantly over the {allowed} allowed (p={p:.2g} < {spend:.2g})"
         )
-    if rel is not None and rel > margin and p < bounds.alpha:
-        # Over the margin and suggestive at the check's alpha, not yet at this look's: sample more.
+    if rel is not None and rel > margin and p < hold:
+        # Over the margin and suggestive, not yet significant at this look's alpha: sample more
+        # rather than promote (an extension only holds; it never fails by itself).
         z_now, z_need = normal_isf(max(p, 1e-300)), normal_isf(spend)
         n = canary.samples or 0
         needed = max(1, math.ceil(n * (z_need / z_now) ** 2 - n)) if n and z_now > 0 else None

@@ -283,3 +283,54 @@ def test_cost_per_day_a_burst_of_calls_is_not_a_regression_a_price_rise_is() -> 
         pricier = judge(bursty_calls(random.Random(30 + seed), switch, now, 1.5, False))
         assert pricier.outcome == "fail", pricier.why
         assert "cost per call" in pricier.why and "higher" in pricier.why
+
+
+def test_errors_that_come_together_are_not_a_breach_of_max_on_their_own() -> None:
+    """A 6 s canary window on a 3% host with a 1 s provider incident (+15% errors on every host):
+    7.9% of calls erred, but nearly all in one second. Counted as independent calls the Wilson
+    bound says "above 5%"; counted as the slices show (design effect) it cannot yet tell."""
+    rng = random.Random(21)
+    start = NOW - 6.0
+    records = []
+    for i in range(1200):
+        ts = start + 6.0 * i / 1200
+        rate = 0.03 + (0.60 if NOW - 3.0 <= ts < NOW - 2.5 else 0.0)
+        records.append(
+            UsageRecord(ts=ts, agent="build", model="m/x", input_tokens=1, output_tokens=1,
+                        cost_usd=0.01, duration_s=4.0, outcome="error" if rng.random() < rate else "success")
+        )  # fmt: skip
+    by_host = {"c1": records, "b1": [], "b2": [], "b3": []}
+    canary, _ = split_cohorts(METRICS["error_rate"], by_host, ("c1",), (), {"c1": start}, NOW, 600.0, 4)
+    assert canary.events is not None and canary.samples is not None
+    assert canary.events / canary.samples > 0.05
+    independent = wilson_interval(canary.events, canary.samples, normal_isf(0.001))
+    assert independent[0] > 0.05  # what the bound alone would have failed on
+    found = assess(METRICS["error_rate"], Bounds(max=0.05, min_samples=50), canary, None, 0.001)
+    assert found.outcome == "inconclusive"
+    assert "cannot be told from max 5.0% yet" in found.why
+
+
+def test_weak_evidence_of_a_regression_holds_the_gate_while_it_may_extend() -> None:
+    """Over the margin with alpha <= p < hold_p: inconclusive while the stage may still extend
+    (hold_p given), a pass at the extension's end (the check's alpha decides)."""
+    errors = dict.fromkeys(HOSTS, 0.01)
+    latency = dict.fromkeys(HOSTS, 4.0)
+    bounds = Bounds(max_regression=0.10, min_samples=20, alpha=0.01)
+    seen = 0
+    for seed in range(40):
+        rng = random.Random(seed)
+        calls = fleet_calls(rng, 2.0, SWITCH + 30, errors, latency, canary_factor=1.2)
+        visible = {h: [r for r in rs if r.ts <= SWITCH + 30] for h, rs in calls.items()}
+        canary, baseline = split_cohorts(
+            METRICS["latency_mean_s"], visible, ("c1",), HOSTS[1:], {"c1": SWITCH}, SWITCH + 30, 600.0, 4
+        )
+        final = assess(METRICS["latency_mean_s"], bounds, canary, baseline, 0.001)
+        p, rel = final.details["p_value"], final.details["regression"]
+        if not (0.01 <= p < 0.2 and rel > 0.10):
+            continue
+        seen += 1
+        assert final.outcome == "pass"
+        held = assess(METRICS["latency_mean_s"], bounds, canary, baseline, 0.001, hold_p=0.2)
+        assert held.outcome == "inconclusive"
+        assert "over the 10% allowed but not yet significantly" in held.why
+    assert seen >= 3

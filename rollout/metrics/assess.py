@@ -94,11 +94,35 @@ def assess(
     """Decide pass / fail / inconclusive for the canary cohort (baseline None: no hosts left on it).
     `alpha_look` is what this look may spend of the check's alpha (default: all of it); a change
     over the margin with p below `hold_p` (default the check's alpha) is inconclusive, not a pass."""
-
-    def fmt(v: float | None) -> str:
-        return format_value(metric, v)
-
     spend = bounds.alpha if alpha_look is None else alpha_look
+    details = _details(metric, bounds, canary, baseline)
+    notes = "".join(f" ({n})" for n in canary.notes + (baseline.notes if baseline else []))
+
+    def verdict(outcome: Outcome, why: str, needed: int | None = None) -> Assessment:
+        if needed:
+            details["needed"] = needed
+        return Assessment(outcome, why + notes, details)
+
+    waiting = _waiting_for_data(metric, bounds, canary, baseline)
+    if waiting is not None:
+        return verdict(waiting.outcome, waiting.text, waiting.needed)
+    parts: list[_Part] = []
+    absolute = _absolute(metric, bounds, canary, baseline, spend, details)
+    if absolute is not None:
+        parts.append(absolute)
+    if bounds.max_regression is not None:
+        if baseline is None or baseline.value is None:
+            parts.append(_Part("pass", "no baseline hosts left to compare with"))
+        else:
+            hold = bounds.alpha if hold_p is None else max(bounds.alpha, hold_p)
+            parts.append(_regression(metric, bounds, canary, baseline, spend, hold, details))
+    seen = f"{metric.name} {format_value(metric, canary.value)} on canary ({_count(canary)})"
+    outcome, text, needed = _combine(parts, f"is within {bounds.describe(metric)}")
+    return verdict(outcome, f"{seen} {text}", needed)
+
+
+def _details(metric: MetricDef, bounds: Bounds, canary: Cohort, baseline: Cohort | None) -> dict[str, Any]:
+    """Return the numbers every assessment records, before any test adds its own."""
     details: dict[str, Any] = {
         "metric": metric.name,
         "value": canary.value,
@@ -112,47 +136,41 @@ def assess(
     details["shown"] = {"value": format_value(metric, canary.value)}
     if baseline is not None:
         details["shown"]["baseline"] = format_value(metric, baseline.value)
-    notes = "".join(f" ({n})" for n in canary.notes + (baseline.notes if baseline else []))
+    return details
 
-    def verdict(outcome: Outcome, why: str, **extra: Any) -> Assessment:
-        details.update(extra)
-        return Assessment(outcome, why + notes, details)
 
+def _waiting_for_data(
+    metric: MetricDef, bounds: Bounds, canary: Cohort, baseline: Cohort | None
+) -> _Part | None:
+    """Return an inconclusive part (the whole sentence) while a cohort is below `min_samples` or
+    the canary has no value yet; None when there is enough to test."""
     wants_baseline = bounds.max_regression is not None and baseline is not None
     short = [c for c in (canary, baseline if wants_baseline else None) if c is not None and _short(c, bounds)]
     if short:
         needed = max(bounds.min_samples - (c.samples or 0) for c in short)
         counts = ", ".join(f"{c.name} has {c.samples}" for c in short)
-        return verdict(
+        return _Part(
             "inconclusive",
             f"{metric.name}: too few samples ({counts}, need {bounds.min_samples} each): "
             f"{needed} more needed{_how_long(needed, short)}",
-            needed=needed,
+            needed,
         )
     if canary.value is None:
-        return verdict(
-            "inconclusive", f"{metric.name}: no data for the canary yet", needed=bounds.min_samples
-        )
-    seen = f"{metric.name} {fmt(canary.value)} on canary ({_count(canary)})"
-    parts: list[_Part] = []
-    absolute = _absolute(metric, bounds, canary, baseline, spend, details)
-    if absolute is not None:
-        parts.append(absolute)
-    if bounds.max_regression is not None:
-        if baseline is None or baseline.value is None:
-            parts.append(_Part("pass", "no baseline hosts left to compare with"))
-        else:
-            hold = bounds.alpha if hold_p is None else max(bounds.alpha, hold_p)
-            parts.append(_regression(metric, bounds, canary, baseline, spend, hold, details))
+        return _Part("inconclusive", f"{metric.name}: no data for the canary yet", bounds.min_samples)
+    return None
+
+
+def _combine(parts: list[_Part], otherwise: str) -> tuple[Outcome, str, int | None]:
+    """Return the outcome the parts decide (any fail, else any inconclusive, else pass), the
+    clauses that decide it, and the most calls any of them still needs."""
     for outcome in ("fail", "inconclusive"):
         deciding = [p for p in parts if p.outcome == outcome]
         if deciding:
             needed = max((p.needed or 0 for p in deciding), default=0)
-            extra = {"needed": needed} if needed else {}
-            return verdict(outcome, f"{seen} " + ", and ".join(p.text for p in deciding), **extra)
+            return outcome, ", and ".join(p.text for p in deciding), needed or None
     if not parts:
-        return verdict("pass", f"{seen} is within {bounds.describe(metric)}")
-    return verdict("pass", f"{seen} " + ", and ".join(p.text for p in parts))
+        return "pass", otherwise, None
+    return "pass", ", and ".join(p.text for p in parts), None
 
 
 def _absolute(

@@ -205,6 +205,8 @@ class Trial:
     caught_before_50: bool
     decision_s: float | None  # from the canary going live to the 25% gate's decision
     reasons: list[str] = field(default_factory=list)
+    failed_at: int | None = None  # the percent live when a gate failed (None: none failed)
+    canary_looks: list[str] = field(default_factory=list)  # the 25% gate's looks, one line each
 
 
 def run_trial(scenario: Scenario, seed: int, args: argparse.Namespace) -> Trial:
@@ -270,12 +272,38 @@ def _read_trial(root: Path, code: int, output: str) -> Trial:
     reasons = [line for line in output.splitlines() if ": FAIL:" in line or "INCONCLUSIVE" in line]
     if outcome == "error":
         reasons.append(output[-400:])
+    failed_at, percent = None, None
+    looks = []
+    for e in events:
+        if e["event"] == "stage-entered":
+            percent = e.get("percent")
+        if e["event"] == "gate" and e.get("decision") == "fail" and failed_at is None:
+            failed_at = percent
+        if e["event"] == "gate" and percent == 25 and live is not None:
+            looks.append(f"{_time(e['time']) - live:5.1f}s {e.get('decision')}: {_look_numbers(e)}")
     return Trial(
         outcome,
         outcome == "rolled back" and 50 not in entered,
         decided - live if decided is not None and live is not None else None,
         reasons,
+        failed_at,
+        looks,
     )
+
+
+def _look_numbers(event: dict[str, object]) -> str:
+    """One gate look's deciding numbers per metric check: outcome, change, p against the look's alpha."""
+    verdict = event.get("verdict")
+    parts = []
+    for m in (verdict or {}).get("measurements", []) if isinstance(verdict, dict) else []:
+        d = m.get("details") or {}
+        if "metric" not in d or d.get("look") is None:
+            continue
+        rel, p, spend = d.get("regression"), d.get("p_value"), d.get("alpha_look")
+        rel_text = f"{rel * 100:+.0f}%" if isinstance(rel, float) else "-"
+        p_text = f"p={p:.2g}/{spend:.2g}" if isinstance(p, float) and isinstance(spend, float) else ""
+        parts.append(f"{m['check']} {m['outcome']} {rel_text} {p_text} n={d.get('samples')}")
+    return "; ".join(parts)
 
 
 def _time(text: str) -> float:
@@ -352,6 +380,9 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=0, help="print the table every N trials too")
     parser.add_argument("--keep", action="store_true", help="keep each trial's folder")
     parser.add_argument("--verbose", action="store_true", help="print the reason of every rollback and stop")
+    parser.add_argument(
+        "--trace", action="store_true", help="print each trial's decision stage and its 25%% gate's looks"
+    )
     args = parser.parse_args()
     chosen = [s for s in SCENARIOS if not args.scenarios or s.name in args.scenarios]
     print(
@@ -367,6 +398,7 @@ def main() -> None:
     done = 0
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(run_trial, s, seed, args): s for s, seed in jobs}
+        seed_of = {f: seed for f, (_, seed) in zip(futures, jobs, strict=True)}
         for future, s in futures.items():
             trial = future.result()
             results[s.name].append(trial)
@@ -376,6 +408,11 @@ def main() -> None:
                 print_table(chosen, results)
             if args.verbose and trial.outcome != "complete":
                 print(f"  {s.name}: {trial.outcome}: {' | '.join(trial.reasons)[:600]}", flush=True)
+            if args.trace:
+                where = f"failed at {trial.failed_at}%" if trial.failed_at is not None else "no gate failed"
+                print(f"  {s.name} seed {seed_of[future]}: {trial.outcome}, {where}", flush=True)
+                for line in trial.canary_looks:
+                    print(f"      {line}", flush=True)
     print_table(chosen, results)
     print(f"wall time {time.time() - started:.0f}s; intervals are 95% Wilson")
 

@@ -46,6 +46,8 @@ def context(pb: playbook.Playbook, stage: int = 1, canary: tuple[str, ...] = ("d
         switched_at={h: now - LIVE_FOR for h in canary},
         fleet=Fleet(LocalTransport(pb.base_dir)),
         state_dir=pb.base_dir / "state",
+        bake_s=pb.stages[stage].bake,
+        extension_s=pb.health.extension(pb.stages[stage]),
     )
 
 

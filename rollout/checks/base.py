@@ -88,6 +88,10 @@ class GateContext:
     state_dir: Path
     look: int = 1  # this measurement's number among the stage's looks (metric gates spend alpha per look)
     planned_looks: int = 1  # looks the stage plans: its bake and extension at the sampling interval
+    at_s: float | None = None  # seconds since the stage was entered (None: its one look, at the plan's end)
+    since_s: float | None = None  # seconds into the stage of its previous look (None: the first)
+    bake_s: float = 0.0  # the stage's bake
+    extension_s: float = 0.0  # how long past its bake an inconclusive gate may keep sampling
 
     def env_for(self, host: str | None) -> dict[str, str]:
         """Return the ROLLOUT_* variables for a check on `host` (None: the control machine)."""

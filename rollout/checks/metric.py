@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout.checks.base import CheckSpec, GateContext, Measurement
-from rollout.checks.metrics.assess import DEFAULT_ALPHA, Bounds, assess
+from rollout.checks.metrics.assess import DEFAULT_ALPHA, SUGGESTIVE_P, Bounds, assess
 from rollout.checks.metrics.definitions import METRICS, Cohort, MetricDef
 from rollout.checks.metrics.periods import split_cohorts
 from rollout.checks.metrics.prometheus import QueryError, query_value, render
@@ -104,8 +104,14 @@ class MetricKind:
         canary, baseline = got
         gated = [st.name for st in ctx.playbook.stages if not st.is_shadow and check.applies_to(st.name)]
         position = gated.index(ctx.stage.name) if ctx.stage.name in gated else 0
-        spend = look_alpha(opts.bounds.alpha, ctx.look, ctx.planned_looks, position, len(gated))
-        verdict = assess(opts.definition, opts.bounds, canary, baseline, spend)
+        bake, extension = ctx.bake_s, ctx.extension_s
+        at = bake + extension if ctx.at_s is None else ctx.at_s  # None: the stage's one look
+        spend = look_alpha(
+            opts.bounds.alpha, ctx.look, ctx.since_s, at, bake, extension, position, len(gated)
+        )
+        # Weak evidence of a regression holds the gate only while the stage may still extend.
+        hold = SUGGESTIVE_P if at < bake + extension else None
+        verdict = assess(opts.definition, opts.bounds, canary, baseline, spend, hold)
         details = {
             **verdict.details,
             # The bounds as numbers, so a plot of the looks can draw them (`bound` is the sentence).
@@ -124,6 +130,7 @@ class MetricKind:
             "look": ctx.look,
             "planned_looks": ctx.planned_looks,
             "alpha_look": spend,
+            "look_at_s": at,
         }
         return [Measurement(check.name, None, verdict.outcome, verdict.why, check.enforce, details)]
 

@@ -16,7 +16,7 @@ from rollout.core import machine, playbook
 from rollout.core.machine import Phase
 from rollout.edges import driver, journal
 from rollout.edges.engine import Run, reconcile
-from rollout.edges.gate import evaluate
+from rollout.edges.gate import evaluate, looked_before
 from rollout.edges.store import Rollout, Store
 from rollout.hosts import transports
 from rollout.hosts.fleet import Fleet, ProgressFn
@@ -159,7 +159,14 @@ class _Drive:
         """Return the wait before the next sample when an inconclusive gate may go on sampling
         past its bake (sparse data, up to health.max_extend); None when it may not."""
         more = extension_left(run)
-        if step.data.get("decision") != "inconclusive" or step.exit_code != REFUSED or more <= 0:
+        stage = run.playbook.stages[index]
+        # A look that began before the extension's end held weak evidence: look once more.
+        at_end = more <= 0 and looked_before(run, stage.bake + run.playbook.health.extension(stage))
+        if (
+            step.data.get("decision") != "inconclusive"
+            or step.exit_code != REFUSED
+            or not (more > 0 or at_end)
+        ):
             return None
         if self.extending != index:
             why = (step.data.get("verdict") or {}).get("why", "")
@@ -169,7 +176,7 @@ class _Drive:
             )
         self.extending = index
         interval = run.playbook.health.interval
-        return min(interval, more) if interval > 0 else more
+        return 0.0 if at_end else min(interval, more) if interval > 0 else more
 
 
 def _stops(step: Report, again: bool) -> bool:

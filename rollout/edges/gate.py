@@ -30,7 +30,8 @@ def context(run: Run, stage: Stage) -> GateContext:
         paths = {h: transport.resolve_path(pb.path_on(h), h) for h in pb.hosts}
         baseline = tuple(h for h in pb.hosts if hosts[h].state in (HostState.BASELINE, HostState.SHADOW))
     switched = {h: float(at) for h in canary if (at := hosts[h].switched_at)}
-    looks = int(run.rollout.state.gate.get("looks", 0))
+    counters = run.rollout.state.gate
+    looks = int(counters.get("looks", 0))
     return GateContext(
         playbook=pb,
         stage=stage,
@@ -42,7 +43,17 @@ def context(run: Run, stage: Stage) -> GateContext:
         state_dir=run.rollout.dir,
         look=looks + 1,
         planned_looks=planned_looks(run, stage),
+        at_s=stage_seconds(run),
+        bake_s=stage.bake,
+        extension_s=pb.health.extension(stage),
+        since_s=float(counters["looked_at_s"]) if counters.get("looked_at_s") is not None else None,
     )
+
+
+def stage_seconds(run: Run) -> float | None:
+    """Return how long the current stage has been going (None before one is entered)."""
+    entered = run.rollout.state.stage_entered_at
+    return max(0.0, time.time() - float(entered)) if entered else None
 
 
 def planned_looks(run: Run, stage: Stage) -> int:
@@ -105,8 +116,12 @@ def evaluate(run: Run, stage: Stage) -> Verdict:
     """Measure and judge `stage`, carry the counters, and journal the verdict with its numbers."""
     state = run.rollout.state
     counters = state.gate
+    started = stage_seconds(run)
     measured = measure(run, stage)
     counters["looks"] = int(counters.get("looks", 0)) + 1
+    counters["look_started_s"] = started
+    # Taken after measuring: the next look spends alpha from here (a later mark spends less).
+    counters["looked_at_s"] = stage_seconds(run) or 0.0
     verdict = judge(
         measured,
         failure_limit=run.playbook.health.failure_limit,
@@ -124,6 +139,13 @@ def evaluate(run: Run, stage: Stage) -> Verdict:
     }
     run.rollout.commit("gate", decision=verdict.decision, why=verdict.why, verdict=verdict.to_json())
     return verdict
+
+
+def looked_before(run: Run, seconds: float) -> bool:
+    """Return True if the stage's last look began before `seconds` into the stage (a look that
+    began inside the extension still held weak evidence; the extension's end has not been judged)."""
+    started = run.rollout.state.gate.get("look_started_s")
+    return started is not None and float(started) < seconds
 
 
 def reset_counters(run: Run) -> None:

@@ -39,6 +39,10 @@ from rollout.checks.metrics.stats import (
 
 DEFAULT_ALPHA = 0.01
 P95_SHARE = 0.05  # p95 above a bound means more than 5% of calls above it
+# While a stage may still extend, a change shown over the margin with p below this is
+# inconclusive (the gate keeps sampling) rather than a pass: weak evidence of a regression does not
+# promote the candidate while more calls can be had. At the extension's end the check's alpha holds.
+SUGGESTIVE_P = 0.2
 
 
 @dataclass(frozen=True)
@@ -85,14 +89,40 @@ def assess(
     canary: Cohort,
     baseline: Cohort | None,
     alpha_look: float | None = None,
+    hold_p: float | None = None,
 ) -> Assessment:
     """Decide pass / fail / inconclusive for the canary cohort (baseline None: no hosts left on it).
-    `alpha_look` is what this look may spend of the check's alpha (default: all of it)."""
-
-    def fmt(v: float | None) -> str:
-        return format_value(metric, v)
-
+    `alpha_look` is what this look may spend of the check's alpha (default: all of it); a change
+    over the margin with p below `hold_p` (default the check's alpha) is inconclusive, not a pass."""
     spend = bounds.alpha if alpha_look is None else alpha_look
+    details = _details(metric, bounds, canary, baseline)
+    notes = "".join(f" ({n})" for n in canary.notes + (baseline.notes if baseline else []))
+
+    def verdict(outcome: Outcome, why: str, needed: int | None = None) -> Assessment:
+        if needed:
+            details["needed"] = needed
+        return Assessment(outcome, why + notes, details)
+
+    waiting = _waiting_for_data(metric, bounds, canary, baseline)
+    if waiting is not None:
+        return verdict(waiting.outcome, waiting.text, waiting.needed)
+    parts: list[_Part] = []
+    absolute = _absolute(metric, bounds, canary, baseline, spend, details)
+    if absolute is not None:
+        parts.append(absolute)
+    if bounds.max_regression is not None:
+        if baseline is None or baseline.value is None:
+            parts.append(_Part("pass", "no baseline hosts left to compare with"))
+        else:
+            hold = bounds.alpha if hold_p is None else max(bounds.alpha, hold_p)
+            parts.append(_regression(metric, bounds, canary, baseline, spend, hold, details))
+    seen = f"{metric.name} {format_value(metric, canary.value)} on canary ({_count(canary)})"
+    outcome, text, needed = _combine(parts, f"is within {bounds.describe(metric)}")
+    return verdict(outcome, f"{seen} {text}", needed)
+
+
+def _details(metric: MetricDef, bounds: Bounds, canary: Cohort, baseline: Cohort | None) -> dict[str, Any]:
+    """Return the numbers every assessment records, before any test adds its own."""
     details: dict[str, Any] = {
         "metric": metric.name,
         "value": canary.value,
@@ -106,46 +136,41 @@ def assess(
     details["shown"] = {"value": format_value(metric, canary.value)}
     if baseline is not None:
         details["shown"]["baseline"] = format_value(metric, baseline.value)
-    notes = "".join(f" ({n})" for n in canary.notes + (baseline.notes if baseline else []))
+    return details
 
-    def verdict(outcome: Outcome, why: str, **extra: Any) -> Assessment:
-        details.update(extra)
-        return Assessment(outcome, why + notes, details)
 
+def _waiting_for_data(
+    metric: MetricDef, bounds: Bounds, canary: Cohort, baseline: Cohort | None
+) -> _Part | None:
+    """Return an inconclusive part (the whole sentence) while a cohort is below `min_samples` or
+    the canary has no value yet; None when there is enough to test."""
     wants_baseline = bounds.max_regression is not None and baseline is not None
     short = [c for c in (canary, baseline if wants_baseline else None) if c is not None and _short(c, bounds)]
     if short:
         needed = max(bounds.min_samples - (c.samples or 0) for c in short)
         counts = ", ".join(f"{c.name} has {c.samples}" for c in short)
-        return verdict(
+        return _Part(
             "inconclusive",
             f"{metric.name}: too few samples ({counts}, need {bounds.min_samples} each): "
             f"{needed} more needed{_how_long(needed, short)}",
-            needed=needed,
+            needed,
         )
     if canary.value is None:
-        return verdict(
-            "inconclusive", f"{metric.name}: no data for the canary yet", needed=bounds.min_samples
-        )
-    seen = f"{metric.name} {fmt(canary.value)} on canary ({_count(canary)})"
-    parts: list[_Part] = []
-    absolute = _absolute(metric, bounds, canary, baseline, spend, details)
-    if absolute is not None:
-        parts.append(absolute)
-    if bounds.max_regression is not None:
-        if baseline is None or baseline.value is None:
-            parts.append(_Part("pass", "no baseline hosts left to compare with"))
-        else:
-            parts.append(_regression(metric, bounds, canary, baseline, spend, details))
+        return _Part("inconclusive", f"{metric.name}: no data for the canary yet", bounds.min_samples)
+    return None
+
+
+def _combine(parts: list[_Part], otherwise: str) -> tuple[Outcome, str, int | None]:
+    """Return the outcome the parts decide (any fail, else any inconclusive, else pass), the
+    clauses that decide it, and the most calls any of them still needs."""
     for outcome in ("fail", "inconclusive"):
         deciding = [p for p in parts if p.outcome == outcome]
         if deciding:
             needed = max((p.needed or 0 for p in deciding), default=0)
-            extra = {"needed": needed} if needed else {}
-            return verdict(outcome, f"{seen} " + ", and ".join(p.text for p in deciding), **extra)
+            return outcome, ", and ".join(p.text for p in deciding), needed or None
     if not parts:
-        return verdict("pass", f"{seen} is within {bounds.describe(metric)}")
-    return verdict("pass", f"{seen} " + ", and ".join(p.text for p in parts))
+        return "pass", otherwise, None
+    return "pass", ", and ".join(p.text for p in parts), None
 
 
 def _absolute(
@@ -167,7 +192,7 @@ def _absolute(
     assert value is not None
     if metric.name == "latency_p95_s" and canary.period is not None:
         return _absolute_p95(metric, bounds, canary, baseline, spend, details)
-    fail_iv = _interval(metric, canary, spend)
+    fail_iv = _interval(metric, canary, spend, clustered=True)
     pass_iv = _interval(metric, canary, bounds.alpha)
     if fail_iv is None or pass_iv is None:
         # A bare value (a Prometheus query without sample counts): the value itself decides.
@@ -256,12 +281,19 @@ def _absolute_p95(
     return _Part("pass", " and ".join(texts))
 
 
-def _interval(metric: MetricDef, canary: Cohort, alpha: float) -> tuple[float, float] | None:
-    """Return a one-sided-at-`alpha` interval (each end) on the canary's value, or None."""
+def _interval(
+    metric: MetricDef, canary: Cohort, alpha: float, clustered: bool = False
+) -> tuple[float, float] | None:
+    """Return a one-sided-at-`alpha` interval (each end) on the canary's value, or None;
+    `clustered` widens a rate's interval by the errors' clustering in time (the fail side)."""
     if metric.test == "rate":
         if canary.events is None or not canary.samples:
             return None
-        return wilson_interval(canary.events, canary.samples, normal_isf(alpha))
+        # A fail uses Wilson on the calls' effective number (n / design effect): errors that come
+        # together (a provider's incident) count as fewer independent calls, as the one-second
+        # slices show, so a burst of errors on a high-error canary host does not read as a breach.
+        deff = _design_effect(metric, canary) if clustered else 1.0
+        return wilson_interval(canary.events, canary.samples, normal_isf(alpha) * math.sqrt(deff))
     if canary.period is None or not canary.period.records:
         return None
     if metric.spend:
@@ -290,6 +322,19 @@ def _interval(metric: MetricDef, canary: Cohort, alpha: float) -> tuple[float, f
     return canary.value - half, canary.value + half
 
 
+def _design_effect(metric: MetricDef, canary: Cohort) -> float:
+    """Return how much the slices' spread widens a rate's binomial variance (at least 1)."""
+    if canary.period is None or not canary.period.records or not canary.samples:
+        return 1.0
+    est = estimate(metric, canary.period)
+    n = canary.samples
+    adjusted = ((canary.events or 0) + 1) / (n + 2)
+    binomial = adjusted * (1 - adjusted) / (n + 2)
+    if est is None or not math.isfinite(est.variance) or binomial <= 0:
+        return 1.0
+    return max(1.0, est.variance / binomial)
+
+
 def _fleetwide(metric: MetricDef, bounds: Bounds, baseline: Cohort | None, part: _Part) -> _Part:
     """A breach the baseline hosts share over the same period is the fleet's, not the candidate's."""
     if baseline is None or baseline.value is None:
@@ -310,9 +355,11 @@ def _regression(
     canary: Cohort,
     baseline: Cohort,
     spend: float,
+    hold: float,
     details: dict[str, Any],
 ) -> _Part:
-    """Test "canary worse than expected by more than the margin" at the look's alpha."""
+    """Test "canary worse than expected by more than the margin" at the look's alpha; over the
+    margin with p below `hold` but not significant is inconclusive (keep sampling)."""
 
     def fmt(v: float | None) -> str:
         return format_value(metric, v)
@@ -375,8 +422,9 @@ def _regression(
         return _Part(
             "fail", f"{against}: {change}, significantly over the {allowed} allowed (p={p:.2g} < {spend:.2g})"
         )
-    if rel is not None and rel > margin and p < bounds.alpha:
-        # Over the margin and suggestive at the check's alpha, not yet at this look's: sample more.
+    if rel is not None and rel > margin and p < hold:
+        # Over the margin and suggestive, not yet significant at this look's alpha: sample more
+        # rather than promote (an extension only holds; it never fails by itself).
         z_now, z_need = normal_isf(max(p, 1e-300)), normal_isf(spend)
         n = canary.samples or 0
         needed = max(1, math.ceil(n * (z_need / z_now) ** 2 - n)) if n and z_now > 0 else None

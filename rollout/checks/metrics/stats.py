@@ -185,25 +185,72 @@ def clopper_pearson_interval(events: int, n: int, alpha: float) -> tuple[float, 
     return lower, upper
 
 
-def look_alpha(alpha: float, look: int, planned: int, stage: int = 0, stages: int = 1) -> float:
-    """Return the share of `alpha` that look number `look` of a stage may spend.
+# How a stage's share of alpha is spread over its looks (see `look_alpha`).
+BAKE_SHARE = 0.5  # over the bake, by time
+EXTENSION_SHARE = 0.4  # over the extension, by time (folded into the bake's when there is none)
+LATE_SHARE = 0.05  # past the plan (a human's late `advance`), by time
+PER_LOOK_SHARE = 0.05  # by the look's number: every look gets some, even one right after the last
 
-    Alpha spending with a union bound, so the chance of any false fail over every look of every
-    stage stays at most `alpha` however the looks are correlated. Stage `stage` (0-based) of
-    `stages` gets a share falling with its position (3:2:1 for three stages: the early stages,
-    with the most hosts left to protect and a baseline to compare with, get the most). 90% of a
-    stage's share is spent over its `planned` looks (bake plus extension at the sampling interval)
-    in proportion to the look's number, since later looks see more data; the last 10% goes to
-    unplanned looks (a human's late `advance`): look k > planned gets planned / (k (k - 1)) of it,
-    which sums to one.
-    """
+
+def stage_share(alpha: float, stage: int, stages: int) -> float:
+    """Return the part of `alpha` that live stage `stage` (0-based) of `stages` may spend: weights
+    falling as the square of the stages left ((stages - stage)^2: 9:4:1 for three stages), so the
+    first canary, whose gate decides whether the change reaches half the fleet, gets the most."""
     stages = max(stages, 1)
     stage = min(max(stage, 0), stages - 1)
-    share = alpha * (stages - stage) / (stages * (stages + 1) / 2)
-    planned = max(planned, 1)
-    if look <= planned:
-        return share * 0.9 * 2 * look / (planned * (planned + 1))
-    return share * 0.1 * planned / (look * (look - 1))
+    total = sum(k * k for k in range(1, stages + 1))
+    return alpha * (stages - stage) ** 2 / total
+
+
+def spent_by(
+    alpha: float, at_s: float, bake_s: float, extension_s: float, stage: int = 0, stages: int = 1
+) -> float:
+    """Return how much of `alpha` a stage's gate may have spent by `at_s` seconds into the stage.
+
+    An alpha-spending function of time (Lan-DeMets with the power family rho = 2): of the stage's
+    share, BAKE_SHARE is spent over the bake as (t / bake)^2 and EXTENSION_SHARE over the extension
+    as (t' / extension)^2, so a look spends what the clock moved since the last one, and the looks
+    near a bake's end, which see the most calls, get the most; LATE_SHARE goes to looks past the
+    plan as 1 - plan / t. It never exceeds (1 - PER_LOOK_SHARE) of the stage's share.
+    """
+    if at_s < 0:
+        return 0.0
+    bake_part, extension_part = BAKE_SHARE, EXTENSION_SHARE
+    if extension_s <= 0:
+        bake_part, extension_part = BAKE_SHARE + EXTENSION_SHARE, 0.0
+    spent = bake_part * (min(1.0, at_s / bake_s) ** 2 if bake_s > 0 else 1.0)
+    if extension_part and at_s > bake_s:
+        spent += extension_part * min(1.0, (at_s - bake_s) / extension_s) ** 2
+    plan = max(bake_s + extension_s, 1.0)
+    if at_s > plan:
+        spent += LATE_SHARE * (1.0 - plan / at_s)
+    return stage_share(alpha, stage, stages) * spent
+
+
+def look_alpha(
+    alpha: float,
+    look: int,
+    since_s: float | None,
+    at_s: float,
+    bake_s: float,
+    extension_s: float,
+    stage: int = 0,
+    stages: int = 1,
+) -> float:
+    """Return the share of `alpha` that look number `look` of a stage may spend, taken at `at_s`
+    seconds into the stage, the stage's previous look having been at `since_s` (None: the first).
+
+    Alpha spending with a union bound, so the chance of any false fail over every look of every
+    stage stays at most `alpha` however the looks are correlated and however many there are: a
+    look spends what `spent_by` grew since the last look, plus PER_LOOK_SHARE of the stage's share
+    times 1 / (look (look + 1)), which sums to one over the looks.
+    """
+    before = 0.0
+    if since_s is not None:
+        before = spent_by(alpha, max(0.0, min(since_s, at_s)), bake_s, extension_s, stage, stages)
+    grown = spent_by(alpha, at_s, bake_s, extension_s, stage, stages) - before
+    look = max(look, 1)
+    return max(0.0, grown) + stage_share(alpha, stage, stages) * PER_LOOK_SHARE / (look * (look + 1))
 
 
 @dataclass(frozen=True)

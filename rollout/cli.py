@@ -213,7 +213,8 @@ class RolloutGroup(click.Group):
             problems = [redact_text(str(p)) for p in getattr(e, "problems", [])]
             click.echo(f"error: {message}", err=True)
             for problem in problems:
-                click.echo(f"  {problem}", err=True)
+                if problem != message:  # one problem is its own message
+                    click.echo(f"  {problem}", err=True)
             if as_json:
                 _json_error(e.exit_code, message, problems)
             ctx.exit(e.exit_code)

@@ -209,7 +209,8 @@ class RolloutGroup(click.Group):
             problems = [redact_text(str(p)) for p in getattr(e, "problems", [])]
             click.echo(f"error: {message}", err=True)
             for problem in problems:
-                click.echo(f"  {problem}", err=True)
+                if problem != message:  # one problem is its own message
+                    click.echo(f"  {problem}", err=True)
             if as_json:
                 _json_error(e.exit_code, message, problems)
             ctx.exit(e.exit_code)
@@ -666,6 +667,22 @@ def demo(
     with driving():  # run --auto inside lets go of the rollouts it drove when the demo ends
         report = run(Path(folder), Path(playbook) if playbook else None, _state_dir(ctx, state_dir), bad, say)
     _emit(report, as_json)
+
+
+@cli.command()
+@click.argument("what", type=click.Choice(["playbook"]))
+def schema(what: str) -> None:
+    """Print the JSON Schema of a playbook (Draft 2020-12), for editors and other tools.
+
+    \b
+    Example:
+      rollout schema playbook > playbook.schema.json
+      # then, as the first line of a playbook (yaml-language-server, e.g. VS Code's YAML extension):
+      # yaml-language-server: $schema=./playbook.schema.json
+    """
+    from rollout.core.playbook_schema import schema_text
+
+    click.echo(schema_text(), nl=False)
 
 
 @cli.command()

@@ -278,6 +278,7 @@ def test_a_check_value_of_a_shape_its_kind_does_not_expect_is_exit_2(fleet: Loca
     for verb in ("validate", "start"):
         result = fleet.cli(verb, str(fleet.playbook))
         assert result.exit_code == 2, result.output
-        assert result.stderr.startswith(f"error: {fleet.playbook}: health.checks[0]"), result.stderr
+        # the line of the field now follows the file (`file:line: field: message`)
+        assert result.stderr.startswith(f"error: {fleet.playbook}:13: health.checks[0]"), result.stderr
         assert "Traceback" not in result.output
     assert not fleet.state.exists()

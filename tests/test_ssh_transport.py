@@ -97,7 +97,7 @@ def test_playbook_names_file_and_field(tmp_path: Path) -> None:
     )
     with pytest.raises(BadInput) as e:
         playbook.load(book)
-    assert str(e.value).startswith(f"{book}: targets.ssh.hostkey_policy: unknown key")
+    assert str(e.value).startswith(f"{book}:3: targets.ssh.hostkey_policy: unknown key")
 
 
 def test_read_swap_keep_mode_and_cas_drift(session: SshSession, tmp_path: Path) -> None:

@@ -1,7 +1,14 @@
-"""Load and validate a playbook into a frozen Playbook; every error names the file and field."""
+"""Load and validate a playbook into a frozen Playbook.
+
+The schema (rollout/data/playbook.schema.json, `playbook_schema`) says which keys and values a playbook
+may hold; this module checks what a schema cannot say (stage order, names and paths on every host,
+durations, each kind's own rules) and builds the Playbook. Every problem is reported at once, in file
+order, as `file:line: field: message`.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +19,10 @@ import yaml
 from rollout import checks as check_kinds
 from rollout import configkinds
 from rollout.checks.base import CheckSpec
-from rollout.core import deadlines, webhooks
+from rollout.core import deadlines, playbook_schema
+from rollout.core import webhooks as webhook_spec
 from rollout.core.deadlines import Deadline
+from rollout.core.playbook_schema import FieldPath, field_name
 from rollout.core.webhooks import Webhook
 from rollout.hosts import transports
 from rollout.util import limits, yamlload
@@ -22,17 +31,9 @@ from rollout.util.errors import BadInput
 
 T = TypeVar("T")
 DEFAULT_STAGES: list[Any] = ["shadow", 25, 50, 100]
-TOP_KEYS = {"name", "description", "config", "targets", "stages", "health", "notify"}
-CONFIG_KEYS = {"source", "path", "kind", "shadow_path"}
-HEALTH_KEYS = {
-    "checks",
-    "failure_limit",
-    "consecutive_error_limit",
-    "interval",
-    "max_extend",
-} | deadlines.KEYS
-CHECK_COMMON_KEYS = {"name", "kind", "on", "stages", "timeout", "enforce"}
+DEFAULT_SHADOW = "{path}.rollout-shadow"
 MAX_INT = 2**53  # no setting needs more; a float cannot hold more exactly
+MAX_SHOWN = 100  # problems listed at most; the count says how many there were
 
 
 @dataclass(frozen=True)
@@ -94,76 +95,129 @@ class Playbook:
         return self.shadow_path.replace("{path}", self.config_path).replace("{host}", host)
 
 
-class _Where:
-    """Builds error messages that name the playbook file and the field."""
+_FIELD_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 
-    def __init__(self, file: Path) -> None:
+
+def _path_of(field: str) -> FieldPath:
+    """Read a field as messages write it (`health.checks[0].run`) back into a path."""
+    return tuple(int(i) if i else key for i, key in _FIELD_PART.findall(field))
+
+
+class FieldError(BadInput):
+    """One problem at one field of a playbook."""
+
+    def __init__(self, file: Path, field: str, message: str) -> None:
+        super().__init__(f"{file}: {field}: {message}" if field else f"{file}: {message}")
+        self.field, self.text = field, message
+
+
+class _Found:
+    """The problems found in one playbook, each at a field; raised all at once, with their lines."""
+
+    def __init__(self, file: Path, text: str | None) -> None:
         self.file = file
+        self.text = text
+        self.issues: list[tuple[FieldPath, str]] = []
 
-    def fail(self, field: str, message: str) -> BadInput:
-        return BadInput(limits.shorten(f"{self.file}: {field}: {message}"))
+    def add(self, path: FieldPath, message: str, *, unless_near: bool = False) -> None:
+        """Record a problem; with `unless_near`, not when one is already recorded at, above or below it."""
+        if unless_near and any(p[: len(path)] == path or path[: len(p)] == p for p, _ in self.issues):
+            return
+        self.issues.append((path, message))
 
-    def unknown(self, data: dict[str, Any], allowed: set[str], field: str) -> None:
-        extra = sorted(set(data) - allowed, key=str)
-        if extra:
-            prefix = f"{field}." if field else ""
-            key = extra[0] if isinstance(extra[0], str) else limits.show(extra[0])
-            raise self.fail(
-                f"{prefix}{limits.shorten(key, 80)}",
-                f"unknown key (expected one of: {', '.join(sorted(allowed))})",
-            )
+    def fail(self, field: str, message: str) -> FieldError:
+        """Return the error for `field` (for parsers that raise the first problem they meet)."""
+        return FieldError(self.file, field, message)
 
-    def mapping(self, value: Any, field: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(field, f"must be a mapping, got {type(value).__name__}")
-        return value
+    def note(self, e: BadInput) -> None:
+        """Record a problem a parser raised as `file: field: message`."""
+        if isinstance(e, FieldError):
+            self.add(_path_of(e.field), e.text)
+            return
+        text = str(e).removeprefix(f"{self.file}: ")
+        field, sep, message = text.partition(": ")
+        if not sep or " " in field:
+            self.add((), text)
+        else:
+            self.add(_path_of(field), message)
 
-    def string(self, value: Any, field: str) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(field, f"must be a non-empty string, got {limits.show(value)}")
-        return value
+    def clean(self, *path: Any) -> bool:
+        """Return True when no problem is recorded at `path`, inside it or at a mapping or list
+        holding it (a value of the wrong type there)."""
+        return not any(p[: len(path)] == path or path[: len(p)] == p for p, _ in self.issues)
+
+    def guard(self, field: str, parse: Callable[..., T], *args: Any) -> T | None:
+        """Call a kind's own parser: its BadInput is recorded, and so is a value of a shape it did
+        not expect (not a crash); return None when it refused."""
+        try:
+            return parse(*args)
+        except BadInput as e:
+            self.note(e)
+        except (TypeError, ValueError, OverflowError, KeyError, AttributeError, RecursionError) as e:
+            self.add(_path_of(field), f"cannot read it ({type(e).__name__}: {limits.shorten(str(e), 200)})")
+        return None
 
     def label(self, value: Any, field: str) -> str:
         """A name shown in every line about it (rollout, stage, check): short and printable."""
-        text = self.string(value, field)
+        text = str(value)
         if len(text) > limits.MAX_NAME or not text.isprintable():
-            raise self.fail(
-                field, f"must be at most {limits.MAX_NAME} printable characters, got {limits.show(text)}"
+            self.add(
+                _path_of(field),
+                f"must be at most {limits.MAX_NAME} printable characters, got {limits.show(text)}",
             )
         return text
 
-    def path(self, value: Any, field: str) -> str:
-        text = self.string(value, field)
-        problem = limits.path_problem(text)
+    def path(self, value: Any, field: str) -> str | None:
+        problem = limits.path_problem(value)
         if problem is not None:
-            raise self.fail(field, f"{limits.show(text)} {problem}")
-        return text
-
-    def whole(self, value: Any, field: str, minimum: int = 0) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise self.fail(field, f"must be a whole number >= {minimum}, got {limits.show(value)}")
-        return value
-
-    def guard(self, field: str, parse: Callable[..., T], *args: Any) -> T:
-        """Call a kind's own parser; a value of a shape it did not expect is bad input, not a crash."""
-        try:
-            return parse(*args)
-        except (TypeError, ValueError, OverflowError, KeyError, AttributeError, RecursionError) as e:
-            raise self.fail(
-                field, f"cannot read it ({type(e).__name__}: {limits.shorten(str(e), 200)})"
-            ) from None
+            self.add(_path_of(field), f"{limits.show(value)} {problem}")
+            return None
+        return str(value)
 
     def duration(self, value: Any, field: str) -> float:
         seconds = parse_duration(value)
         if seconds is None:
-            raise self.fail(
-                field, f"must be a duration like 30s, 5m or 1h (at most 366d), got {limits.show(value)}"
-            )
+            message = f"must be a duration like 30s, 5m or 1h (at most 366d), got {limits.show(value)}"
+            self.add(_path_of(field), message, unless_near=True)
+            return 0.0
         return seconds
+
+    def raise_any(self) -> None:
+        """Raise BadInput listing every problem in file order (none: return)."""
+        if not self.issues:
+            return
+        lines = yamlload_lines(self.text) if self.text is not None else {}
+        located = sorted(((_line_of(lines, p), p, m) for p, m in self.issues), key=lambda x: x[0] or 0)
+        shown = [self._render(line, path, message) for line, path, message in located[:MAX_SHOWN]]
+        if len(located) > MAX_SHOWN:
+            shown.append(f"{self.file}: ... and {len(located) - MAX_SHOWN} more")
+        if len(located) == 1:
+            raise BadInput(shown[0], shown)
+        raise BadInput(f"{self.file}: the playbook is invalid: {len(located)} error(s)", shown)
+
+    def _render(self, line: int | None, path: FieldPath, message: str) -> str:
+        where = f"{self.file}:{line}" if line else str(self.file)
+        field = field_name(path)
+        return limits.shorten(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+
+
+def yamlload_lines(text: str) -> dict[FieldPath, int]:
+    """Return the line of every field of a playbook's text (only when there is a problem to show)."""
+    from rollout.configkinds.locate import yaml_lines
+
+    return yaml_lines(text)
+
+
+def _line_of(lines: dict[FieldPath, int], path: FieldPath) -> int | None:
+    """Return the line of `path` or of its nearest parent below the document itself."""
+    for end in range(len(path), 0, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return None
 
 
 def load(path: str | Path) -> Playbook:
-    """Read, parse and validate a playbook file; raise BadInput naming file and field."""
+    """Read, parse and validate a playbook file; raise BadInput naming file, line and field."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -178,69 +232,92 @@ def load(path: str | Path) -> Playbook:
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e)
         raise BadInput(limits.shorten(f"{file}{line}: invalid YAML: {problem}")) from None
-    try:
-        return from_dict(data, file.resolve())
-    except BadInput as e:  # a check elsewhere may quote a whole value: keep the line short
-        raise BadInput(limits.shorten(str(e)), e.problems) from None
+    return from_dict(data, file.resolve(), text=text)
 
 
-def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook:
-    """Validate a parsed playbook document (a frozen copy need not find its source again)."""
-    w = _Where(file)
+def from_dict(data: Any, file: Path, *, require_source: bool = True, text: str | None = None) -> Playbook:
+    """Validate a parsed playbook document (`text`, when given, locates problems by line). A frozen
+    copy (require_source False) was validated when its rollout started: it is not checked against
+    the schema again (status stays fast) and need not find its source again."""
     if not isinstance(data, dict):
         raise BadInput(f"{file}: a playbook must be a YAML mapping with name, config, targets")
-    w.unknown(data, TOP_KEYS, "")
-    _check_scalars(w, data)
+    found = _Found(file, text)
+    _check_scalars(found, data)
+    if require_source:
+        for issue in playbook_schema.check(data):
+            found.add(issue.path, issue.message, unless_near=True)
+    try:
+        pb = _build(found, data, file, require_source)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+        if require_source:
+            raise
+        raise BadInput(
+            f"{file}: the rollout's playbook copy cannot be read ({type(e).__name__}: {e})"
+        ) from None
+    found.raise_any()
+    assert pb is not None
+    return pb
+
+
+def _build(found: _Found, data: dict[str, Any], file: Path, require_source: bool) -> Playbook | None:
+    """Check what the schema cannot and return the Playbook (None when a problem was found)."""
     base_dir = file.parent
-    for key in ("name", "config", "targets"):
-        if key not in data:
-            raise w.fail(key, "missing (required)")
-    name = w.label(data["name"], "name")
+    name = found.label(data.get("name"), "name") if found.clean("name") else ""
 
-    config = w.mapping(data["config"], "config")
-    w.unknown(config, CONFIG_KEYS | configkinds.OPTION_KEYS, "config")
-    for key in ("source", "path"):
-        if key not in config:
-            raise w.fail(f"config.{key}", "missing (required)")
-    source = _source(w, config["source"], base_dir, require_source)
-    config_path = w.path(config["path"], "config.path")
-    shadow_path = w.path(config.get("shadow_path", "{path}.rollout-shadow"), "config.shadow_path")
-    kind_why = "config.kind"
-    if "kind" in config:
-        kind = config["kind"]
-    else:
+    config = _mapping(data.get("config"))
+    source = None
+    if found.clean("config", "source") and "source" in config:
+        source = _source(found, config["source"], base_dir, require_source)
+    config_path = found.path(config.get("path"), "config.path") if found.clean("config", "path") else None
+    shadow_path = (
+        found.path(config.get("shadow_path", DEFAULT_SHADOW), "config.shadow_path")
+        if found.clean("config", "shadow_path")
+        else None
+    )
+    kind, kind_why = str(config.get("kind", "")), "config.kind"
+    if "kind" not in config and source is not None:
         kind, kind_why = configkinds.infer_why(source.name, _head(source))
-    if not isinstance(kind, str) or kind not in configkinds.names():
-        raise w.fail(
-            "config.kind", f"unknown kind {limits.show(kind)} (known: {', '.join(configkinds.names())})"
-        )
-    config_options = configkinds.parse_options(config, str(file), base_dir)
+    config_options: dict[str, Any] | None = {}
+    if found.clean("config") and source is not None:
+        config_options = found.guard("config", configkinds.parse_options, config, str(file), base_dir)
 
-    targets = w.mapping(data["targets"], "targets")
-    transport = targets.get("transport", "local")
-    if not isinstance(transport, str) or transport not in transports.names():
-        raise w.fail(
-            "targets.transport",
-            f"unknown transport {limits.show(transport)} (known: {', '.join(transports.names())})",
-        )
-    hosts = _hosts(w, targets.get("hosts"))
-    transport_options = w.guard("targets", transports.get(transport).parse_options, targets, str(file))
-    if transport == "local" and len(hosts) > 1 and "{host}" not in config_path:
-        raise w.fail(
-            "config.path",
-            f"{config_path!r} has no {{host}}: with transport 'local' every host would share one file",
-        )
-    if (
-        "{path}" not in shadow_path
-        and "{host}" not in shadow_path
-        and len(hosts) > 1
-        and (transport == "local")
-    ):
-        raise w.fail("config.shadow_path", "must contain {path} or {host} so hosts do not collide")
+    targets = _mapping(data.get("targets"))
+    transport = str(targets.get("transport", "local"))
+    hosts = _hosts(found, targets.get("hosts")) if found.clean("targets", "hosts") else ()
+    transport_options = None
+    if found.clean("targets"):
+        parse_options = transports.get(transport).parse_options
+        transport_options = found.guard("targets", parse_options, targets, str(file))
+    if config_path is not None and found.clean("targets"):
+        if transport == "local" and len(hosts) > 1 and "{host}" not in config_path:
+            message = (
+                f"{config_path!r} has no {{host}}: with transport 'local' every host would share one file"
+            )
+            found.add(("config", "path"), message)
+        collide = shadow_path is not None and "{path}" not in shadow_path and "{host}" not in shadow_path
+        if collide and transport == "local" and len(hosts) > 1:
+            found.add(("config", "shadow_path"), "must contain {path} or {host} so hosts do not collide")
 
-    stages = _stages(w, data.get("stages", DEFAULT_STAGES))
-    health_block = _health(w, data.get("health"), base_dir, stages)
-    pb = Playbook(
+    stages_raw = data.get("stages", DEFAULT_STAGES)
+    stages = _stages(found, stages_raw) if found.clean("stages") else None
+    health_block = _health(found, _mapping(data.get("health")), base_dir, stages)
+    webhooks: tuple[Webhook, ...] | None = ()
+    if found.clean("notify"):
+        webhooks = found.guard("notify", webhook_spec.parse, data.get("notify"), found.fail)
+    stage_deadlines: tuple[Deadline | None, ...] | None = ()
+    if stages is not None and found.clean("health", "deadline") and found.clean("health", "on_deadline"):
+        bakes = [s.bake for s in stages]
+        stage_deadlines = found.guard(
+            "stages", deadlines.parse, stages_raw, data.get("health"), bakes, found.fail
+        )
+    if config_path is not None and shadow_path is not None and hosts and found.clean("targets"):
+        _check_host_paths(found, base_dir, config_path, shadow_path, hosts, transport, require_source)
+    if found.issues:
+        return None
+    assert source is not None and config_path is not None and shadow_path is not None
+    assert stages is not None and health_block is not None and webhooks is not None
+    assert config_options is not None and stage_deadlines is not None
+    return Playbook(
         file=file,
         base_dir=base_dir,
         name=name,
@@ -256,52 +333,57 @@ def from_dict(data: Any, file: Path, *, require_source: bool = True) -> Playbook
         health=health_block,
         raw=data,
         config_kind_why=kind_why,
-        notify=webhooks.parse(data.get("notify"), w.fail),
-        deadlines=deadlines.parse(
-            data.get("stages", DEFAULT_STAGES), data.get("health"), [s.bake for s in stages], w.fail
-        ),
+        notify=webhooks,
+        deadlines=stage_deadlines,
     )
-    # A frozen copy is read again by abort: what is on the hosts now must not stop it.
-    _check_host_paths(w, pb, on_disk=require_source)
-    return pb
 
 
-def _check_scalars(w: _Where, data: dict[str, Any]) -> None:
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _check_scalars(found: _Found, data: dict[str, Any]) -> None:
     """Refuse what no setting can hold, wherever it is: a NUL, NaN, a number past 2**53, or a
     `path` that cannot name a file (each check kind need not guard against them itself)."""
-    stack: list[tuple[str, Any, Any]] = [(str(k), k, v) for k, v in data.items()]
+    stack: list[tuple[FieldPath, Any, Any]] = [((k,), k, v) for k, v in reversed(data.items())]
     while stack:
-        field, key, value = stack.pop()
+        path, key, value = stack.pop()
         if isinstance(value, dict):
-            stack += [(f"{field}.{limits.shorten(str(k), 80)}", k, v) for k, v in value.items()]
+            stack += [((*path, k), k, v) for k, v in reversed(value.items())]
         elif isinstance(value, list):
-            stack += [(f"{field}[{i}]", key, v) for i, v in enumerate(value)]
+            stack += [((*path, i), key, v) for i, v in reversed(list(enumerate(value)))]
         elif isinstance(value, str):
             problem = limits.path_problem(value) if key == "path" else None
             if "\0" in value or problem is not None:
-                raise w.fail(field, f"{limits.show(value)} {problem or 'contains a NUL character'}")
+                found.add(path, f"{limits.show(value)} {problem or 'contains a NUL character'}")
         elif isinstance(value, float) and value != value:
-            raise w.fail(field, "must be a number, got NaN")
+            found.add(path, "must be a number, got NaN")
         elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
-            raise w.fail(field, f"{limits.show(value)} is too large a number for any setting")
+            found.add(path, f"{limits.show(value)} is too large a number for any setting")
 
 
-def _source(w: _Where, value: Any, base_dir: Path, required: bool) -> Path:
-    text = w.path(value, "config.source")
+def _source(found: _Found, value: Any, base_dir: Path, required: bool) -> Path | None:
+    text = found.path(value, "config.source")
+    if text is None:
+        return None
     try:
         source = base_dir / Path(text).expanduser()
     except RuntimeError as e:  # ~user with no such user
-        raise w.fail("config.source", f"cannot expand {limits.show(text)} ({e})") from None
+        found.add(("config", "source"), f"cannot expand {limits.show(text)} ({e})")
+        return None
     if not required:
         return source
     try:
         if source.is_dir():
-            raise w.fail("config.source", f"{source} is a folder, not a candidate file")
-        found = source.is_file()
+            found.add(("config", "source"), f"{source} is a folder, not a candidate file")
+            return None
+        present = source.is_file()
     except OSError as e:
-        raise w.fail("config.source", f"cannot read {source} ({e.strerror})") from None
-    if not found:
-        raise w.fail("config.source", f"candidate file not found: {source}")
+        found.add(("config", "source"), f"cannot read {source} ({e.strerror})")
+        return None
+    if not present:
+        found.add(("config", "source"), f"candidate file not found: {source}")
+        return None
     return source
 
 
@@ -314,23 +396,35 @@ def _head(source: Path) -> bytes | None:
         return None
 
 
-def _check_host_paths(w: _Where, pb: Playbook, on_disk: bool) -> None:
+def _check_host_paths(
+    found: _Found,
+    base_dir: Path,
+    config_path: str,
+    shadow_path: str,
+    hosts: tuple[str, ...],
+    transport: str,
+    on_disk: bool,
+) -> None:
     """Refuse at validate what `start` would fail on: a host's path that cannot name a file.
     With transport local, a path that is a folder on every host is the playbook's mistake; on
     only some hosts it is those hosts' state, which start reports as unreadable (exit 5)."""
-    for field, path_on in (("config.path", pb.path_on), ("config.shadow_path", pb.shadow_on)):
+    shadow = shadow_path.replace("{path}", config_path)
+    for field, template in (("config.path", config_path), ("config.shadow_path", shadow)):
+        if field == "config.shadow_path" and "{path}" in shadow_path and not found.clean("config", "path"):
+            return  # the live path's problem, said once
         on_hosts: list[tuple[str, str, str]] = []
-        for host in pb.hosts:
-            path = path_on(host)
+        for host in hosts:
+            path = template.replace("{host}", host)
             problem = limits.path_problem(path)
             if problem is not None:
-                raise w.fail(field, f"on host {limits.show(host)}: {limits.show(path)} {problem}")
-            local = _local_path_problem(pb.base_dir, path) if on_disk and pb.transport == "local" else None
+                found.add(_path_of(field), f"on host {limits.show(host)}: {limits.show(path)} {problem}")
+                break
+            local = _local_path_problem(base_dir, path) if on_disk and transport == "local" else None
             if local is not None:
                 on_hosts.append((host, path, local))
-        if on_hosts and len(on_hosts) == len(pb.hosts):
+        if on_hosts and len(on_hosts) == len(hosts):
             host, path, problem = on_hosts[0]
-            raise w.fail(field, f"on host {limits.show(host)}: {limits.show(path)} {problem}")
+            found.add(_path_of(field), f"on host {limits.show(host)}: {limits.show(path)} {problem}")
 
 
 def _local_path_problem(base_dir: Path, path: str) -> str | None:
@@ -351,115 +445,118 @@ def _local_path_problem(base_dir: Path, path: str) -> str | None:
     return None
 
 
-def _hosts(w: _Where, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise w.fail("targets.hosts", "must be a non-empty list of host names")
+def _hosts(found: _Found, value: Any) -> tuple[str, ...]:
+    """Check each host name (the schema checked it is a non-empty list of strings)."""
     seen: set[str] = set()
-    for i, host in enumerate(value):
-        if not isinstance(host, str) or not host.strip():
-            raise w.fail(f"targets.hosts[{i}]", f"must be a host name, got {limits.show(host)}")
+    hosts = value if isinstance(value, list) else []
+    for i, host in enumerate(hosts):
+        at = ("targets", "hosts", i)
         if len(host) > limits.MAX_HOST:
-            raise w.fail(
-                f"targets.hosts[{i}]", f"is {len(host):,} characters long (the limit is {limits.MAX_HOST})"
-            )
-        if not host.isprintable():
-            raise w.fail(f"targets.hosts[{i}]", f"{limits.show(host)} holds a control character")
-        if host in seen:
-            raise w.fail(f"targets.hosts[{i}]", f"duplicate host {limits.show(host)}")
-        if "/" in host or host.startswith("."):
-            raise w.fail(f"targets.hosts[{i}]", f"{limits.show(host)} is not a valid host name")
+            found.add(at, f"is {len(host):,} characters long (the limit is {limits.MAX_HOST})")
+        elif not host.isprintable():
+            found.add(at, f"{limits.show(host)} holds a control character")
+        elif host in seen:
+            found.add(at, f"duplicate host {limits.show(host)}")
+        elif "/" in host or host.startswith("."):
+            found.add(at, f"{limits.show(host)} is not a valid host name")
         seen.add(host)
-    return tuple(value)
+    return tuple(hosts)
 
 
-def _stages(w: _Where, value: Any) -> tuple[Stage, ...]:
-    if not isinstance(value, list) or not value:
-        raise w.fail("stages", "must be a non-empty list like [shadow, 25, 50, 100]")
+def _stages(found: _Found, value: list[Any]) -> tuple[Stage, ...] | None:
+    """Check the stages' order and names (the schema checked each one's shape)."""
+    before = len(found.issues)
     stages: list[Stage] = []
     for i, item in enumerate(value):
         field = f"stages[{i}]"
         bake = 0.0
+        name: Any = None
+        percent: Any = item
         if isinstance(item, dict):
-            w.unknown(item, {"name", "percent", "bake"} | deadlines.KEYS, field)
-            if "percent" not in item:
-                if item.get("name") != "shadow":
-                    raise w.fail(f"{field}.percent", "missing (required unless name is shadow)")
-                percent: Any = "shadow"
-            else:
-                percent = item["percent"]
-            bake = w.duration(item.get("bake", 0), f"{field}.bake")
+            percent = item.get("percent", "shadow")
+            bake = found.duration(item.get("bake", 0), f"{field}.bake")
             name = item.get("name")
             if name is not None:
-                w.label(name, f"{field}.name")
-        else:
-            percent, name = item, None
+                found.label(name, f"{field}.name")
         if percent == "shadow" or percent == 0:
             if i != 0:
-                raise w.fail(field, "shadow can only be the first stage")
+                found.add(("stages", i), "shadow can only be the first stage")
             stages.append(Stage(name or "shadow", 0, bake))
             continue
-        if not isinstance(percent, int) or isinstance(percent, bool) or not 0 < percent <= 100:
-            raise w.fail(
-                field, f"percent must be a whole number from 1 to 100 or 'shadow', got {limits.show(percent)}"
-            )
         if stages and stages[-1].percent >= percent:
-            raise w.fail(field, f"percents must increase: {percent} after {stages[-1].percent}")
+            found.add(("stages", i), f"percents must increase: {percent} after {stages[-1].percent}")
         label = name if name is not None else f"{percent}%"
-        stages.append(Stage(w.label(label, f"{field}.name"), percent, bake))
-    if stages[-1].percent != 100:
-        raise w.fail("stages", f"the last stage must be 100 (got {stages[-1].percent})")
+        stages.append(Stage(found.label(label, f"{field}.name"), percent, bake))
+    if stages and stages[-1].percent != 100:
+        found.add(("stages",), f"the last stage must be 100 (got {stages[-1].percent})")
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
-        raise w.fail("stages", "stage names must be unique")
-    return tuple(stages)
+        found.add(("stages",), "stage names must be unique")
+    return tuple(stages) if len(found.issues) == before else None
 
 
-def _health(w: _Where, value: Any, base_dir: Path, stages: tuple[Stage, ...]) -> Health:
-    block = w.mapping({} if value is None else value, "health")
-    w.unknown(block, HEALTH_KEYS, "health")
-    checks_raw = block.get("checks", [])
-    if not isinstance(checks_raw, list):
-        raise w.fail("health.checks", "must be a list of checks")
-    stage_keys = {s.name for s in stages} | {str(s.percent) for s in stages if not s.is_shadow}
+def _health(
+    found: _Found, block: dict[str, Any], base_dir: Path, stages: tuple[Stage, ...] | None
+) -> Health | None:
+    """Check the checks' kinds, names and stages, and each kind's own rules."""
     checks: list[CheckSpec] = []
-    for i, raw in enumerate(checks_raw):
-        field = f"health.checks[{i}]"
-        spec = w.mapping(raw, field)
-        kind_name = w.guard(field, check_kinds.infer, spec)
-        if kind_name is None or kind_name not in check_kinds.names():
-            raise w.fail(
-                field, f"cannot tell the check's kind (give one of: {', '.join(check_kinds.names())})"
-            )
-        kind = check_kinds.get(kind_name)
-        w.unknown(spec, CHECK_COMMON_KEYS | set(kind.keys), field)
-        name = w.label(spec.get("name", f"check-{i + 1}"), f"{field}.name")
-        if any(c.name == name for c in checks):
-            raise w.fail(f"{field}.name", f"duplicate check name {limits.show(name)}")
-        on = spec.get("on", "hosts")
-        if on not in ("hosts", "local"):
-            raise w.fail(f"{field}.on", f"must be 'hosts' or 'local', got {limits.show(on)}")
-        only: tuple[str, ...] | None = None
-        if "stages" in spec:
-            listed = spec["stages"]
-            if not isinstance(listed, list) or not listed:
-                raise w.fail(f"{field}.stages", "must be a non-empty list of stage names")
-            only = tuple(str(s) for s in listed)
-            for s in only:
-                if s not in stage_keys:
-                    raise w.fail(f"{field}.stages", f"no stage named {limits.show(s)}")
-            only = tuple(st.name for st in stages if st.name in only or str(st.percent) in only)
-        timeout = w.duration(spec.get("timeout", 60), f"{field}.timeout")
-        enforce = spec.get("enforce", True)
-        if not isinstance(enforce, bool):
-            raise w.fail(f"{field}.enforce", f"must be true or false, got {limits.show(enforce)}")
-        options = w.guard(field, kind.parse, spec, f"{w.file}: {field}", base_dir)
-        checks.append(CheckSpec(name, kind_name, on, only, timeout, enforce, options))
+    raw_checks = block.get("checks", [])
+    for i, raw in enumerate(raw_checks if isinstance(raw_checks, list) else []):
+        if found.clean("health", "checks", i):
+            spec = _check(found, raw, i, base_dir, stages, checks)
+            if spec is not None:
+                checks.append(spec)
+
+    def seconds(key: str, default: Any) -> float:
+        if not found.clean("health", key):
+            return 0.0
+        return found.duration(block.get(key, default), f"health.{key}")
+
+    interval = seconds("interval", "5s")
+    max_extend = seconds("max_extend", 0) if "max_extend" in block else None
+    if not found.clean("health"):
+        return None
     return Health(
         checks=tuple(checks),
-        failure_limit=w.whole(block.get("failure_limit", 0), "health.failure_limit"),
-        consecutive_error_limit=w.whole(
-            block.get("consecutive_error_limit", 4), "health.consecutive_error_limit", 1
-        ),
-        interval=w.duration(block.get("interval", "5s"), "health.interval"),
-        max_extend=w.duration(block["max_extend"], "health.max_extend") if "max_extend" in block else None,
+        failure_limit=block.get("failure_limit", 0),
+        consecutive_error_limit=block.get("consecutive_error_limit", 4),
+        interval=interval,
+        max_extend=max_extend,
+    )
+
+
+def _check(
+    found: _Found,
+    spec: dict[str, Any],
+    i: int,
+    base_dir: Path,
+    stages: tuple[Stage, ...] | None,
+    checks: list[CheckSpec],
+) -> CheckSpec | None:
+    """Check one entry of `health.checks` (the schema checked its keys and their shapes)."""
+    field = f"health.checks[{i}]"
+    kind_name = check_kinds.infer(spec)
+    if kind_name is None or kind_name not in check_kinds.names():
+        found.add(
+            _path_of(field), f"cannot tell the check's kind (give one of: {', '.join(check_kinds.names())})"
+        )
+        return None
+    name = found.label(spec.get("name", f"check-{i + 1}"), f"{field}.name")
+    if any(c.name == name for c in checks):
+        found.add(_path_of(f"{field}.name"), f"duplicate check name {limits.show(name)}")
+    only: tuple[str, ...] | None = None
+    if "stages" in spec and stages is not None:
+        listed = tuple(str(s) for s in spec["stages"])
+        known = {s.name for s in stages} | {str(s.percent) for s in stages if not s.is_shadow}
+        for s in listed:
+            if s not in known:
+                found.add(_path_of(f"{field}.stages"), f"no stage named {limits.show(s)}")
+                break
+        only = tuple(st.name for st in stages if st.name in listed or str(st.percent) in listed)
+    timeout = found.duration(spec.get("timeout", 60), f"{field}.timeout")
+    options = found.guard(field, check_kinds.get(kind_name).parse, spec, f"{found.file}: {field}", base_dir)
+    if not found.clean(*_path_of(field)):
+        return None
+    return CheckSpec(
+        name, kind_name, spec.get("on", "hosts"), only, timeout, spec.get("enforce", True), options
     )

@@ -22,8 +22,10 @@ class BuildPyWithDemo(build_py):
         source = HERE / "playbooks"
         target = Path(self.build_lib) / "rollout" / "data" / "demo"
         (target / "demo").mkdir(parents=True, exist_ok=True)
-        for name in DEMO_PLAYBOOKS:
-            shutil.copyfile(source / name, target / name)
+        for name in DEMO_PLAYBOOKS:  # the schema sits one folder up in the wheel: rollout/data/
+            text = (source / name).read_text(encoding="utf-8")
+            text = text.replace("$schema=../rollout/data/playbook.schema.json", "$schema=../playbook.schema.json", 1)
+            (target / name).write_text(text, encoding="utf-8")
         for item in sorted((source / "demo").iterdir()):
             if item.is_file():  # not fleet/: that is a demo run's output
                 shutil.copyfile(item, target / "demo" / item.name)

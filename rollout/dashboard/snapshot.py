@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 
 from rollout.commands.show import status_data
 from rollout.core import machine
-from rollout.core.state import HostState
+from rollout.core.state import HostState, RolloutState
 from rollout.edges.journal import JOURNAL
 from rollout.edges.store import NEW_PREFIX, Rollout
 from rollout.util.errors import BadInput
@@ -75,9 +75,9 @@ class StateView:
         missing = [k for k in _REQUIRED if k not in raw]
         if missing or not isinstance(raw.get("hosts"), dict):
             return Unreadable(folder.name, f"state.json lacks {', '.join(missing) or 'a hosts mapping'}")
-        try:
-            return Rollout(folder)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, BadInput) as e:
+        try:  # decoded from what was just read: state.json is read once per look
+            return Rollout(folder, RolloutState.from_json(raw))
+        except (ValueError, KeyError, TypeError, AttributeError, BadInput) as e:
             return Unreadable(folder.name, f"state.json cannot be read: {type(e).__name__}: {e}")
 
     def rollouts(self) -> list[Rollout | Unreadable]:

@@ -56,10 +56,11 @@ def backup_names(hosts: list[str] | tuple[str, ...]) -> dict[str, str]:
 class Rollout:
     """One rollout's folder: state, journal, frozen inputs, baseline backups, diffs."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, state: RolloutState | None = None) -> None:
+        """Open the rollout in `folder`; `state` is its state.json already read (else it is read)."""
         self.dir = folder
         self.id = folder.name
-        self.state: RolloutState = decode((folder / "state.json").read_bytes())
+        self.state: RolloutState = state if state is not None else decode((folder / "state.json").read_bytes())
         self._journal_lock = threading.Lock()  # a fleet's worker threads log too
 
     # -- state and journal -------------------------------------------------------------

@@ -180,6 +180,23 @@ class Rollout:
         """Return the frozen candidate bytes."""
         return (self.dir / "candidate" / self.state.candidate_name).read_bytes()
 
+    # -- other named bytes of this rollout ---------------------------------------------
+    def read_blob(self, name: str) -> bytes | None:
+        """Return the bytes kept under `name` (a relative path such as "metrics/cursor.json"), or
+        None when nothing is. New persistent things go through this pair, not `self.dir`, so a
+        backend other than the folder can keep them."""
+        try:
+            return (self.dir / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_blob(self, name: str, data: bytes) -> None:
+        """Keep `data` under `name`, atomically and readable only by the owner."""
+        path = self.dir / name
+        with self.writing(name):
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_atomic(path, data, mode=0o600)
+
     @property
     def playbook_copy(self) -> Path:
         return self.dir / "playbook.yml"

@@ -158,7 +158,9 @@ class PgStore(Store):
                 with self.conn.transaction():
                     yield self.conn
             except psycopg.Error as e:
-                raise StateServerError(f"cannot {what} on the state server {self.where}: {str(e).strip()}") from None
+                raise StateServerError(
+                    f"cannot {what} on the state server {self.where}: {str(e).strip()}"
+                ) from None
 
     def fetch(self, what: str, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self.tx(what) as conn:
@@ -221,7 +223,9 @@ class PgStore(Store):
     # -- rollouts ----------------------------------------------------------------------
     def rollouts(self) -> list[Rollout]:
         rows = self.fetch(
-            "list the rollouts", "SELECT id, state FROM rollout_states WHERE namespace = %s", (self.namespace,)
+            "list the rollouts",
+            "SELECT id, state FROM rollout_states WHERE namespace = %s",
+            (self.namespace,),
         )
         found: list[Rollout] = [PgRollout(self, rid, decode(bytes(data))) for rid, data in rows]
         return sorted(found, key=lambda r: (r.state.created, r.id))
@@ -252,7 +256,10 @@ class PgStore(Store):
                 r[0]
                 for r in conn.execute(
                     "SELECT id FROM rollout_states WHERE namespace = %s AND id LIKE %s",
-                    (self.namespace, base.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"),
+                    (
+                        self.namespace,
+                        base.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",
+                    ),
                 ).fetchall()
             }
             rid, n = base, 1
@@ -348,7 +355,9 @@ class PgRollout(Rollout):
         notify.dispatch(self.dir, self.state, record, self.append_event)
         return record
 
-    def _append(self, conn: psycopg.Connection[Any], record: dict[str, Any], *, chained: bool) -> dict[str, Any] | None:
+    def _append(
+        self, conn: psycopg.Connection[Any], record: dict[str, Any], *, chained: bool
+    ) -> dict[str, Any] | None:
         """Append `record` as the journal's next row (inside the caller's transaction); with
         `chained`, give it `seq` and `prev` and return the new head."""
         ns = self.store.namespace
@@ -362,7 +371,8 @@ class PgRollout(Rollout):
             record = {**record, "seq": n, "prev": journal.line_hash(bytes(last[1])) if last else None}
         line = json.dumps(record, default=str).encode()
         conn.execute(
-            "INSERT INTO rollout_events (namespace, id, seq, line) VALUES (%s, %s, %s, %s)", (ns, self.id, n, line)
+            "INSERT INTO rollout_events (namespace, id, seq, line) VALUES (%s, %s, %s, %s)",
+            (ns, self.id, n, line),
         )
         return {"seq": n, "sha256": journal.line_hash(line)} if chained else None
 

@@ -1,0 +1,208 @@
+"""The real CLI, in subprocesses, with `--state postgresql://...`: the folder's contract on a server
+two operators share (one proceeds, the other gets exit 5), kill -9 mid-operation, and `status --json`
+the same in shape as the folder's."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rollout.edges.backends import open_store
+from tests.conftest import LocalFleet, make_fleet
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rollout(
+    state: str, *args: str, seam: list[str] | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *(seam or ["rollout"]), "--state", state, *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+
+
+def status(state: str) -> dict[str, Any]:
+    done = rollout(state, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+def _other_spelling(url: str) -> str:
+    """The same server and namespace through a URL of its own (another operator's)."""
+    return url.replace("postgresql://", "postgres://", 1) + "&application_name=operator-b"
+
+
+def test_start_advance_advance_complete(tmp_path: Path, pg_url: str) -> None:
+    fleet = make_fleet(tmp_path, n=4, stages=["shadow", 100])
+    done = rollout(pg_url, "start", str(fleet.playbook))
+    assert done.returncode == 0, done.stderr
+    assert not fleet.state.exists()  # nothing of the state is in a folder
+    assert status(pg_url)["state"] == "shadow"
+    for _ in range(2):
+        done = rollout(pg_url, "advance")
+        assert done.returncode == 0, done.stderr + done.stdout
+    final = status(pg_url)
+    assert final["state"] == "complete"
+    assert all(b == fleet.candidate for b in fleet.bytes_on().values())
+    verified = rollout(pg_url, "history", "--verify")
+    assert verified.returncode == 0 and "hash chain whole" in verified.stdout
+    diff = rollout(pg_url, "diff", "--json")
+    assert diff.returncode == 0 and json.loads(diff.stdout)["groups"][0]["hosts"] == fleet.hosts
+
+
+def test_abort_restores_from_the_server(tmp_path: Path, pg_url: str) -> None:
+    fleet = make_fleet(tmp_path, n=4, stages=["shadow", 50, 100])
+    for host in fleet.hosts:  # a non-UTF-8 baseline comes back byte for byte
+        fleet.file(host).write_bytes(b'{"model": "x"}\n\xff\xfe')
+    original = fleet.bytes_on()
+    fleet.rewrite(
+        **{"config": {"source": "candidate.json", "path": "fleet/{host}/opencode.json", "kind": "text"}}
+    )
+    assert rollout(pg_url, "start", str(fleet.playbook)).returncode == 0
+    assert rollout(pg_url, "advance").returncode == 0
+    assert sum(b == fleet.candidate for b in fleet.bytes_on().values()) == 2
+    done = rollout(pg_url, "abort", "--reason", "latency")
+    assert done.returncode == 0, done.stderr
+    assert fleet.bytes_on() == original
+    assert status(pg_url)["state"] == "aborted"
+
+
+def _shape(value: Any) -> Any:
+    """Keys and types, not values."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(v) for v in value[:1]]
+    return type(value).__name__
+
+
+def test_status_json_has_the_shape_of_the_folders(tmp_path: Path, pg_url: str) -> None:
+    shapes = []
+    for state, fleet in (
+        (str(tmp_path / "a" / "state"), make_fleet(tmp_path / "a", n=3, stages=["shadow", 50, 100])),
+        (pg_url, make_fleet(tmp_path / "b", n=3, stages=["shadow", 50, 100])),
+    ):
+        assert rollout(state, "start", str(fleet.playbook)).returncode == 0
+        assert rollout(state, "advance").returncode == 0
+        data = status(state)
+        assert (data["state"], data["stage"], data["percent"]) == ("live", "50%", 50)
+        shapes.append((_shape(data), [e["event"] for e in data["history"]]))
+    assert shapes[0] == shapes[1]
+
+
+def _wait_busy(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    store = open_store(url)
+    deadline = time.monotonic() + timeout
+    while not store.busy():
+        assert proc.poll() is None, "the operation ended before it was seen holding the lock"
+        assert time.monotonic() < deadline, "the operation never took the lock"
+        time.sleep(0.05)
+
+
+def _slow(url: str, seconds: float, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.slowswap", str(seconds), "--state", url, *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _serial(fleet: LocalFleet) -> None:
+    fleet.rewrite(targets={"transport": "local", "hosts": fleet.hosts, "concurrency": 1})
+
+
+def test_two_operators_one_proceeds_the_other_gets_exit_5(tmp_path: Path, pg_url: str) -> None:
+    fleet = make_fleet(tmp_path, n=4, stages=["shadow", 100])
+    _serial(fleet)
+    operator_a, operator_b = pg_url, _other_spelling(pg_url)
+    assert rollout(operator_a, "start", str(fleet.playbook)).returncode == 0
+    assert status(operator_b)["id"] == status(operator_a)["id"]  # both see the same rollout
+    slow = _slow(operator_a, 0.5, "advance")
+    try:
+        _wait_busy(operator_b, slow)
+        refused = rollout(operator_b, "advance", env={"ROLLOUT_OPERATOR": "bob"})
+        assert refused.returncode == 5, refused.stderr
+        assert "another rollout operation holds the lock on" in refused.stderr
+        assert "nothing changed, try again when it is done" in refused.stderr
+        looked = rollout(operator_b, "status", "--json")  # a look never waits for the lock
+        assert looked.returncode == 0 and json.loads(looked.stdout)["id"] == status(operator_a)["id"]
+    finally:
+        out, err = slow.communicate(timeout=120)
+    assert slow.returncode == 0, err
+    data = status(operator_b)
+    assert (data["state"], data["percent"]) == ("live", 100)
+    assert "bob" not in {e.get("operator") for e in data["history"]}  # the refused verb wrote nothing
+    assert all(b == fleet.candidate for b in fleet.bytes_on().values())
+
+
+def test_kill_9_mid_advance_then_status_tells_the_truth_and_abort_finishes(
+    tmp_path: Path, pg_url: str
+) -> None:
+    fleet = make_fleet(tmp_path, n=6, stages=["shadow", 100])
+    _serial(fleet)
+    assert rollout(pg_url, "start", str(fleet.playbook)).returncode == 0
+    proc = _slow(pg_url, 0.5, "advance")
+    deadline = time.monotonic() + 60
+    while sum(b == fleet.candidate for b in fleet.bytes_on().values()) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    switched = {h for h, b in fleet.bytes_on().items() if b == fleet.candidate}
+    assert 2 <= len(switched) < len(fleet.hosts)
+    assert not open_store(pg_url).busy()  # the server let go of the dead process's lock
+
+    data = status(pg_url)  # reconciles the unfinished intent by reading the hosts
+    assert {h for h, rec in data["hosts"].items() if rec["state"] == "candidate"} == switched
+    assert data["intent"] is None
+    assert "reconciled" in [e["event"] for e in data["history"]]
+    done = rollout(pg_url, "abort", "--reason", "crash")
+    assert done.returncode == 0, done.stderr
+    assert all(b == fleet.baseline for b in fleet.bytes_on().values())
+    verified = rollout(pg_url, "history", "--verify")
+    assert verified.returncode == 0, verified.stdout
+
+
+def test_env_and_global_option_select_the_server(tmp_path: Path, pg_url: str) -> None:
+    fleet = make_fleet(tmp_path, n=2, stages=["shadow", 100])
+    assert rollout(pg_url, "start", str(fleet.playbook)).returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ROLLOUT_STATE": pg_url}
+    by_env = subprocess.run(
+        [sys.executable, "-m", "rollout", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert by_env.returncode == 0 and json.loads(by_env.stdout)["state"] == "shadow"
+    # --state-dir, the folder form, still wins over the environment (and sees no rollout there).
+    by_folder = subprocess.run(
+        [sys.executable, "-m", "rollout", "status", "--state-dir", str(tmp_path / "empty")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert by_folder.returncode == 5 and "no active rollout" in by_folder.stderr
+
+
+def test_an_unreachable_server_is_a_clear_error(tmp_path: Path, postgres: Any) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{postgres.port + 1}/postgres"
+    done = rollout(url, "status")
+    assert done.returncode == 1
+    assert "cannot reach the state server" in done.stderr
+    assert "Traceback" not in done.stderr

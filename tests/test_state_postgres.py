@@ -206,3 +206,19 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path: Path, postgres: Any) -
     assert done.returncode == 1
     assert "cannot reach the state server" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_status_on_a_folder_never_imports_psycopg(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path, n=2, stages=["shadow", 100])
+    assert rollout(str(fleet.state), "start", str(fleet.playbook)).returncode == 0
+    found = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "rollout", "--state-dir", str(fleet.state), "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert found.returncode == 0, found.stderr
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in found.stderr.splitlines() if "|" in line}
+    assert "rollout" in imported
+    assert not imported & {"psycopg", "psycopg_binary"}, imported

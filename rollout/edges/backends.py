@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rollout.edges.store import Store
+from rollout.util.errors import BadInput
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 
@@ -22,8 +23,14 @@ def open_store(where: StateAt) -> Store:
     """Return the store at `where`: the folder backend, or PostgreSQL for a postgresql:// URL
     (psycopg is imported only then, so a folder's `status` stays as fast as it was)."""
     if is_url(where):
-        from rollout.edges.pgstore import PgStore
-
+        try:
+            from rollout.edges.pgstore import PgStore
+        except ModuleNotFoundError as e:
+            if not (e.name or "").startswith("psycopg"):
+                raise
+            raise BadInput(
+                "--state postgresql://... needs psycopg 3, which is not installed: pip install 'psycopg[binary]'"
+            ) from None
         return PgStore(str(where))
     return Store(Path(where))
 

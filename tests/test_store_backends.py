@@ -257,3 +257,13 @@ def test_a_password_never_shows_in_messages(postgres: Any) -> None:
     assert namespace == "x" and "namespace" not in conninfo and "sslmode=disable" in conninfo
     assert "s3cret" not in shown and "s3cret" not in shown_url(url)
     assert "s3cret" not in open_store(url).where
+
+
+def test_a_lock_held_by_a_process_killed_here_is_taken_once_the_server_sees_it_gone(pg_url: str) -> None:
+    store = open_store(pg_url)
+    for _ in range(3):  # the server may need a moment after the kill: the lock waits for it, never refuses
+        holder = _hold(pg_url)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        with store.lock():
+            pass

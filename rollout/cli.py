@@ -761,10 +761,6 @@ def serve(
         sys.stdout.flush()
 
     folder = _state_dir(ctx, state_dir)
-    if not isinstance(folder, Path):
-        from rollout.util.errors import BadInput
-
-        raise BadInput("rollout serve reads a state folder (--state-dir); it cannot serve a postgresql:// state yet")
     report = run(folder, listen, token_file, listening)
     if as_json:  # the one JSON object was printed when it began listening
         sys.exit(report.exit_code)

@@ -331,3 +331,36 @@ def test_kill_9_at_every_statement_of_start_then_status_tells_the_truth_and_abor
         assert not any(fleet.shadow(h).exists() for h in fleet.hosts), n
     print(f"start killed at {killed_at} points")
     assert killed_at > 20  # the seam really killed start at many points, statements included
+
+
+def test_serve_shows_a_postgresql_state(tmp_path: Path, pg_url: str) -> None:
+    import select
+    import urllib.request
+
+    fleet = make_fleet(tmp_path, n=3, stages=["shadow", 100])
+    assert rollout(pg_url, "start", str(fleet.playbook)).returncode == 0
+    rid = status(pg_url)["id"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rollout", "--state", pg_url, "serve", "--listen", "127.0.0.1:0", "--json"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "rollout serve did not start listening"
+        url = json.loads(proc.stdout.readline())["url"]
+        listed = json.loads(urllib.request.urlopen(url + "api/rollouts", timeout=30).read())
+        assert [r["id"] for r in listed["rollouts"]] == [rid]
+        assert "127.0.0.1" in listed["state_dir"]
+        one = json.loads(urllib.request.urlopen(url + f"api/rollouts/{rid}", timeout=30).read())
+        assert one == status(pg_url)
+        metrics = urllib.request.urlopen(url + "metrics", timeout=30).read().decode()
+        assert rid in metrics
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -39,6 +39,7 @@ from typing import Any
 
 import psycopg
 
+from rollout.core import machine
 from rollout.core.state import RolloutState, decode, encode
 from rollout.edges import driver, journal
 from rollout.edges.store import Rollout, Store, _safe, held_message
@@ -268,6 +269,17 @@ class PgStore(Store):
         )
         found: list[Rollout] = [PgRollout(self, rid, decode(bytes(data))) for rid, data in rows]
         return sorted(found, key=lambda r: (r.state.created, r.id))
+
+    def active(self) -> Rollout | None:
+        """Return the rollout still in progress, reading only the rows whose phase is active."""
+        rows = self.fetch(
+            "find the active rollout",
+            "SELECT id, state FROM rollout_states WHERE namespace = %s AND phase = ANY(%s)",
+            (self.namespace, sorted(str(p) for p in machine.ACTIVE)),
+        )
+        live = [PgRollout(self, rid, decode(bytes(data))) for rid, data in rows]
+        live = [r for r in live if r.state.phase in machine.ACTIVE]  # the row's phase is a copy
+        return max(live, key=lambda r: (r.state.created, r.id)) if live else None
 
     def load(self, rollout_id: str) -> PgRollout | None:
         rows = self.fetch(

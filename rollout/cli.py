@@ -19,6 +19,7 @@ from rollout.util.errors import OK, UNEXPECTED, RolloutError
 from rollout.util.redact import redact_text
 
 STATE_ENV = "ROLLOUT_STATE_DIR"
+STATE_URL_ENV = "ROLLOUT_STATE"
 
 EPILOG = """\b
 Exit codes:
@@ -39,16 +40,28 @@ Shell completion (verbs, options, rollout ids), e.g. in ~/.bashrc:
 """
 
 
-def _given_state_dir(ctx: click.Context, local: str | None) -> Path | None:
-    """Return the state folder the user named (option after or before the verb, or env), if any."""
-    named = local or ctx.find_root().params.get("state_dir") or os.environ.get(STATE_ENV)
-    return Path(named) if named else None
+def _given_state_dir(ctx: click.Context, local: str | None) -> Path | str | None:
+    """Return the state the user named, if any: a folder (a Path) or a postgresql:// URL (a str).
+    The verb's option wins over the one before the verb, --state-dir over --state at the same
+    place, and either over the environment (ROLLOUT_STATE, then ROLLOUT_STATE_DIR)."""
+    meta = ctx.find_root().meta
+    named = (
+        local
+        or meta.get("rollout.state.verb")
+        or ctx.find_root().params.get("state_dir")
+        or meta.get("rollout.state.root")
+        or os.environ.get(STATE_URL_ENV)
+        or os.environ.get(STATE_ENV)
+    )
+    if not named:
+        return None
+    return named if named.startswith(("postgresql://", "postgres://")) else Path(named)
 
 
-def _state_dir(ctx: click.Context, local: str | None) -> Path:
-    folder = _given_state_dir(ctx, local) or Path("state")
-    ctx.find_root().meta["rollout.state_dir"] = folder  # where a crash report goes
-    return folder
+def _state_dir(ctx: click.Context, local: str | None) -> Path | str:
+    where = _given_state_dir(ctx, local) or Path("state")
+    ctx.find_root().meta["rollout.state_dir"] = where  # where a crash report goes
+    return where
 
 
 def _note_state_dir(ctx: click.Context, local: str | None) -> None:
@@ -60,11 +73,11 @@ def _note_state_dir(ctx: click.Context, local: str | None) -> None:
 
 def _complete_rollout_id(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Complete a rollout id from the rollout folders of the state folder (with their state)."""
-    from rollout.edges.store import Store
+    from rollout.edges.backends import open_store
 
     folder = _given_state_dir(ctx, ctx.params.get("state_dir")) or Path("state")
     try:
-        every = Store(folder).rollouts()
+        every = open_store(folder).rollouts()
         return [CompletionItem(r.id, help=str(r.state.phase)) for r in every if r.id.startswith(incomplete)]
     except Exception:  # noqa: BLE001 - completion must never print a traceback into the shell
         return []
@@ -129,12 +142,28 @@ def _end_on_closed_pipe() -> None:
         os.close(devnull)
 
 
-state_dir_option = click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help=f"Folder holding rollouts (env {STATE_ENV}, default ./state).",
-)
+def _set_state(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.find_root().meta["rollout.state.verb" if ctx.parent is not None else "rollout.state.root"] = value
+
+
+def state_dir_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--state-dir FOLDER and --state FOLDER-or-URL, before the verb or after it."""
+    fn = click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help=f"Folder holding rollouts (env {STATE_ENV}, default ./state).",
+    )(fn)
+    return click.option(
+        "--state",
+        metavar="FOLDER|URL",
+        default=None,
+        expose_value=False,
+        callback=_set_state,
+        help=f"Where rollouts are kept: a folder, or postgresql://... to share them (env {STATE_URL_ENV}).",
+    )(fn)
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help='Print one JSON object (errors too: {"error": ...}).'
 )
@@ -739,7 +768,7 @@ def serve(
 
 
 def _watch(
-    folder: Path, rollout_id: str | None, interval: float, as_json: bool, all_hosts: bool = False
+    folder: Path | str, rollout_id: str | None, interval: float, as_json: bool, all_hosts: bool = False
 ) -> None:
     """Redraw the status in place on a terminal (elsewhere: again whenever it changes), then exit."""
     from rollout.commands.watch import watch
@@ -775,7 +804,7 @@ def main() -> None:
         sys.exit(OK)
 
 
-def _crash_log(state_dir: Path | None) -> Path:
+def _crash_log(state_dir: Path | str | None) -> Path:
     """Write the traceback (redacted) to the active rollout's crash.log, else to the state folder.
 
     With no state folder involved (`validate`, `plan` without --state-dir) it goes to a new file
@@ -783,7 +812,7 @@ def _crash_log(state_dir: Path | None) -> Path:
     """
     import tempfile
 
-    from rollout.edges.store import Store
+    from rollout.edges.backends import is_url, open_store
 
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     text = redact_text(f"{stamp} rollout {' '.join(sys.argv[1:])}\n{traceback.format_exc()}\n")
@@ -793,12 +822,13 @@ def _crash_log(state_dir: Path | None) -> Path:
             os.close(fd)
             path = Path(name)
         else:
-            active = Store(state_dir).active() if state_dir.is_dir() else None
+            store = open_store(state_dir)
+            active = store.active() if is_url(state_dir) or store.root.is_dir() else None
             if active is not None:
                 path = active.crash_log()
             else:
-                state_dir.mkdir(parents=True, exist_ok=True)
-                path = state_dir / "crash.log"
+                store.root.mkdir(parents=True, exist_ok=True)
+                path = store.root / "crash.log"
         with path.open("a") as f:
             f.write(text)
     except Exception:  # noqa: BLE001 - the crash report must not crash

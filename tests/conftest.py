@@ -24,6 +24,7 @@ def isolated_home(
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("ROLLOUT_STATE_DIR", raising=False)
+    monkeypatch.delenv("ROLLOUT_STATE", raising=False)
     yield home
 
 
@@ -137,3 +138,27 @@ def fleet(tmp_path: Path) -> LocalFleet:
 def child_env() -> dict[str, str]:
     """The environment for a rollout run in a subprocess (the isolated home's, set above)."""
     return dict(os.environ)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL server for the session (tests/pgserver.py); a machine without one fails
+    the PostgreSQL tests with the command that installs it, never skips them."""
+    from tests import pgserver
+
+    why = pgserver.missing()
+    if why is not None:
+        pytest.fail(why, pytrace=False)
+    server = pgserver.start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: Any) -> str:
+    """A `--state` URL of a namespace of its own on the session's server (tests never share one)."""
+    import uuid
+
+    return postgres.url("postgres", namespace=f"t-{uuid.uuid4().hex[:12]}")

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rollout.commands.common import Report, finish_restore, open_run
 from rollout.core import machine
 from rollout.core.machine import Phase
 from rollout.core.state import HostState
 from rollout.edges import journal
+from rollout.edges.backends import StateAt, open_store
 from rollout.edges.engine import Run, reconcile
-from rollout.edges.store import Store
 from rollout.hosts.fleet import ProgressFn
 from rollout.util.errors import BadInput
 
 
 def abort(
-    state_dir: Path,
+    state_dir: StateAt,
     rollout_id: str | None = None,
     reason: str = "",
     progress: ProgressFn | None = None,
@@ -31,7 +29,7 @@ def abort(
 
 
 def undo(
-    state_dir: Path,
+    state_dir: StateAt,
     rollout_id: str | None = None,
     reason: str = "",
     progress: ProgressFn | None = None,
@@ -43,7 +41,7 @@ def undo(
 
 
 def _restore(
-    state_dir: Path,
+    state_dir: StateAt,
     rollout_id: str | None,
     verb: str,
     reason: str,
@@ -51,7 +49,7 @@ def _restore(
     accept_drift: tuple[str, ...] = (),
     force: bool = False,
 ) -> Report:
-    store = Store(state_dir)
+    store = open_store(state_dir)
     with store.lock():
         if verb == "undo" and rollout_id is None:
             undoable = (Phase.COMPLETE, Phase.REVERTING)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from rollout.commands.common import Report, finish_restore, open_run
 from rollout.commands.holds import deadline_step
@@ -13,6 +12,7 @@ from rollout.core import machine
 from rollout.core.machine import Phase
 from rollout.core.state import HostState
 from rollout.edges import journal
+from rollout.edges.backends import StateAt, open_store
 from rollout.edges.engine import (
     Run,
     clear_shadow,
@@ -21,7 +21,6 @@ from rollout.edges.engine import (
     stage_shadow,
 )
 from rollout.edges.gate import evaluate, recent_pass
-from rollout.edges.store import Store
 from rollout.hosts.fleet import ProgressFn
 from rollout.util.durations import format_duration
 from rollout.util.errors import REFUSED, Refused
@@ -35,7 +34,7 @@ def bake_left(run: Run) -> float:
 
 
 def advance(
-    state_dir: Path,
+    state_dir: StateAt,
     rollout_id: str | None = None,
     progress: ProgressFn | None = None,
     *,
@@ -45,7 +44,7 @@ def advance(
 ) -> Report:
     """Gate the current stage; on pass promote (to the next stage, or the one at `to` percent),
     on fail roll back, otherwise refuse (exit 5)."""
-    store = Store(state_dir)
+    store = open_store(state_dir)
     with store.lock():
         rollout = store.pick(rollout_id, "advance")
         machine.require(rollout.state.phase, "advance")

@@ -14,7 +14,8 @@ from rollout.commands.stage import report_verdict
 from rollout.commands.start import start
 from rollout.core import machine, playbook
 from rollout.core.machine import Phase
-from rollout.edges import driver, journal
+from rollout.edges import journal
+from rollout.edges.backends import StateAt, open_store
 from rollout.edges.engine import Run, reconcile
 from rollout.edges.gate import evaluate, looked_before
 from rollout.edges.store import Rollout, Store
@@ -27,7 +28,7 @@ Say = Callable[[str], None]
 
 
 def run_auto(
-    state_dir: Path,
+    state_dir: StateAt,
     playbook_path: str | Path | None = None,
     progress: ProgressFn | None = None,
     say: Say | None = None,
@@ -46,7 +47,7 @@ def run_auto(
         fleet = _start(playbook_path, state_dir, progress, total, emit)
         if fleet is None:
             return total
-    drive = _Drive(Store(state_dir), total, emit, progress, force, fleet, total.data.get("id"))
+    drive = _Drive(open_store(state_dir), total, emit, progress, force, fleet, total.data.get("id"))
     while True:
         wait = drive.step()
         if wait is None:
@@ -58,7 +59,7 @@ def run_auto(
 
 
 def _start(
-    playbook_path: str | Path, state_dir: Path, progress: ProgressFn | None, total: Report, emit: Say
+    playbook_path: str | Path, state_dir: StateAt, progress: ProgressFn | None, total: Report, emit: Say
 ) -> Fleet | None:
     """Start the rollout on a Fleet the stages go on using; return None when it stops there."""
     fleet = _fleet_for(playbook_path, progress)
@@ -112,7 +113,7 @@ class _Drive:
             # Someone else (an operator's `abort`) moved it on while we waited.
             raise Refused(f"stopped: rollout {rollout.id} is now {rollout.state.phase}")
         self.rollout_id = self.total.data["id"] = rollout.id
-        driver.claim(rollout.dir)  # `rollout wait` sees the rollout is driven, not waiting for a human
+        rollout.drive()  # `rollout wait` sees the rollout is driven, not waiting for a human
         machine.require(rollout.state.phase, "run")
         journal.require_intact(rollout, "run", self.force)
         return rollout

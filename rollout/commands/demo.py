@@ -11,14 +11,14 @@ from rollout.commands.auto import run_auto
 from rollout.commands.common import Report
 from rollout.commands.show import status
 from rollout.core.machine import Phase
+from rollout.edges.backends import StateAt, open_store
 from rollout.edges.demo import copy_demo, prepare_fleet
 from rollout.edges.demo_traffic import for_demo
-from rollout.edges.store import Store
 from rollout.util.errors import BadInput
 
 
 def demo(
-    folder: Path, playbook_path: Path | None, state_dir: Path, bad: bool, say: Callable[[str], None]
+    folder: Path, playbook_path: Path | None, state_dir: StateAt, bad: bool, say: Callable[[str], None]
 ) -> Report:
     """Reset the demo fleet, roll the demo candidate through every stage, show the final status.
 
@@ -34,7 +34,7 @@ def demo(
         playbook_path = playbook_path.with_name(f"{playbook_path.stem}-bad{playbook_path.suffix}")
     if not playbook_path.is_file():
         raise BadInput(f"{playbook_path}: demo playbook not found")
-    active = Store(state_dir).active()
+    active = open_store(state_dir).active()
     if active is not None and active.state.name == "demo-model-assignment":
         say(f"aborting the unfinished demo rollout {active.id} first")
         abort(state_dir, active.id, "a new demo started")
@@ -57,7 +57,7 @@ def demo(
     say(status_text(final))
     if (
         result.data.get("id")
-        and Store(state_dir).pick(result.data["id"], "demo").state.phase == Phase.COMPLETE
+        and open_store(state_dir).pick(result.data["id"], "demo").state.phase == Phase.COMPLETE
     ):
         say("\nnext: `rollout diff`, `rollout history`, `rollout undo` (all take --state-dir)")
     return Report(exit_code=result.exit_code, data=final)

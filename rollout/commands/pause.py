@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from rollout.commands.common import Report
 from rollout.core import machine
 from rollout.edges import journal
+from rollout.edges.backends import StateAt, open_store
 from rollout.edges.journal import now_iso
-from rollout.edges.store import Store
 from rollout.util import who
 from rollout.util.durations import format_duration
 from rollout.util.errors import Refused
 
 
-def pause(state_dir: Path, rollout_id: str | None = None, reason: str = "", *, force: bool = False) -> Report:
+def pause(state_dir: StateAt, rollout_id: str | None = None, reason: str = "", *, force: bool = False) -> Report:
     """Stop the rollout from promoting (gates still measure and still roll back on a failure)."""
-    store = Store(state_dir)
+    store = open_store(state_dir)
     with store.lock():
         rollout = store.pick(rollout_id, "pause")
         state = rollout.state
@@ -38,9 +37,9 @@ def pause(state_dir: Path, rollout_id: str | None = None, reason: str = "", *, f
     return report
 
 
-def resume(state_dir: Path, rollout_id: str | None = None, *, force: bool = False) -> Report:
+def resume(state_dir: StateAt, rollout_id: str | None = None, *, force: bool = False) -> Report:
     """Let a paused rollout promote again."""
-    store = Store(state_dir)
+    store = open_store(state_dir)
     with store.lock():
         rollout = store.pick(rollout_id, "resume")
         state = rollout.state

@@ -6,28 +6,26 @@ It is the only verb that applies a rollout's candidate again, and it says so: no
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rollout.commands.common import Report, check_candidate, frozen_playbook, sha256
 from rollout.commands.start import start_from
 from rollout.core import machine
 from rollout.core.pathcheck import check_paths
 from rollout.edges import journal
-from rollout.edges.store import Store
+from rollout.edges.backends import StateAt, local_folder, open_store
 from rollout.hosts.fleet import ProgressFn
 from rollout.util.errors import BadInput, Refused
 
 
 def retry(
-    state_dir: Path, rollout_id: str | None = None, progress: ProgressFn | None = None, *, force: bool = False
+    state_dir: StateAt, rollout_id: str | None = None, progress: ProgressFn | None = None, *, force: bool = False
 ) -> Report:
     """Start a new rollout from a rolled-back or aborted one's frozen playbook and candidate."""
-    store = Store(state_dir)
+    store = open_store(state_dir)
     with store.lock():
         if rollout_id is None and store.active() is None:
             every = store.rollouts()
             if not every:
-                raise Refused(f"cannot retry: no rollout in {state_dir}")
+                raise Refused(f"cannot retry: no rollout in {store.where}")
             old = every[-1]
         else:
             old = store.pick(rollout_id, "retry")
@@ -39,7 +37,7 @@ def retry(
             raise BadInput(
                 f"cannot retry {old.id}: its frozen candidate no longer has the hash recorded at start"
             )
-        check_paths(pb, state_dir)
+        check_paths(pb, local_folder(state_dir))
         problems = check_candidate(pb, data)
         errors = [p for p in problems if p.severity == "error"]
         if errors:

@@ -9,10 +9,13 @@ import socket
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rollout.commands.common import Report
 from rollout.util.errors import BadInput
+
+if TYPE_CHECKING:
+    from rollout.edges.backends import StateAt
 
 DEFAULT_LISTEN = "127.0.0.1:8470"
 MIN_TOKEN_CHARS = 16
@@ -86,7 +89,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(
-    state_dir: Path,
+    state_dir: StateAt,
     listen: str = DEFAULT_LISTEN,
     token_file: str | None = None,
     on_listening: Callable[[str, str | None], None] | None = None,

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from rollout.commands.common import Report
 from rollout.core import machine
 from rollout.core.diffing import host_ranges
+from rollout.edges.backends import StateAt, open_store
 from rollout.edges.store import Rollout, Store
 from rollout.util.errors import Refused
 
 
-def status(state_dir: Path, rollout_id: str | None = None) -> Report:
+def status(state_dir: StateAt, rollout_id: str | None = None) -> Report:
     """Describe one rollout: its state, stage, percent, every host, the journal, the last verdict."""
-    store = Store(state_dir)
+    store = open_store(state_dir)
     store.tidy()
     rollout = store.pick(rollout_id, "show status", fallback_latest=True)
     note = _reconcile_if_free(store, rollout)
@@ -55,6 +55,7 @@ def status_data(rollout: Rollout, events: list[dict[str, Any]] | None = None) ->
             for e in (rollout.events() if events is None else events)
         ],
         "folder": str(rollout.dir),
+        "state_at": rollout.location(),
     }
     from rollout.commands.wait import timing_of
 
@@ -71,7 +72,7 @@ def _reconcile_if_free(store: Store, rollout: Rollout) -> str | None:
 
     try:
         with store.lock():
-            fresh = Rollout(rollout.dir)
+            fresh = rollout.reloaded()
             run = open_run(fresh, None)
             try:
                 found = reconcile(run)
@@ -121,14 +122,14 @@ def reconciled_text(found: dict[str, str]) -> str:
     return "\n  ".join(["Reconciled an interrupted operation:", *sentences])
 
 
-def diff(state_dir: Path, rollout_id: str | None = None) -> Report:
+def diff(state_dir: StateAt, rollout_id: str | None = None) -> Report:
     """Show baseline vs candidate per group of hosts with the same baseline (redacted)."""
-    rollout = Store(state_dir).pick(rollout_id, "diff", fallback_latest=True)
-    index = json.loads((rollout.dir / "diffs" / "index.json").read_text())
+    rollout = open_store(state_dir).pick(rollout_id, "diff", fallback_latest=True)
+    index = json.loads(_blob(rollout, "diffs/index.json"))
     report = Report(data={"id": rollout.id, "groups": []})
     for group in index:
-        text = (rollout.dir / "diffs" / f"{group['group']}.txt").read_text().rstrip()
-        changes = json.loads((rollout.dir / "diffs" / f"{group['group']}.json").read_text())
+        text = _blob(rollout, f"diffs/{group['group']}.txt").decode().rstrip()
+        changes = json.loads(_blob(rollout, f"diffs/{group['group']}.json"))
         hosts = host_ranges(group["hosts"])
         label = "same change" if len(group["hosts"]) > 1 else "change"
         report.say(f"{hosts}: {label}")
@@ -137,11 +138,18 @@ def diff(state_dir: Path, rollout_id: str | None = None) -> Report:
     return report
 
 
-def history(state_dir: Path, rollout_id: str | None = None) -> Report:
+def _blob(rollout: Rollout, name: str) -> bytes:
+    data = rollout.read_blob(name)
+    if data is None:
+        raise FileNotFoundError(f"{rollout.location(name)} is missing")
+    return data
+
+
+def history(state_dir: StateAt, rollout_id: str | None = None) -> Report:
     """Show the rollout's event journal."""
-    store = Store(state_dir)
+    store = open_store(state_dir)
     if rollout_id is None and not store.rollouts():
-        raise Refused(f"no rollouts in {state_dir}")
+        raise Refused(f"no rollouts in {store.where}")
     rollout = store.pick(rollout_id, "show history", fallback_latest=True)
     events = rollout.events()
     report = Report(data={"id": rollout.id, "events": events})
@@ -156,9 +164,9 @@ def history(state_dir: Path, rollout_id: str | None = None) -> Report:
     return report
 
 
-def rollouts(state_dir: Path) -> Report:
+def rollouts(state_dir: StateAt) -> Report:
     """List every rollout in the state folder."""
-    every = Store(state_dir).rollouts()
+    every = open_store(state_dir).rollouts()
     report = Report(data={"rollouts": [{"id": r.id, "state": r.state.phase} for r in every]})
     for r in every:
         report.say(f"{r.id}  {r.state.phase}  stage {r.state.stage}")

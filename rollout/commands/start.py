@@ -15,27 +15,27 @@ from rollout.core import cohorts, diffing, machine
 from rollout.core.machine import Phase
 from rollout.core.playbook import Playbook
 from rollout.core.state import HostRecord, HostState, RolloutState
+from rollout.edges.backends import StateAt, local_folder, open_store
 from rollout.edges.engine import Run, stage_shadow
 from rollout.edges.gate import evaluate, reset_counters
 from rollout.edges.journal import now_iso
 from rollout.edges.projection import project_for
-from rollout.edges.store import Store, backup_names
+from rollout.edges.store import backup_names
 from rollout.hosts import transports
 from rollout.hosts.fleet import Fleet, ProgressFn
 from rollout.models.cost import summary_lines
-from rollout.util.atomic import write_atomic
 from rollout.util.errors import REFUSED, Refused
 
 
 def start(
     playbook_path: str | Path,
-    state_dir: Path,
+    state_dir: StateAt,
     progress: ProgressFn | None = None,
     fleet: Fleet | None = None,
 ) -> Report:
     """Start a rollout; nothing is written to a host before every host is read and backed up.
     A `fleet` given by the caller (run --auto) is used and left open for the stages that follow."""
-    pb, data, problems = load_checked(playbook_path, state_dir)
+    pb, data, problems = load_checked(playbook_path, local_folder(state_dir))
     return start_from(pb, data, problems, pb.file.read_bytes(), state_dir, progress, fleet)
 
 
@@ -44,14 +44,14 @@ def start_from(
     data: bytes,
     problems: list[Problem],
     playbook_bytes: bytes,
-    state_dir: Path,
+    state_dir: StateAt,
     progress: ProgressFn | None = None,
     fleet: Fleet | None = None,
     retry_of: str | None = None,
 ) -> Report:
     """Start a rollout of `data` under the validated `pb` (whose file's bytes are frozen as
     `playbook_bytes`); `retry_of` names the rollout it retries, if any."""
-    store = Store(state_dir)
+    store = open_store(state_dir)
     report = Report()
     for p in problems:
         report.say(p.render(str(pb.config_source)))
@@ -83,7 +83,7 @@ def start_from(
                 f"rollout {rollout.id}: {len(pb.hosts)} host(s), stages "
                 + " -> ".join(s.name for s in pb.stages)
             )
-            report.say(f"baseline of every host backed up in {rollout.dir / 'baseline'}")
+            report.say(f"baseline of every host backed up in {rollout.location('baseline')}")
             _start_first_stage(run, report)
         finally:
             if own:
@@ -159,10 +159,10 @@ def _write_diffs(run: Run, data: bytes, snapshot: dict[str, Any]) -> int:
     index = []
     for n, (sha, hosts) in enumerate(diffing.group_by_baseline(baselines), start=1):
         as_json, text = diffing.diff_one(snapshot[hosts[0]][0].data, data, pb.config_kind)
-        write_atomic(r.dir / "diffs" / f"{n}.json", json.dumps(as_json, indent=2).encode())
-        write_atomic(r.dir / "diffs" / f"{n}.txt", (text + "\n").encode())
+        r.write_blob(f"diffs/{n}.json", json.dumps(as_json, indent=2).encode())
+        r.write_blob(f"diffs/{n}.txt", (text + "\n").encode())
         index.append({"group": n, "hosts": hosts, "baseline_sha256": sha, "changes": bool(as_json)})
-    write_atomic(r.dir / "diffs" / "index.json", json.dumps(index, indent=2).encode())
+    r.write_blob("diffs/index.json", json.dumps(index, indent=2).encode())
     return len(index)
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from rollout.commands.common import Report, frozen_playbook
 from rollout.core import machine, progress
-from rollout.edges import driver
+from rollout.edges.backends import StateAt, open_store
 from rollout.edges.store import Rollout, Store
 from rollout.util.durations import format_duration
 from rollout.util.errors import REFUSED, Refused
@@ -27,7 +26,7 @@ def clock_of(rollout: Rollout) -> progress.Clock | None:
 
 def timing_of(rollout: Rollout) -> dict[str, Any]:
     """Return bake time left, when it ends, the next check, paused, driven (for status --json)."""
-    return progress.timing(rollout.state, clock_of(rollout), driver.is_driven(rollout.dir), time.time())
+    return progress.timing(rollout.state, clock_of(rollout), rollout.is_driven(), time.time())
 
 
 def _find(store: Store, rollout_id: str | None, patient: bool) -> Rollout | None:
@@ -38,18 +37,18 @@ def _find(store: Store, rollout_id: str | None, patient: bool) -> Rollout | None
     active = store.active()
     if active is not None:
         return active
-    if driver.lock_holder_alive(store.root):
+    if store.busy():
         return None  # an operation (a `start`) is under way: the rollout may be on its way
     every = store.rollouts()
     if not every:
         if patient:
             return None
-        raise Refused(f"cannot wait: no rollout in {store.root}")
+        raise Refused(f"cannot wait: no rollout in {store.where}")
     return every[-1]
 
 
 def wait(
-    state_dir: Path,
+    state_dir: StateAt,
     rollout_id: str | None = None,
     timeout: float | None = None,
     interval: float = 1.0,
@@ -57,7 +56,7 @@ def wait(
 ) -> Report:
     """Poll the rollout's state (without the lock) until it is complete (0), rolled back or aborted
     (3), failed to roll back (4), or waiting for a human or still going at `timeout` (5)."""
-    store = Store(state_dir)
+    store = open_store(state_dir)
     began = time.monotonic()
     pending: tuple[int, str] | None = None
     while True:
@@ -68,8 +67,8 @@ def wait(
             s = rollout.state
             clock = clock_of(rollout)
             left = clock.bake_left(time.time()) if clock else 0.0
-            driven = driver.is_driven(rollout.dir)
-            busy = driver.lock_holder_alive(store.root)
+            driven = rollout.is_driven()
+            busy = store.busy()
             found = progress.outcome(s, driven=driven, busy=busy, bake_left=left)
             data = {
                 "id": rollout.id,

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from rollout.commands.common import Report
 from rollout.commands.show import status
 from rollout.core import machine, progress
 from rollout.core.state import RolloutState
-from rollout.edges import driver
+from rollout.edges.backends import StateAt, open_store
 from rollout.util.errors import REFUSED
 
 Draw = Callable[[dict[str, Any]], None]
 
 
 def watch(
-    state_dir: Path,
+    state_dir: StateAt,
     rollout_id: str | None,
     interval: float,
     draw: Draw,
@@ -31,7 +30,7 @@ def watch(
         data = status(state_dir, rollout_id).data
         rollout_id = data["id"]  # the one first shown, even once it is no longer the active one
         draw(data)
-        busy = driver.lock_holder_alive(state_dir)
+        busy = open_store(state_dir).busy()
         found = progress.outcome(
             _state_of(data),
             driven=bool(data.get("driven")),

@@ -7,7 +7,6 @@ import hmac
 import json
 import math
 from importlib import resources
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,7 +19,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rollout.dashboard import exposition
 from rollout.dashboard.series import metric_series, thinned
-from rollout.dashboard.snapshot import StateView, Unreadable, summary
+from rollout.dashboard.snapshot import StateView, StoreView, Unreadable, summary
+from rollout.edges.backends import StateAt, local_folder, open_store
 
 COOKIE = "rollout_dashboard"
 STATIC = {
@@ -115,9 +115,11 @@ class TokenGate:
         await response(scope, receive, send)
 
 
-def build_app(state_dir: Path, token: str | None = None) -> ASGIApp:
+def build_app(state_dir: StateAt, token: str | None = None) -> ASGIApp:
     """Return the dashboard app over `state_dir` (read-only), behind the token when one is given."""
-    view = StateView(state_dir)
+    folder = local_folder(state_dir)
+    view = StateView(folder) if folder is not None else StoreView(open_store(state_dir))
+    shown = str(folder) if folder is not None else view.store.where if isinstance(view, StoreView) else ""
 
     def page(request: Request) -> Response:
         return Response(_asset("index.html"), media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
@@ -132,16 +134,16 @@ def build_app(state_dir: Path, token: str | None = None) -> ASGIApp:
         listed = []
         for found in view.rollouts():
             listed.append(found.to_json() if isinstance(found, Unreadable) else summary(found))
-        data: dict[str, Any] = {"state_dir": str(state_dir), "rollouts": listed}
-        if not state_dir.is_dir():
-            data["note"] = f"the state folder {state_dir} does not exist (yet): no rollouts"
+        data: dict[str, Any] = {"state_dir": shown, "rollouts": listed}
+        if folder is not None and not folder.is_dir():
+            data["note"] = f"the state folder {folder} does not exist (yet): no rollouts"
         return _JSON(data, headers=SECURITY_HEADERS)
 
     def _open(request: Request) -> Any:
         rid = request.path_params["rollout_id"]
         found = view.find(rid)
         if found is None:
-            return _error(404, f"{state_dir}: no rollout with id {rid!r}")
+            return _error(404, f"{shown}: no rollout with id {rid!r}")
         if isinstance(found, Unreadable):
             return _error(503, f"rollout {found.id}: {found.error}")
         return found

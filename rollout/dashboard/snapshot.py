@@ -17,7 +17,7 @@ from rollout.commands.show import status_data
 from rollout.core import machine
 from rollout.core.state import HostState, RolloutState
 from rollout.edges.journal import JOURNAL
-from rollout.edges.store import NEW_PREFIX, Rollout
+from rollout.edges.store import NEW_PREFIX, Rollout, Store
 from rollout.util.errors import BadInput
 
 T = TypeVar("T")
@@ -44,7 +44,7 @@ class StateView:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._journals: dict[Path, tuple[tuple[int, int, int], list[dict[str, Any]]]] = {}
-        self._derived: dict[tuple[Path, str], tuple[list[dict[str, Any]], Any]] = {}
+        self._derived: dict[tuple[str, str], tuple[list[dict[str, Any]], Any]] = {}
         self._lock = threading.Lock()
 
     def folders(self) -> list[Path]:
@@ -117,7 +117,7 @@ class StateView:
     def derived(self, rollout: Rollout, name: str, build: Callable[[list[dict[str, Any]]], T]) -> T:
         """Return `build(journal)`, computed again only when the journal changed."""
         events = self.events(rollout)
-        key = (rollout.dir, name)
+        key = (rollout.id, name)
         with self._lock:
             seen = self._derived.get(key)
         if seen is not None and seen[0] is events:
@@ -133,6 +133,40 @@ class StateView:
             return status_data(rollout, self.events(rollout))
         except Exception as e:  # noqa: BLE001 - a state the page cannot show is reported, not a crash
             return Unreadable(rollout.id, f"state cannot be shown: {type(e).__name__}: {e}")
+
+
+class StoreView(StateView):
+    """A state kept elsewhere than a folder (PostgreSQL) as the dashboard reads it: through the
+    store, without the lock; a journal is read again only when its rollout's state changed."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store.root)
+        self.store = store
+        self._events: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
+
+    def rollouts(self) -> list[Rollout | Unreadable]:
+        try:
+            return list(self.store.rollouts())
+        except Exception as e:  # noqa: BLE001 - a server that cannot answer is reported, not a crash
+            return [Unreadable("(state)", f"cannot read {self.store.where}: {e}")]
+
+    def find(self, rollout_id: str) -> Rollout | Unreadable | None:
+        try:
+            every = self.store.rollouts()
+        except Exception as e:  # noqa: BLE001
+            return Unreadable(rollout_id, f"cannot read {self.store.where}: {e}")
+        return next((r for r in every if r.id == rollout_id), None)
+
+    def events(self, rollout: Rollout) -> list[dict[str, Any]]:
+        key = (rollout.state.updated, rollout.state.journal)
+        with self._lock:
+            seen = self._events.get(rollout.id)
+        if seen is not None and seen[0] == key:
+            return seen[1]
+        events = rollout.events()
+        with self._lock:
+            self._events[rollout.id] = (key, events)
+        return events
 
 
 def summary(rollout: Rollout) -> dict[str, Any]:

@@ -9,12 +9,19 @@ import errno
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 DRIVER = "driver.lock"
 
 _held: dict[Path, int] = {}
+_releases: list[Callable[[], None]] = []
+
+
+def on_release(fn: Callable[[], None]) -> None:
+    """Call `fn` in `release_all` too (a backend that marks its driver another way lets go there)."""
+    if fn not in _releases:
+        _releases.append(fn)
 
 
 def claim(folder: Path) -> bool:
@@ -46,6 +53,8 @@ def release_all() -> None:
     while _held:
         _, fd = _held.popitem()
         os.close(fd)
+    for fn in _releases:
+        fn()
 
 
 @contextlib.contextmanager

@@ -132,10 +132,15 @@ class Verification:
 
 
 def verify(folder: Path, head: dict[str, Any] | None) -> Verification:
-    """Check the journal's chain against `head`, the one state.json records (None: it records
-    none); name the first line touched."""
+    """Check the journal's chain in `folder` against `head`, the one state.json records (None: it
+    records none); name the first line touched."""
     path = folder / JOURNAL
-    data = path.read_bytes() if path.exists() else b""
+    return verify_bytes(path.read_bytes() if path.exists() else b"", head)
+
+
+def verify_bytes(data: bytes, head: dict[str, Any] | None) -> Verification:
+    """Check a journal's chain (its lines' bytes, as `Rollout.journal_bytes` returns them)
+    against `head`; name the first line touched."""
     raw = data.split(b"\n")
     torn = raw.pop()  # after the last newline: empty, or a line a crash left unfinished
     if torn and _parses(torn):
@@ -209,7 +214,7 @@ def _first_break(raw: list[bytes], records: list[Any], head: str | None) -> tupl
 def require_intact(rollout: Any, verb: str, force: bool) -> None:
     """Refuse (exit 5) to change a rollout whose journal fails verification, unless forced;
     a forced verb records what it overrode."""
-    found = verify(rollout.dir, rollout.state.journal)
+    found = verify_bytes(rollout.journal_bytes(), rollout.state.journal)
     if found.ok:
         return
     if not force:

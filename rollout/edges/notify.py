@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,6 +114,7 @@ class _Item:
     body: dict[str, Any]
     folder: Path
     chained: bool
+    append: Callable[[dict[str, Any]], None] | None = None
     done: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -140,8 +142,14 @@ _cond = threading.Condition()
 _atexit_armed = False
 
 
-def dispatch(folder: Path, state: RolloutState, record: dict[str, Any]) -> None:
-    """Queue the notification `record` makes for every webhook of the rollout in `folder` that wants it."""
+def dispatch(
+    folder: Path,
+    state: RolloutState,
+    record: dict[str, Any],
+    append: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """Queue the notification `record` makes for every webhook of the rollout in `folder` that wants
+    it; `append` records an undelivered one in the rollout's journal (default: the folder's)."""
     event = _event_for(folder, record)
     if event is None:
         return
@@ -150,7 +158,7 @@ def dispatch(folder: Path, state: RolloutState, record: dict[str, Any]) -> None:
         return
     body = payload(event, state, record)
     for hook in hooks:
-        _enqueue(_Item(hook, body, folder, state.journal is not None))
+        _enqueue(_Item(hook, body, folder, state.journal is not None, append))
 
 
 _hooks: dict[Path, tuple[Webhook, ...]] = {}
@@ -296,7 +304,10 @@ def _give_up(item: _Item, why: str, attempts: int | None) -> None:
             "attempts": attempts,
             "error": why,
         }
-        journal.append(item.folder, record, chained=item.chained)
+        if item.append is not None:
+            item.append(record)
+        else:
+            journal.append(item.folder, record, chained=item.chained)
     except OSError:
         pass  # the state folder is full or gone: nothing more can be said, and the rollout goes on
     finally:

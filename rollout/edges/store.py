@@ -20,15 +20,13 @@ from typing import Any
 from rollout.core import machine
 from rollout.core.machine import Phase
 from rollout.core.state import RolloutState, decode, encode
-from rollout.edges import journal, notify
+from rollout.edges import driver, journal, notify
 from rollout.hosts import orphans
 from rollout.util import who
 from rollout.util.atomic import TEMP_SUFFIX, fsync_dir, write_atomic
 from rollout.util.errors import BadInput, Refused, StateWriteError
 
 _STATE_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
-
-
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._@-]", "_", name)
 
@@ -121,20 +119,50 @@ class Rollout:
             if head is not None or save:
                 self.save()
         notify.dispatch(
-            self.dir, self.state, record
+            self.dir, self.state, record, self.append_event
         )  # queued for a background sender: never waits for a webhook
         return record
 
+    def append_event(self, record: dict[str, Any]) -> None:
+        """Append `record` to the journal without touching the state (a webhook's sender records
+        an undelivered notification so, chained after the head when the journal is)."""
+        journal.append(self.dir, record, chained=self.state.journal is not None)
+
     def events(self) -> list[dict[str, Any]]:
         """Return the journal; a torn last line (crash mid-write) is skipped."""
-        path = self.dir / "events.jsonl"
-        if not path.exists():
-            return []
         out = []
-        for line in path.read_text().splitlines():
+        for line in self.journal_bytes().decode(errors="replace").splitlines():
             with contextlib.suppress(json.JSONDecodeError):
                 out.append(json.loads(line))
         return out
+
+    def journal_bytes(self) -> bytes:
+        """Return the journal as its lines' bytes, each ending in a newline (a torn last one may not)."""
+        try:
+            return (self.dir / journal.JOURNAL).read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    def journal_where(self) -> str:
+        """Say where the journal is kept (for messages)."""
+        return str(self.dir / journal.JOURNAL)
+
+    def location(self, name: str = "") -> str:
+        """Say where the rollout's `name` (a blob name or a folder of them) is kept (for messages)."""
+        return str(self.dir / name) if name else str(self.dir)
+
+    def reloaded(self) -> Rollout:
+        """Return this rollout read again from the store (another process may have moved it)."""
+        return Rollout(self.dir)
+
+    # -- who drives it (`run --auto`), for `rollout wait` --------------------------------
+    def drive(self) -> bool:
+        """Mark this process as the rollout's driver until the process lets go (driver.release_all)."""
+        return driver.claim(self.dir)
+
+    def is_driven(self) -> bool:
+        """Return True while a live process (`run --auto`) drives this rollout."""
+        return driver.is_driven(self.dir)
 
     # -- frozen inputs and backups ----------------------------------------------------
     def backup_path(self, host: str) -> Path:
@@ -208,11 +236,26 @@ class Rollout:
 NEW_PREFIX = ".new-"
 
 
+def held_message(where: str, holder: str) -> str:
+    """The refusal (exit 5) when another operation holds the lock, the same for every backend."""
+    return f"another rollout operation holds the lock on {where} ({holder}); nothing changed, try again when it is done"
+
+
 class Store:
-    """The state folder: holds rollouts and the one-operation-at-a-time lock."""
+    """The state folder: holds rollouts and the one-operation-at-a-time lock. The PostgreSQL
+    backend (edges/pgstore.py) keeps the same contract on a server."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    @property
+    def where(self) -> str:
+        """Say where the state is (for messages; a URL without its password)."""
+        return str(self.root)
+
+    def busy(self) -> bool:
+        """Return True when a live process holds the lock (an operation is under way)."""
+        return driver.lock_holder_alive(self.root)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -228,10 +271,7 @@ class Store:
                 if e.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                raise Refused(
-                    f"another rollout operation holds the lock on {self.root} (pid {holder}); "
-                    "nothing changed, try again when it is done"
-                ) from None
+                raise Refused(held_message(self.where, f"pid {holder}")) from None
             # The holder's pid stays in the file until it lets go: a pid found here now belongs
             # to an operation that was killed, whose checks may still be running.
             if os.pread(fd, 64, 0).strip():
@@ -267,14 +307,14 @@ class Store:
         if rollout_id:
             folder = self.root / rollout_id
             if not (folder / "state.json").is_file():
-                raise BadInput(f"{self.root}: no rollout with id {rollout_id!r}")
+                raise BadInput(f"{self.where}: no rollout with id {rollout_id!r}")
             return Rollout(folder)
         found = self.active()
         if found is None and fallback_latest:
             every = self.rollouts()
             found = every[-1] if every else None
         if found is None:
-            raise Refused(f"cannot {verb}: no active rollout in {self.root} (start one first)")
+            raise Refused(f"cannot {verb}: no active rollout in {self.where} (start one first)")
         return found
 
     def create(self, name: str, state: RolloutState, frozen: dict[str, bytes] | None = None) -> Rollout:

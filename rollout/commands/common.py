@@ -45,6 +45,11 @@ def load_checked(path: str | Path, state_dir: Path | None = None) -> tuple[Playb
     folder given, also a host path inside it)."""
     pb = playbook.load(path)
     check_paths(pb, state_dir)
+    if is_bundle(pb):
+        from rollout.commands import bundles
+
+        inputs = bundles.read_inputs(pb)
+        return pb, inputs[pb.files[0].name], bundles.check_inputs(pb, inputs)
     try:
         data = pb.config_source.read_bytes()
     except OSError as e:
@@ -63,6 +68,11 @@ def load_checked(path: str | Path, state_dir: Path | None = None) -> tuple[Playb
             rendered,
         )
     return pb, data, problems
+
+
+def is_bundle(pb: Playbook) -> bool:
+    """Return True unless the playbook is the one-file form with a source (as before bundles)."""
+    return len(pb.files) != 1 or pb.files[0].patch is not None
 
 
 def sha256(data: bytes) -> str:

@@ -8,13 +8,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rollout.commands.common import Report, finish_restore, load_checked, sha256
+from rollout.commands import bundles
+from rollout.commands.bundles import Snapshot
+from rollout.commands.common import Report, finish_restore, is_bundle, load_checked, sha256
 from rollout.commands.stage import go_live, report_verdict
 from rollout.configkinds.base import Problem
 from rollout.core import cohorts, diffing, machine
 from rollout.core.machine import Phase
 from rollout.core.playbook import Playbook
-from rollout.core.state import HostRecord, HostState, RolloutState
+from rollout.core.state import FileRecord, HostRecord, HostState, RolloutState
+from rollout.edges.bundle import bundle_sha, candidate_blob
 from rollout.edges.engine import Run, stage_shadow
 from rollout.edges.gate import evaluate, reset_counters
 from rollout.edges.journal import now_iso
@@ -68,13 +71,20 @@ def start_from(
             fleet = Fleet(transport, progress)
         try:
             snapshot = _snapshot(fleet, pb)
-            projected = project_for(pb, data, {h: snapshot[h][0].data for h in pb.hosts}, fleet)
+            candidates = _candidates(pb, data, snapshot, report)
+            first = pb.files[0]
+            projected = project_for(
+                pb,
+                candidates[pb.hosts[0]][first.name],
+                {h: snapshot[h][first.name][0].data for h in pb.hosts},
+                fleet,
+            )
             frozen = {"playbook.yml": playbook_bytes, f"candidate/{pb.config_source.name}": data}
-            initial = _initial_state(pb, data, snapshot)
+            initial = _initial_state(pb, data, snapshot, candidates)
             initial.retry_of = retry_of
             rollout = store.create(pb.name, initial, frozen)
             run = Run(rollout=rollout, playbook=pb, fleet=fleet)
-            _freeze(run, data, snapshot)
+            _freeze(run, candidates, snapshot)
             if projected is not None:
                 rollout.log("cost-projection", cost=projected.to_json())
                 report.lines.extend(summary_lines(projected))
@@ -91,32 +101,80 @@ def start_from(
     return report
 
 
-def _snapshot(fleet: Fleet, pb: Any) -> dict[str, Any]:
-    """Read every host's live and shadow file; refuse to start if any host cannot be read."""
-    results = fleet.map(
-        list(pb.hosts), lambda s: (s.read(pb.path_on(s.host)), s.read(pb.shadow_on(s.host))), "snapshot"
-    )
+def _snapshot(fleet: Fleet, pb: Playbook) -> Snapshot:
+    """Read every host's live and shadow files; refuse to start if any host cannot be read."""
+
+    def read(s: Any) -> dict[str, tuple[Any, Any]]:
+        return {f.name: (s.read(f.path_on(s.host)), s.read(f.shadow_on(s.host))) for f in pb.files}
+
+    results = fleet.map(list(pb.hosts), read, "snapshot")
     failed = {h: r.error for h, r in results.items() if r.value is None}
     if failed:
         names = "; ".join(f"{h}: {why}" for h, why in failed.items())
         raise Refused(
             f"cannot start: could not read the current file on every host ({names}); nothing written"
         )
-    return {h: r.value for h, r in results.items()}
+    return {h: r.value for h, r in results.items() if r.value is not None}
 
 
-def _initial_state(pb: Playbook, data: bytes, snapshot: dict[str, Any]) -> RolloutState:
+def _candidates(pb: Playbook, data: bytes, snapshot: Snapshot, report: Report) -> dict[str, dict[str, bytes]]:
+    """Return each host's candidate bytes per file (a patch is applied to the host's own file and
+    checked there: a host it breaks is an error before anything is written)."""
+    if not is_bundle(pb):
+        return {h: {pb.files[0].name: data} for h in pb.hosts}
+    inputs = bundles.read_inputs(pb)
+    per_host = bundles.host_candidates(pb, inputs, snapshot)
+    if any(f.patch is not None for f in pb.files):
+        seen: set[str] = set()
+        for host in pb.hosts:
+            for p in bundles.disagreements(pb, per_host[host], host):
+                line = p.render("")
+                if p.message not in seen:
+                    seen.add(p.message)
+                    report.say(line)
+    return per_host
+
+
+def _bundle_candidate_sha(pb: Playbook, data: bytes) -> str:
+    """Return the rollout's candidate hash: the one file's, or one over every file's input."""
+    if not is_bundle(pb):
+        return sha256(data)
+    inputs = bundles.read_inputs(pb)
+    return bundle_sha([(f.name, sha256(inputs[f.name])) for f in pb.files]) or sha256(data)
+
+
+def _initial_state(
+    pb: Playbook, data: bytes, snapshot: Snapshot, candidates: dict[str, dict[str, bytes]]
+) -> RolloutState:
     hosts = {}
     backups = backup_names(pb.hosts)
+    bundle = is_bundle(pb)
     for host in pb.hosts:
-        live, shadow = snapshot[host]
+        first_live, first_shadow = snapshot[host][pb.files[0].name]
+        files: dict[str, FileRecord] = {}
+        for i, f in enumerate(pb.files):
+            live, shadow = snapshot[host][f.name]
+            files[f.name] = FileRecord(
+                path=f.path_on(host),
+                shadow_path=f.shadow_on(host),
+                baseline_sha256=live.sha256,
+                baseline_mode=live.mode,
+                candidate_sha256=sha256(candidates[host][f.name]),
+                sha256=live.sha256,
+                shadow_before=shadow.sha256,
+                backup=(backups[host] if i == 0 else f".file-{i + 1}/{backups[host]}")
+                if live.sha256 is not None
+                else None,
+            )
+        baseline = bundle_sha([(n, f.baseline_sha256) for n, f in files.items()])
         hosts[host] = HostRecord(
             state=HostState.BASELINE,
             backup=backups[host],
-            sha256=live.sha256,
-            baseline_sha256=live.sha256,
-            baseline_mode=live.mode,
-            shadow_before=shadow.sha256,
+            sha256=baseline,
+            baseline_sha256=baseline,
+            baseline_mode=first_live.mode,
+            shadow_before=first_shadow.sha256,
+            files=files if bundle else {},
         )
     first = pb.stages[0]
     return RolloutState(
@@ -129,39 +187,69 @@ def _initial_state(pb: Playbook, data: bytes, snapshot: dict[str, Any]) -> Rollo
         created=now_iso(),
         stage_entered_at=time.time(),
         order=cohorts.host_order(pb.hosts, pb.name),
-        candidate_sha256=sha256(data),
+        candidate_sha256=_bundle_candidate_sha(pb, data),
         candidate_name=pb.config_source.name,
         hosts=hosts,
         pid=os.getpid(),
     )
 
 
-def _freeze(run: Run, data: bytes, snapshot: dict[str, Any]) -> None:
-    """Keep the baseline backups and diffs in the rollout's folder (the playbook and candidate
-    were frozen into it as it was made)."""
+def _freeze(run: Run, candidates: dict[str, dict[str, bytes]], snapshot: Snapshot) -> None:
+    """Keep the baseline backups, each host's candidates (by hash, once each) and the diffs in the
+    rollout's folder (the playbook and the first file's input were frozen into it as it was made)."""
     r, pb = run.rollout, run.playbook
-    r.write_backups({h: snapshot[h][0].data for h in pb.hosts if snapshot[h][0].data is not None})
+    backups: dict[str, bytes] = {}
+    for host, rec in r.state.hosts.items():
+        for name, f in rec.files.items():
+            data = snapshot[host][name][0].data
+            if data is not None and f.backup is not None:
+                backups[f.backup] = data
+    r.write_backup_files(backups)
+    if is_bundle(pb):
+        kept = {r.state.candidate_sha256}
+        for host in pb.hosts:
+            for data in candidates[host].values():
+                sha = sha256(data)
+                if sha not in kept:
+                    kept.add(sha)
+                    r.write_blob(candidate_blob(sha), data)
     with r.writing("the diffs"):
-        groups = _write_diffs(run, data, snapshot)
+        groups = _write_diffs(run, candidates, snapshot)
     r.log(
         "started",
         hosts=list(pb.hosts),
         candidate_sha256=r.state.candidate_sha256,
         diff_groups=groups,
         order=r.state.order,
+        **({"files": [f.name for f in pb.files]} if is_bundle(pb) else {}),
     )
 
 
-def _write_diffs(run: Run, data: bytes, snapshot: dict[str, Any]) -> int:
-    """Write a diff per group of hosts with the same baseline; return how many groups."""
+def _write_diffs(run: Run, candidates: dict[str, dict[str, bytes]], snapshot: Snapshot) -> int:
+    """Write a diff per file per group of hosts whose change to it is the same (same baseline and
+    same candidate); return how many groups."""
     r, pb = run.rollout, run.playbook
-    baselines: dict[str, str | None] = {h: snapshot[h][0].sha256 for h in pb.hosts}
+    bundle = is_bundle(pb)
     index = []
-    for n, (sha, hosts) in enumerate(diffing.group_by_baseline(baselines), start=1):
-        as_json, text = diffing.diff_one(snapshot[hosts[0]][0].data, data, pb.config_kind)
-        write_atomic(r.dir / "diffs" / f"{n}.json", json.dumps(as_json, indent=2).encode())
-        write_atomic(r.dir / "diffs" / f"{n}.txt", (text + "\n").encode())
-        index.append({"group": n, "hosts": hosts, "baseline_sha256": sha, "changes": bool(as_json)})
+    n = 0
+    for f in pb.files:
+        keys: dict[str, str | None] = {}
+        for h in pb.hosts:
+            base = snapshot[h][f.name][0].sha256
+            keys[h] = f"{base}:{sha256(candidates[h][f.name])}" if bundle else base
+        for _key, hosts in diffing.group_by_baseline(keys):
+            n += 1
+            cand = candidates[hosts[0]][f.name]
+            as_json, text = diffing.diff_one(snapshot[hosts[0]][f.name][0].data, cand, f.kind)
+            write_atomic(r.dir / "diffs" / f"{n}.json", json.dumps(as_json, indent=2).encode())
+            write_atomic(r.dir / "diffs" / f"{n}.txt", (text + "\n").encode())
+            entry: dict[str, Any] = {"group": n, "hosts": hosts}
+            if bundle:
+                entry["file"] = f.name
+            entry.update(baseline_sha256=snapshot[hosts[0]][f.name][0].sha256, changes=bool(as_json))
+            if bundle:
+                entry["candidate_sha256"] = sha256(cand)
+            index.append(entry)
     write_atomic(r.dir / "diffs" / "index.json", json.dumps(index, indent=2).encode())
     return len(index)
 

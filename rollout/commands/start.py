@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rollout.commands import layers
 from rollout.commands.common import Report, finish_restore, load_checked, sha256
 from rollout.commands.stage import go_live, report_verdict
 from rollout.configkinds.base import Problem
@@ -24,7 +25,7 @@ from rollout.hosts import transports
 from rollout.hosts.fleet import Fleet, ProgressFn
 from rollout.models.cost import summary_lines
 from rollout.util.atomic import write_atomic
-from rollout.util.errors import REFUSED, Refused
+from rollout.util.errors import REFUSED, BadInput, Refused
 
 
 def start(
@@ -32,11 +33,21 @@ def start(
     state_dir: Path,
     progress: ProgressFn | None = None,
     fleet: Fleet | None = None,
+    allow_overridden: bool = False,
 ) -> Report:
     """Start a rollout; nothing is written to a host before every host is read and backed up.
     A `fleet` given by the caller (run --auto) is used and left open for the stages that follow."""
     pb, data, problems = load_checked(playbook_path, state_dir)
-    return start_from(pb, data, problems, pb.file.read_bytes(), state_dir, progress, fleet)
+    return start_from(
+        pb,
+        data,
+        problems,
+        pb.file.read_bytes(),
+        state_dir,
+        progress,
+        fleet,
+        allow_overridden=allow_overridden,
+    )
 
 
 def start_from(
@@ -48,6 +59,7 @@ def start_from(
     progress: ProgressFn | None = None,
     fleet: Fleet | None = None,
     retry_of: str | None = None,
+    allow_overridden: bool = False,
 ) -> Report:
     """Start a rollout of `data` under the validated `pb` (whose file's bytes are frozen as
     `playbook_bytes`); `retry_of` names the rollout it retries, if any."""
@@ -68,6 +80,13 @@ def start_from(
             fleet = Fleet(transport, progress)
         try:
             snapshot = _snapshot(fleet, pb)
+            if pb.is_patch:
+                raise BadInput(
+                    f"{pb.file}: config.patch: `rollout start` rolls one candidate for every host; "
+                    "per-host patched candidates need the bundle engine (rollout plan shows each "
+                    "host's patched file)"
+                )
+            _check_layers(pb, fleet, data, snapshot, report, allow_overridden)
             projected = project_for(pb, data, {h: snapshot[h][0].data for h in pb.hosts}, fleet)
             frozen = {"playbook.yml": playbook_bytes, f"candidate/{pb.config_source.name}": data}
             initial = _initial_state(pb, data, snapshot)
@@ -89,6 +108,27 @@ def start_from(
             if own:
                 fleet.close()
     return report
+
+
+def _check_layers(
+    pb: Playbook, fleet: Fleet, data: bytes, snapshot: dict[str, Any], report: Report, allow: bool
+) -> None:
+    """Refuse (exit 2, nothing written) when a higher OpenCode layer on some host overrides a key
+    the change changes: every gate would pass while those hosts keep the old value."""
+    baselines = {h: snapshot[h][0].data for h in pb.hosts}
+    overridden = layers.report(pb, fleet, baselines, layers.host_candidates(pb, data, baselines))
+    report.data["overridden"] = overridden
+    if not overridden:
+        return
+    if allow:
+        report.lines.extend(f"warning: {line}" for line in overridden)
+        return
+    hosts = sorted({line.split(":", 1)[0] for line in overridden})
+    raise BadInput(
+        f"cannot start: the change would not take effect on {len(hosts)} host(s): {', '.join(hosts)} "
+        "(a higher OpenCode layer sets the same keys; nothing written; --allow-overridden starts anyway)",
+        overridden,
+    )
 
 
 def _snapshot(fleet: Fleet, pb: Any) -> dict[str, Any]:

@@ -85,6 +85,14 @@ class Playbook:
     config_kind_why: str = "config.kind"  # how the kind was chosen, when it was inferred
     notify: tuple[Webhook, ...] = ()
     deadlines: tuple[Deadline | None, ...] = ()  # one per stage
+    # config.patch: config_source is then the patch file, applied to each host's own file
+    config_patch_format: str | None = None
+    config_layers: tuple[Any, ...] | None = None  # config.layers (opencode_layers.LayerSpec); None: default
+
+    @property
+    def is_patch(self) -> bool:
+        """True when each host's candidate is `config_source` (a patch) applied to its own file."""
+        return self.config_patch_format is not None
 
     def path_on(self, host: str) -> str:
         """Return the live config path template for `host`."""
@@ -268,6 +276,16 @@ def _build(found: _Found, data: dict[str, Any], file: Path, require_source: bool
     source = None
     if found.clean("config", "source") and "source" in config:
         source = _source(found, config["source"], base_dir, require_source)
+    patch_format = _patch_keys(found, config, base_dir, require_source)
+    if patch_format is not None:
+        source = _source(found, config["patch"], base_dir, require_source, "config.patch")
+        if source is not None and require_source:
+            found.guard("config.patch", _check_patch, source, patch_format, f"{file}: config.patch")
+    layers: tuple[Any, ...] | None = None
+    if "layers" in config and found.clean("config", "layers"):
+        from rollout.configkinds import opencode_layers
+
+        layers = found.guard("config.layers", _layers, opencode_layers, config["layers"], str(file))
     config_path = found.path(config.get("path"), "config.path") if found.clean("config", "path") else None
     shadow_path = (
         found.path(config.get("shadow_path", DEFAULT_SHADOW), "config.shadow_path")
@@ -275,8 +293,11 @@ def _build(found: _Found, data: dict[str, Any], file: Path, require_source: bool
         else None
     )
     kind, kind_why = str(config.get("kind", "")), "config.kind"
-    if "kind" not in config and source is not None:
+    if "kind" not in config and source is not None and patch_format is None:
         kind, kind_why = configkinds.infer_why(source.name, _head(source))
+    elif "kind" not in config and patch_format is not None and config_path is not None:
+        kind, kind_why = configkinds.infer_why(config_path)
+        kind_why = f"{kind_why} of config.path"
     config_options: dict[str, Any] | None = {}
     if found.clean("config") and source is not None:
         config_options = found.guard("config", configkinds.parse_options, config, str(file), base_dir)
@@ -335,6 +356,8 @@ def _build(found: _Found, data: dict[str, Any], file: Path, require_source: bool
         config_kind_why=kind_why,
         notify=webhooks,
         deadlines=stage_deadlines,
+        config_patch_format=patch_format,
+        config_layers=layers,
     )
 
 
@@ -362,27 +385,70 @@ def _check_scalars(found: _Found, data: dict[str, Any]) -> None:
             found.add(path, f"{limits.show(value)} is too large a number for any setting")
 
 
-def _source(found: _Found, value: Any, base_dir: Path, required: bool) -> Path | None:
-    text = found.path(value, "config.source")
+def _patch_keys(found: _Found, config: dict[str, Any], base_dir: Path, required: bool) -> str | None:
+    """Check source/patch/patch_format together; return the patch format when a patch is given."""
+    if "source" in config and "patch" in config:
+        found.add(("config", "patch"), "give either source (one file for every host) or patch, not both")
+        return None
+    if "source" not in config and "patch" not in config:
+        found.add(("config",), "needs source (the candidate file) or patch (applied to each host's file)")
+        return None
+    if "patch" not in config:
+        if "patch_format" in config:
+            found.add(("config", "patch_format"), "only goes with config.patch")
+        return None
+    if "patch_format" not in config:
+        found.add(("config", "patch"), "needs patch_format: merge (RFC 7386) or json-patch (RFC 6902)")
+        return None
+    if not found.clean("config", "patch") or not found.clean("config", "patch_format"):
+        return None
+    return str(config["patch_format"])
+
+
+def _check_patch(source: Path, patch_format: str, where: str) -> None:
+    from rollout.core import patching
+
+    try:
+        data = source.read_bytes()
+    except OSError as e:
+        raise BadInput(f"config.patch: cannot read {source} ({e.strerror})") from None
+    try:
+        patching.load_patch(data, patch_format, str(source))
+    except BadInput as e:
+        raise BadInput(f"config.patch: {str(e).removeprefix(f'{source}: ')}") from None
+
+
+def _layers(module: Any, value: Any, where: str) -> tuple[Any, ...]:
+    try:
+        specs: tuple[Any, ...] = module.parse_specs(value, where)
+    except ValueError as e:
+        raise BadInput(str(e).removeprefix(f"{where}: ")) from None
+    return specs
+
+
+def _source(
+    found: _Found, value: Any, base_dir: Path, required: bool, field: str = "config.source"
+) -> Path | None:
+    text = found.path(value, field)
     if text is None:
         return None
     try:
         source = base_dir / Path(text).expanduser()
     except RuntimeError as e:  # ~user with no such user
-        found.add(("config", "source"), f"cannot expand {limits.show(text)} ({e})")
+        found.add(tuple(field.split(".")), f"cannot expand {limits.show(text)} ({e})")
         return None
     if not required:
         return source
     try:
         if source.is_dir():
-            found.add(("config", "source"), f"{source} is a folder, not a candidate file")
+            found.add(tuple(field.split(".")), f"{source} is a folder, not a candidate file")
             return None
         present = source.is_file()
     except OSError as e:
-        found.add(("config", "source"), f"cannot read {source} ({e.strerror})")
+        found.add(tuple(field.split(".")), f"cannot read {source} ({e.strerror})")
         return None
     if not present:
-        found.add(("config", "source"), f"candidate file not found: {source}")
+        found.add(tuple(field.split(".")), f"candidate file not found: {source}")
         return None
     return source
 

@@ -12,6 +12,9 @@ import yaml
 
 from rollout.configkinds.opencode_layers import LayerDoc, changed_paths, findings, layer_of, order
 from tests.conftest import LocalFleet, make_fleet
+from tests.sshd import Sshd, _no_real_home, sshd, sshd_keys
+
+__all__ = ["_no_real_home", "sshd", "sshd_keys"]
 
 TARGET = "fleet/{host}/home/.config/opencode/opencode.json"
 
@@ -131,3 +134,27 @@ def test_precedence_follows_opencode_merge_order() -> None:
     assert findings("h", "/srv/app/opencode.json", changes, [managed]) == [
         "h: agent.build.model is set by /etc/opencode/opencode.json, which overrides this file"
     ]
+
+
+def test_layer_report_over_the_real_sshd(tmp_path: Path, sshd: Sshd) -> None:
+    from tests.test_ssh_rollout import make_fleet as make_ssh_fleet
+
+    fleet = make_ssh_fleet(tmp_path, [sshd], ["shadow", 100], name="layers-ssh")
+    doc = yaml.safe_load(fleet.playbook.read_text())
+    doc["config"]["kind"] = "opencode"
+    doc["config"]["layers"] = [str(tmp_path / "fleet dir" / "{host}" / "etc" / "opencode" / "opencode.json")]
+    fleet.playbook.write_text(yaml.safe_dump(doc, sort_keys=False))
+    host = fleet.hosts[2]
+    managed = tmp_path / "fleet dir" / host / "etc" / "opencode" / "opencode.json"
+    managed.parent.mkdir(parents=True)
+    managed.write_text('{"model": "anthropic/claude-opus-4-5"}\n')
+    result = fleet.cli("plan", str(fleet.playbook), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["overridden"] == [
+        f"{host}: model is set by {managed}, which overrides this file"
+    ]
+    before = fleet.bytes_on()
+    result = fleet.cli("start", str(fleet.playbook))
+    assert result.exit_code == 2
+    assert f"would not take effect on 1 host(s): {host}" in result.output
+    assert fleet.bytes_on() == before and fleet.leftovers() == []

@@ -71,6 +71,11 @@ def report(
     return [redact_text(line) for line in out]
 
 
+def hosts_named(hosts: tuple[str, ...], lines: list[str]) -> list[str]:
+    """The hosts that lines like 'HOST: ...' name (a host name may itself hold a colon)."""
+    return [h for h in hosts if any(line.startswith(f"{h}: ") for line in lines)]
+
+
 def host_candidates(pb: Playbook, data: bytes, baselines: dict[str, bytes | None]) -> dict[str, bytes]:
     """Each host's candidate: `data` itself, or for `config.patch` the patch applied to the host's
     own bytes; raise BadInput naming every host where the patch does not apply or breaks the file."""
@@ -93,7 +98,7 @@ def host_candidates(pb: Playbook, data: bytes, baselines: dict[str, bytes | None
         errors = [p for p in check_candidate(pb, out[host]) if p.severity == "error"]
         problems += [redact_text(p.render(where)) for p in errors]
     if problems:
-        hosts = sorted({p.split(":", 1)[0] for p in problems})
+        hosts = hosts_named(pb.hosts, problems)
         raise BadInput(
             f"{pb.config_source}: the patch does not give a valid {pb.config_kind} file on "
             f"{len(hosts)} host(s): {', '.join(hosts)}",

@@ -123,7 +123,7 @@ def _check_layers(
     if allow:
         report.lines.extend(f"warning: {line}" for line in overridden)
         return
-    hosts = sorted({line.split(":", 1)[0] for line in overridden})
+    hosts = layers.hosts_named(pb.hosts, overridden)
     raise BadInput(
         f"cannot start: the change would not take effect on {len(hosts)} host(s): {', '.join(hosts)} "
         "(a higher OpenCode layer sets the same keys; nothing written; --allow-overridden starts anyway)",

@@ -43,14 +43,14 @@ DEV03 = b"""{"$schema":"https://opencode.ai/config.json","theme":"tokyonight"}
 """
 
 MERGE = json.dumps(
-    {"agent": {"build": {"model": "openai/gpt-5"}, "plan": {"model": "anthropic/claude-opus-4-1"}}}
+    {"agent": {"build": {"model": "openai/gpt-5"}, "plan": {"model": "anthropic/claude-opus-4-5"}}}
 ).encode()
 
 
 def test_merge_patch_changes_only_the_plans_keys_on_each_host() -> None:
     out1 = apply_patch(DEV01, MERGE, "merge", "opencode", where="dev-01: opencode.jsonc")
     assert out1 == DEV01.replace(b'"anthropic/claude-sonnet-4-5"', b'"openai/gpt-5"').replace(
-        b'"plan": { "model": "openai/gpt-5" }', b'"plan": { "model": "anthropic/claude-opus-4-1" }'
+        b'"plan": { "model": "openai/gpt-5" }', b'"plan": { "model": "anthropic/claude-opus-4-5" }'
     )
     out2 = apply_patch(DEV02, MERGE, "merge", "opencode", where="dev-02: opencode.jsonc")
     assert out2 == (
@@ -61,14 +61,14 @@ def test_merge_patch_changes_only_the_plans_keys_on_each_host() -> None:
         b"\t\t/* reviewer I added */\n"
         b'\t\t"review": {"model": "openai/gpt-5-mini", "description": "reviews diffs", "mode": "subagent"},\n'
         b'\t\t"build": {\n\t\t\t"model": "openai/gpt-5"\n\t\t},\n'
-        b'\t\t"plan": {\n\t\t\t"model": "anthropic/claude-opus-4-1"\n\t\t},\n'
+        b'\t\t"plan": {\n\t\t\t"model": "anthropic/claude-opus-4-5"\n\t\t},\n'
         b"\t},\n"
         b"}\n"
     )
     out3 = apply_patch(DEV03, MERGE, "merge", "opencode", where="dev-03: opencode.jsonc")
     assert out3 == (
         b'{"$schema":"https://opencode.ai/config.json","theme":"tokyonight", "agent": '
-        b'{"build": {"model": "openai/gpt-5"}, "plan": {"model": "anthropic/claude-opus-4-1"}}}\n'
+        b'{"build": {"model": "openai/gpt-5"}, "plan": {"model": "anthropic/claude-opus-4-5"}}}\n'
     )
     for out in (out1, out2, out3):
         assert b"sk-live" not in out or out is out1
@@ -172,3 +172,61 @@ def test_load_patch_refuses_bad_shapes() -> None:
     with pytest.raises(BadInput, match="patch_format must be one of merge, json-patch"):
         load_patch(b"{}", "strategic", "w")
     assert load_patch(b"- {op: remove, path: /a}\n", "json-patch", "w") == [{"op": "remove", "path": "/a"}]
+
+
+def _patch_fleet(tmp_path, patch: bytes, patch_format: str):  # type: ignore[no-untyped-def]
+    from tests.conftest import make_fleet
+
+    fleet = make_fleet(tmp_path, n=3)
+    doc = yaml.safe_load(fleet.playbook.read_text())
+    doc["config"] = {
+        "patch": "changes.json",
+        "patch_format": patch_format,
+        "path": "fleet/{host}/opencode.json",
+    }
+    fleet.playbook.write_text(yaml.safe_dump(doc, sort_keys=False))
+    (fleet.root / "changes.json").write_bytes(patch)
+    for host, data in zip(fleet.hosts, (DEV01, DEV02, DEV03), strict=True):
+        fleet.file(host).write_bytes(data)
+    return fleet
+
+
+def test_plan_shows_each_hosts_own_patched_file_and_touches_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    fleet = _patch_fleet(tmp_path, MERGE, "merge")
+    assert fleet.cli("validate", str(fleet.playbook)).exit_code == 0
+    result = fleet.cli("plan", str(fleet.playbook), "--json")
+    assert result.exit_code == 0, result.output
+    diffs = json.loads(result.stdout)["diffs"]
+    assert len(diffs) == 3
+    assert "sk-live-dev01secret99" not in result.stdout
+    assert fleet.bytes_on() == dict(zip(fleet.hosts, (DEV01, DEV02, DEV03), strict=True))
+
+
+def test_a_patch_that_does_not_apply_on_one_host_names_that_host(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    patch = b'[{"op": "replace", "path": "/agent/build/model", "value": "openai/gpt-5"}]'
+    fleet = _patch_fleet(tmp_path, patch, "json-patch")
+    result = fleet.cli("plan", str(fleet.playbook))
+    assert result.exit_code == 2
+    assert "does not give a valid opencode file on 2 host(s): dev-02, dev-03" in result.output
+    assert (
+        "dev-03: fleet/dev-03/opencode.json: json-patch op 1 (replace /agent/build/model): path not found"
+        in result.output
+    )
+
+
+def test_playbook_patch_keys_are_checked_together(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    fleet = _patch_fleet(tmp_path, b'{"op": "add"}', "json-patch")
+    result = fleet.cli("validate", str(fleet.playbook))
+    assert result.exit_code == 2
+    assert "config.patch: a json-patch must be a list of operations" in result.output
+    doc = yaml.safe_load(fleet.playbook.read_text())
+    doc["config"]["source"] = "changes.json"
+    del doc["config"]["patch_format"]
+    fleet.playbook.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = fleet.cli("validate", str(fleet.playbook))
+    assert result.exit_code == 2
+    assert "config.patch: give either source (one file for every host) or patch, not both" in result.output
+    del doc["config"]["source"]
+    fleet.playbook.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = fleet.cli("validate", str(fleet.playbook))
+    assert "config.patch: needs patch_format: merge (RFC 7386) or json-patch (RFC 6902)" in result.output

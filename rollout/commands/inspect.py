@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rollout.commands import layers
 from rollout.commands.common import Report, load_checked
 from rollout.core import cohorts, diffing
 from rollout.hosts import transports
@@ -61,12 +62,14 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
         from rollout.edges.projection import project_for
 
         live = {h: r.value.data for h, r in current.items() if r.value is not None}
-        projected = project_for(pb, data, live, fleet)
+        candidates = layers.host_candidates(pb, data, live)
+        projected = None if pb.is_patch else project_for(pb, data, live, fleet)
+        overridden = layers.report(pb, fleet, live, candidates)
     unreachable = {h: r.error for h, r in current.items() if r.value is None}
     baselines = {h: r.value.sha256 for h, r in current.items() if r.value is not None}
     for sha, hosts in diffing.group_by_baseline(baselines):
         first = current[hosts[0]].value
-        _, text = diffing.diff_one(first.data if first else None, data, pb.config_kind)
+        _, text = diffing.diff_one(first.data if first else None, candidates[hosts[0]], pb.config_kind)
         label = "same change" if len(hosts) > 1 else "change"
         report.say(f"{diffing.host_ranges(hosts)}: {label}")
         report.lines.extend("  " + line for line in text.splitlines())
@@ -74,6 +77,9 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
     for host, why in unreachable.items():
         report.say(f"warning: {host}: could not read its current file: {why}")
     report.data["unreachable"] = unreachable
+    for line in overridden:
+        report.say(f"warning: {line}")
+    report.data["overridden"] = overridden
     if projected is not None:
         from rollout.models.cost import summary_lines
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rollout.commands import bundles
+from rollout.commands import bundles, layers
 from rollout.commands.bundles import Snapshot
 from rollout.commands.common import Report, finish_restore, is_bundle, load_checked, sha256
 from rollout.commands.stage import go_live, report_verdict
@@ -27,7 +27,7 @@ from rollout.hosts import transports
 from rollout.hosts.fleet import Fleet, ProgressFn
 from rollout.models.cost import summary_lines
 from rollout.util.atomic import write_atomic
-from rollout.util.errors import REFUSED, Refused
+from rollout.util.errors import REFUSED, BadInput, Refused
 
 
 def start(
@@ -35,11 +35,21 @@ def start(
     state_dir: Path,
     progress: ProgressFn | None = None,
     fleet: Fleet | None = None,
+    allow_overridden: bool = False,
 ) -> Report:
     """Start a rollout; nothing is written to a host before every host is read and backed up.
     A `fleet` given by the caller (run --auto) is used and left open for the stages that follow."""
     pb, data, problems = load_checked(playbook_path, state_dir)
-    return start_from(pb, data, problems, pb.file.read_bytes(), state_dir, progress, fleet)
+    return start_from(
+        pb,
+        data,
+        problems,
+        pb.file.read_bytes(),
+        state_dir,
+        progress,
+        fleet,
+        allow_overridden=allow_overridden,
+    )
 
 
 def start_from(
@@ -51,6 +61,7 @@ def start_from(
     progress: ProgressFn | None = None,
     fleet: Fleet | None = None,
     retry_of: str | None = None,
+    allow_overridden: bool = False,
 ) -> Report:
     """Start a rollout of `data` under the validated `pb` (whose file's bytes are frozen as
     `playbook_bytes`); `retry_of` names the rollout it retries, if any."""
@@ -73,11 +84,17 @@ def start_from(
             snapshot = _snapshot(fleet, pb)
             candidates = _candidates(pb, data, snapshot, report)
             first = pb.files[0]
-            projected = project_for(
-                pb,
-                candidates[pb.hosts[0]][first.name],
-                {h: snapshot[h][first.name][0].data for h in pb.hosts},
-                fleet,
+            first_candidates = {h: candidates[h][first.name] for h in pb.hosts}
+            _check_layers(pb, fleet, snapshot, first_candidates, report, allow_overridden)
+            projected = (
+                None
+                if pb.is_patch
+                else project_for(
+                    pb,
+                    candidates[pb.hosts[0]][first.name],
+                    {h: snapshot[h][first.name][0].data for h in pb.hosts},
+                    fleet,
+                )
             )
             frozen = {"playbook.yml": playbook_bytes, f"candidate/{pb.config_source.name}": data}
             initial = _initial_state(pb, data, snapshot, candidates)
@@ -99,6 +116,34 @@ def start_from(
             if own:
                 fleet.close()
     return report
+
+
+def _check_layers(
+    pb: Playbook,
+    fleet: Fleet,
+    snapshot: Snapshot,
+    candidates: dict[str, bytes],
+    report: Report,
+    allow: bool,
+) -> None:
+    """Refuse (exit 2, nothing written) when a higher OpenCode layer on some host overrides a key
+    the change to the bundle's first file changes: every gate would pass while those hosts keep
+    the old value."""
+    first = pb.files[0].name
+    baselines = {h: snapshot[h][first][0].data for h in pb.hosts}
+    overridden = layers.report(pb, fleet, baselines, candidates)
+    report.data["overridden"] = overridden
+    if not overridden:
+        return
+    if allow:
+        report.lines.extend(f"warning: {line}" for line in overridden)
+        return
+    hosts = layers.hosts_named(pb.hosts, overridden)
+    raise BadInput(
+        f"cannot start: the change would not take effect on {len(hosts)} host(s): {', '.join(hosts)} "
+        "(a higher OpenCode layer sets the same keys; nothing written; --allow-overridden starts anyway)",
+        overridden,
+    )
 
 
 def _snapshot(fleet: Fleet, pb: Playbook) -> Snapshot:

@@ -132,10 +132,18 @@ class Playbook:
     config_kind_why: str = "config.kind"  # how the kind was chosen, when it was inferred
     notify: tuple[Webhook, ...] = ()
     deadlines: tuple[Deadline | None, ...] = ()  # one per stage
+    # config.patch: config_source is then the patch file, applied to each host's own file
+    config_patch_format: str | None = None
+    config_layers: tuple[Any, ...] | None = None  # config.layers (opencode_layers.LayerSpec); None: default
     files: tuple[ConfigFile, ...] = ()  # the bundle; the one-file form is a bundle of one
     activate: str | None = None
     activate_timeout: float = DEFAULT_ACTIVATE_TIMEOUT
     ready: Ready | None = None
+
+    @property
+    def is_patch(self) -> bool:
+        """True when the (first) file's candidate is `config_source` (a patch) applied to each host's own file."""
+        return self.config_patch_format is not None
 
     @property
     def is_bundle(self) -> bool:
@@ -330,6 +338,11 @@ def _build(found: _Found, data: dict[str, Any], file: Path, require_source: bool
         transport_options = found.guard("targets", parse_options, targets, str(file))
     files = _files(found, config, file, require_source, transport, hosts)
     activate, activate_timeout, ready = _activation(found, config)
+    layers: tuple[Any, ...] | None = None
+    if "layers" in config and found.clean("config", "layers"):
+        from rollout.configkinds import opencode_layers
+
+        layers = found.guard("config.layers", _layers, opencode_layers, config["layers"], str(file))
 
     stages_raw = data.get("stages", DEFAULT_STAGES)
     stages = _stages(found, stages_raw) if found.clean("stages") else None
@@ -367,6 +380,8 @@ def _build(found: _Found, data: dict[str, Any], file: Path, require_source: bool
         config_kind_why=first.kind_why,
         notify=webhooks,
         deadlines=stage_deadlines,
+        config_patch_format=first.patch_format if first.patch is not None else None,
+        config_layers=layers,
         files=tuple(files),
         activate=activate,
         activate_timeout=activate_timeout,
@@ -440,15 +455,23 @@ def _file(
     base_dir = file.parent
     prefix = field_name(at)
     if "source" in block and "patch" in block:
-        found.add(
-            at, "give source (the same file for every host) or patch (applied to each host's file), not both"
-        )
+        found.add((*at, "patch"), "give either source (one file for every host) or patch, not both")
         return None
+    if "source" not in block and "patch" not in block:
+        found.add(at, "needs source (the candidate file) or patch (applied to each host's file)")
+        return None
+    if "patch" not in block and "patch_format" in block:
+        found.add((*at, "patch_format"), f"only goes with {prefix}.patch")
+    if "patch" in block and "patch_format" not in block:
+        found.add((*at, "patch"), "needs patch_format: merge (RFC 7386) or json-patch (RFC 6902)")
     source = patch = None
     if "source" in block and found.clean(*at, "source"):
         source = _source(found, block["source"], base_dir, require_source, f"{prefix}.source")
     if "patch" in block and found.clean(*at, "patch"):
         patch = _source(found, block["patch"], base_dir, require_source, f"{prefix}.patch", what="patch")
+        if patch is not None and require_source and found.clean(*at, "patch_format"):
+            fmt = str(block.get("patch_format"))
+            found.guard(f"{prefix}.patch", _check_patch, patch, fmt, f"{prefix}.patch")
     path = found.path(block.get("path"), f"{prefix}.path") if found.clean(*at, "path") else None
     shadow = (
         found.path(block.get("shadow_path", DEFAULT_SHADOW), f"{prefix}.shadow_path")
@@ -463,6 +486,7 @@ def _file(
             kind, kind_why = configkinds.infer_why(source.name, _head(source))
         elif path is not None:
             kind, kind_why = configkinds.infer_why(posixpath.basename(path))
+            kind_why = f"{kind_why} of {prefix}.path"
     options: dict[str, Any] | None = {}
     if found.clean(*at) and (source is not None or patch is not None):
         options = found.guard(prefix, configkinds.parse_options, block, str(file), base_dir)
@@ -493,6 +517,27 @@ def _file(
         activate=str(activate) if activate is not None else None,
         field=prefix,
     )
+
+
+def _check_patch(source: Path, patch_format: str, field: str) -> None:
+    from rollout.core import patching
+
+    try:
+        data = source.read_bytes()
+    except OSError as e:
+        raise BadInput(f"{field}: cannot read {source} ({e.strerror})") from None
+    try:
+        patching.load_patch(data, patch_format, str(source))
+    except BadInput as e:
+        raise BadInput(f"{field}: {str(e).removeprefix(f'{source}: ')}") from None
+
+
+def _layers(module: Any, value: Any, where: str) -> tuple[Any, ...]:
+    try:
+        specs: tuple[Any, ...] = module.parse_specs(value, where)
+    except ValueError as e:
+        raise BadInput(str(e).removeprefix(f"{where}: ")) from None
+    return specs
 
 
 def _activation(found: _Found, config: dict[str, Any]) -> tuple[str | None, float, Ready | None]:

@@ -348,3 +348,63 @@ def test_a_kill_between_the_files_of_a_host_is_put_back_by_status(tmp_path: Path
     assert b.file(host, "opencode.json").read_bytes() == personal_opencode(host)
     status = b.status()
     assert status["intent"] is None and status["hosts"][host]["state"] == "baseline"
+
+
+def test_a_merge_patch_gives_each_host_its_own_candidate_keeping_personal_settings(tmp_path: Path) -> None:
+    b = Bundle(tmp_path, [50, 100])
+    for h in HOSTS:  # a personal comment too: JSONC keeps it
+        text = personal_opencode(h).decode().replace("{\n", "{\n  // my own settings\n", 1)
+        b.file(h, "opencode.json").write_text(text)
+    (tmp_path / "changes.json").write_text(json.dumps({"agent": {"build": {"model": "openai/gpt-5.2"}}}))
+    book = yaml.safe_load(b.playbook.read_text())
+    book["config"]["files"][0] = {
+        "patch": "changes.json",
+        "patch_format": "merge",
+        "path": "fleet/{host}/opencode.json",
+        "kind": "jsonc",
+    }
+    book["health"]["checks"][0]["run"] = 'test -s "$ROLLOUT_CONFIG_PATH"'  # JSONC: json.load would refuse it
+    b.playbook.write_text(yaml.safe_dump(book, sort_keys=False))
+    result = b.cli("start", str(b.playbook))
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = b.cli("advance")  # 100%
+    assert result.returncode == 0, result.stdout + result.stderr
+    shas = set()
+    for h in HOSTS:
+        text = b.file(h, "opencode.json").read_text()
+        assert "// my own settings" in text
+        doc = json.loads("\n".join(line for line in text.splitlines() if "//" not in line))
+        assert doc["agent"]["build"]["model"] == "openai/gpt-5.2"
+        assert doc["mcp"] == {f"notes-{h}": {"type": "local", "command": ["notes", h]}}  # personal, kept
+        assert doc["model"] == "anthropic/claude-sonnet-4-5"  # not in the patch: untouched
+        shas.add(b.status()["hosts"][h]["files"]["opencode.json"]["candidate_sha256"])
+    assert len(shas) == len(HOSTS)  # one candidate per host, frozen at start
+    result = b.cli("abort", "--reason", "back")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for h in HOSTS:
+        assert "notes-" + h in b.file(h, "opencode.json").read_text()
+        assert b.file(h, "oh-my-opencode.json").read_bytes() == personal_omo(h)
+
+
+def test_a_json_patch_that_fails_on_one_host_names_it_and_writes_nothing(tmp_path: Path) -> None:
+    b = Bundle(tmp_path, [100])
+    odd = "dev-03"
+    doc = json.loads(personal_opencode(odd))
+    del doc["agent"]
+    b.file(odd, "opencode.json").write_text(json.dumps(doc))
+    (tmp_path / "ops.json").write_text(
+        json.dumps([{"op": "replace", "path": "/agent/build/model", "value": "openai/gpt-5.2"}])
+    )
+    book = yaml.safe_load(b.playbook.read_text())
+    book["config"]["files"][0] = {
+        "patch": "ops.json",
+        "patch_format": "json-patch",
+        "path": "fleet/{host}/opencode.json",
+    }
+    b.playbook.write_text(yaml.safe_dump(book, sort_keys=False))
+    before = {h: b.file(h, "opencode.json").read_bytes() for h in HOSTS}
+    result = b.cli("start", str(b.playbook))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert odd in result.stderr and "Traceback" not in result.stderr
+    assert {h: b.file(h, "opencode.json").read_bytes() for h in HOSTS} == before
+    assert not [p for h in HOSTS for p in (tmp_path / "fleet" / h).glob("*.rollout-shadow")]

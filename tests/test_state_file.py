@@ -134,3 +134,45 @@ def test_a_new_rollout_writes_version_3_as_one_line(fleet: LocalFleet) -> None:
     (rollout,) = Store(fleet.state).rollouts()
     assert rollout.state.phase == Phase.SHADOW
     assert all(r.state == HostState.SHADOW and r.shadow_staged for r in rollout.state.hosts.values())
+
+
+def test_a_version_2_rollout_is_aborted_by_this_version_file_by_file(tmp_path: Path) -> None:
+    """A rollout live at 34% written by the code before bundles (version 2, no per-file records):
+    status reads it, abort restores every host from its backups, and state.json keeps its fields."""
+    from click.testing import CliRunner
+
+    from rollout.cli import cli
+
+    old: dict[str, Any] = json.loads((DATA / "state-v2-live" / "state.json").read_text())
+    assert old["version"] == 2 and all("files" not in r for r in old["hosts"].values())
+    folder = tmp_path / "state" / old["id"]
+    shutil.copytree(DATA / "state-v2-live", folder)
+    state = json.loads((folder / "state.json").read_text())
+    state["playbook_file"] = str(tmp_path / "playbook.yml")  # where its hosts' relative paths start
+    (folder / "state.json").write_text(json.dumps(state))
+    candidate = (folder / "candidate" / "candidate.json").read_bytes()
+    for host, rec in old["hosts"].items():
+        f = tmp_path / "fleet" / host / "opencode.json"
+        f.parent.mkdir(parents=True)
+        f.write_bytes(candidate if rec["state"] == "candidate" else (folder / "baseline" / host).read_bytes())
+        if rec["shadow"]:
+            (f.parent / "opencode.json.rollout-shadow").write_bytes(candidate)
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["--state-dir", str(tmp_path / "state"), *args])
+
+    status = json.loads(run("status", "--json").stdout)
+    assert {h: r["state"] for h, r in status["hosts"].items()} == {
+        h: r["state"] for h, r in old["hosts"].items()
+    }
+    assert all("files" not in r for r in status["hosts"].values())
+    result = run("abort", "--reason", "old one")
+    assert result.exit_code == 0, result.output
+    for host in old["hosts"]:
+        f = tmp_path / "fleet" / host / "opencode.json"
+        assert f.read_bytes() == (folder / "baseline" / host).read_bytes()
+        assert not (f.parent / "opencode.json.rollout-shadow").exists()
+    written = json.loads((folder / "state.json").read_text())
+    assert written["version"] == STATE_VERSION and written["state"] == "aborted"
+    assert all("files" not in r for r in written["hosts"].values())  # a bundle of one writes what 2 did
+    assert run("history", "--verify").exit_code == 0

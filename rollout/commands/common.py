@@ -131,7 +131,7 @@ def finish_restore(run: Run, event: str, reason: str, report: Report) -> Restore
         else:
             report.say(f"restored {restored} host(s) to their baseline bytes; every touched host is back")
     for host, why in sorted(result.warnings.items()):
-        report.say(f"warning: {host}: shadow copy not removed: {why}")
+        report.say(f"warning: {host}: {why}")
     state.reason = reason  # the latest; `reasons` keeps every one given
     who.add_reason(state.reasons, state.phase, reason, now_iso())
     run.rollout.commit(state.phase, reason=reason, restored=result.restored, not_restored=result.not_restored)

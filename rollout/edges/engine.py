@@ -67,7 +67,7 @@ class RestoreReport:
     restored: list[str] = field(default_factory=list)
     not_restored: dict[str, str] = field(default_factory=dict)
     left: list[str] = field(default_factory=list)  # drifted, left as they are by the operator's decision
-    warnings: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, str] = field(default_factory=dict)  # host -> what was not undone in full
 
 
 def classify(live: str | None, shadow: str | None, baseline: str | None, candidate: str) -> HostState:
@@ -474,7 +474,8 @@ def restore(run: Run) -> RestoreReport:
                 report.not_restored[host] = r.value.why
             sum_up(rec)
         _end(run, "restored", hosts=report.restored, not_restored=report.not_restored)
-    report.warnings.update(clear_shadow(run, shadows))
+    for host, why in clear_shadow(run, shadows).items():
+        report.warnings[host] = f"shadow copy not removed: {why}"
     return report
 
 

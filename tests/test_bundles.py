@@ -408,3 +408,16 @@ def test_a_json_patch_that_fails_on_one_host_names_it_and_writes_nothing(tmp_pat
     assert odd in result.stderr and "Traceback" not in result.stderr
     assert {h: b.file(h, "opencode.json").read_bytes() for h in HOSTS} == before
     assert not [p for h in HOSTS for p in (tmp_path / "fleet" / h).glob("*.rollout-shadow")]
+
+
+def test_retry_of_a_rolled_back_bundle_starts_again_from_its_frozen_files(tmp_path: Path) -> None:
+    b = Bundle(tmp_path, [100], {"activate": 'test ! -e "fleet/$ROLLOUT_HOST/refuse"'})
+    (tmp_path / "fleet" / "dev-02" / "refuse").touch()
+    result = b.cli("start", str(b.playbook))
+    assert result.returncode == 3, result.stdout + result.stderr
+    (tmp_path / "fleet" / "dev-02" / "refuse").unlink()
+    (tmp_path / "opencode.json").write_text("edited after the start: not what retry applies\n")
+    result = b.cli("retry")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert b.bytes_on("opencode.json") == dict.fromkeys(HOSTS, CAND_OPENCODE)
+    assert b.bytes_on("oh-my-opencode.json") == dict.fromkeys(HOSTS, CAND_OMO)

@@ -62,9 +62,11 @@ def start_from(
     fleet: Fleet | None = None,
     retry_of: str | None = None,
     allow_overridden: bool = False,
+    inputs: dict[str, bytes] | None = None,
 ) -> Report:
     """Start a rollout of `data` under the validated `pb` (whose file's bytes are frozen as
-    `playbook_bytes`); `retry_of` names the rollout it retries, if any."""
+    `playbook_bytes`); `retry_of` names the rollout it retries, if any; `inputs`: a bundle's
+    files' sources and patches (read from the playbook's folder when omitted)."""
     store = Store(state_dir)
     report = Report()
     for p in problems:
@@ -82,7 +84,9 @@ def start_from(
             fleet = Fleet(transport, progress)
         try:
             snapshot = _snapshot(fleet, pb)
-            candidates = _candidates(pb, data, snapshot, report)
+            if inputs is None and is_bundle(pb):
+                inputs = bundles.read_inputs(pb)
+            candidates = _candidates(pb, data, inputs, snapshot, report)
             first = pb.files[0]
             first_candidates = {h: candidates[h][first.name] for h in pb.hosts}
             _check_layers(pb, fleet, snapshot, first_candidates, report, allow_overridden)
@@ -97,10 +101,13 @@ def start_from(
                 )
             )
             frozen = {"playbook.yml": playbook_bytes, f"candidate/{pb.config_source.name}": data}
-            initial = _initial_state(pb, data, snapshot, candidates)
+            initial = _initial_state(pb, data, inputs, snapshot, candidates)
             initial.retry_of = retry_of
             rollout = store.create(pb.name, initial, frozen)
             run = Run(rollout=rollout, playbook=pb, fleet=fleet)
+            for i, f in enumerate(pb.files if inputs is not None else ()):
+                assert inputs is not None
+                rollout.write_blob(input_blob(i), inputs[f.name])  # what `retry` starts from again
             _freeze(run, candidates, snapshot)
             if projected is not None:
                 rollout.log("cost-projection", cost=projected.to_json())
@@ -146,6 +153,11 @@ def _check_layers(
     )
 
 
+def input_blob(index: int) -> str:
+    """Return the blob a bundle's file number `index` (from 0) keeps its source or patch under."""
+    return f"inputs/{index}"
+
+
 def _snapshot(fleet: Fleet, pb: Playbook) -> Snapshot:
     """Read every host's live and shadow files; refuse to start if any host cannot be read."""
 
@@ -162,12 +174,13 @@ def _snapshot(fleet: Fleet, pb: Playbook) -> Snapshot:
     return {h: r.value for h, r in results.items() if r.value is not None}
 
 
-def _candidates(pb: Playbook, data: bytes, snapshot: Snapshot, report: Report) -> dict[str, dict[str, bytes]]:
+def _candidates(
+    pb: Playbook, data: bytes, inputs: dict[str, bytes] | None, snapshot: Snapshot, report: Report
+) -> dict[str, dict[str, bytes]]:
     """Return each host's candidate bytes per file (a patch is applied to the host's own file and
     checked there: a host it breaks is an error before anything is written)."""
-    if not is_bundle(pb):
+    if inputs is None:
         return {h: {pb.files[0].name: data} for h in pb.hosts}
-    inputs = bundles.read_inputs(pb)
     per_host = bundles.host_candidates(pb, inputs, snapshot)
     if any(f.patch is not None for f in pb.files):
         seen: set[str] = set()
@@ -180,16 +193,19 @@ def _candidates(pb: Playbook, data: bytes, snapshot: Snapshot, report: Report) -
     return per_host
 
 
-def _bundle_candidate_sha(pb: Playbook, data: bytes) -> str:
+def bundle_candidate_sha(pb: Playbook, data: bytes, inputs: dict[str, bytes] | None) -> str:
     """Return the rollout's candidate hash: the one file's, or one over every file's input."""
-    if not is_bundle(pb):
+    if inputs is None:
         return sha256(data)
-    inputs = bundles.read_inputs(pb)
     return bundle_sha([(f.name, sha256(inputs[f.name])) for f in pb.files]) or sha256(data)
 
 
 def _initial_state(
-    pb: Playbook, data: bytes, snapshot: Snapshot, candidates: dict[str, dict[str, bytes]]
+    pb: Playbook,
+    data: bytes,
+    inputs: dict[str, bytes] | None,
+    snapshot: Snapshot,
+    candidates: dict[str, dict[str, bytes]],
 ) -> RolloutState:
     hosts = {}
     backups = backup_names(pb.hosts)
@@ -232,7 +248,7 @@ def _initial_state(
         created=now_iso(),
         stage_entered_at=time.time(),
         order=cohorts.host_order(pb.hosts, pb.name),
-        candidate_sha256=_bundle_candidate_sha(pb, data),
+        candidate_sha256=bundle_candidate_sha(pb, data, inputs),
         candidate_name=pb.config_source.name,
         hosts=hosts,
         pid=os.getpid(),

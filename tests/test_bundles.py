@@ -421,3 +421,21 @@ def test_retry_of_a_rolled_back_bundle_starts_again_from_its_frozen_files(tmp_pa
     assert result.returncode == 0, result.stdout + result.stderr
     assert b.bytes_on("opencode.json") == dict.fromkeys(HOSTS, CAND_OPENCODE)
     assert b.bytes_on("oh-my-opencode.json") == dict.fromkeys(HOSTS, CAND_OMO)
+
+
+def test_a_kill_after_the_files_before_activation_is_activated_by_the_next_verb(tmp_path: Path) -> None:
+    log = tmp_path / "activations.log"
+    b = Bundle(tmp_path, [50, 100], {"activate": f'echo "$ROLLOUT_HOST $ROLLOUT_ACTION" >> {log}'})
+    assert b.cli("start", str(b.playbook)).returncode == 0
+    folder = Path(b.status()["folder"])
+    state = json.loads((folder / "state.json").read_text())
+    host = [h for h in HOSTS if h not in b.cohort(50)][0]
+    files = ["opencode.json", "oh-my-opencode.json"]
+    state["intent"] = {"action": "activate", "hosts": [host], "time": 1.0, "files": files}
+    (folder / "state.json").write_text(json.dumps(state))
+    b.file(host, "opencode.json").write_bytes(CAND_OPENCODE)
+    b.file(host, "oh-my-opencode.json").write_bytes(CAND_OMO)
+    result = b.cli("status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{host} switch" in b.activations()
+    assert b.status()["hosts"][host]["state"] == "candidate"

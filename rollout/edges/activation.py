@@ -42,6 +42,11 @@ def _env(
     }
 
 
+def configured(pb: Playbook) -> bool:
+    """Return True when the playbook activates its hosts or waits for them to be ready."""
+    return bool(pb.activate or pb.ready or any(f.activate for f in pb.files))
+
+
 def commands(pb: Playbook, plans: list[FilePlan]) -> list[tuple[str, str | None]]:
     """Return the activate commands of a bundle, in order: each file's own, then `config.activate`
     (a command given twice runs once), with the file each one is for."""

@@ -153,6 +153,12 @@ def reconcile(run: Run) -> dict[str, str] | None:
     _end(run, "reconciled", action=intent.action, hosts=found, partial=partial)
     if partial:
         found.update(_put_back_partial(run, partial))
+    if intent.action == "activate" and activation.configured(run.playbook):
+        # Killed after a host's files were switched, perhaps before it was activated: activate it
+        # (again: activation commands reload, they can run twice), or put it back if that fails.
+        live = [h for h in intent.hosts if found.get(h) == HostState.CANDIDATE]
+        for host, why in activate(run, live, again=True).items():
+            found[host] = why
     return found
 
 
@@ -296,13 +302,16 @@ def _switch_file(run: Run, s: Any, plan: FilePlan, f: FileRecord) -> SwapResult:
     return result
 
 
-def _switch_host(run: Run, s: Any, plans: list[FilePlan], stage: tuple[str, int]) -> HostSwitch:
+def _switch_host(
+    run: Run, s: Any, plans: list[FilePlan], stage: tuple[str, int], *, again: bool = False
+) -> HostSwitch:
     """Switch every file of the host's bundle, then activate it and wait until it is ready; a
-    failure part way puts back what was switched (and activates the baseline again)."""
+    failure part way puts back what was switched (and activates the baseline again). With
+    `again` the files are switched already: activate only."""
     rec = run.hosts[s.host]
     bundle = len(plans) > 1
-    done: list[FilePlan] = []
-    for plan in plans:
+    done: list[FilePlan] = list(plans) if again else []
+    for plan in plans if not again else ():
         f = rec.files[plan.name]
         try:
             result = _switch_file(run, s, plan, f)
@@ -364,14 +373,16 @@ def _put_back(run: Run, s: Any, f: FileRecord) -> bool:
     return False
 
 
-def activate(run: Run, hosts: list[str]) -> dict[str, str]:
+def activate(run: Run, hosts: list[str], *, again: bool = False) -> dict[str, str]:
     """Switch hosts to their candidate bundle (each file compare-and-swapped against its baseline
     hash), activate it and wait until it is ready. Return hosts not switched, with why (drifted
-    hosts are left alone; a host that failed part way has its files put back and is named)."""
+    hosts are left alone; a host that failed part way has its files put back and is named).
+    With `again`, the hosts already hold their candidate files: only activate them (after a kill)."""
     skipped: dict[str, str] = {
         h: f"unreachable: {run.hosts[h].reason}" for h in hosts if run.hosts[h].state == HostState.UNKNOWN
     }
-    hosts = [h for h in hosts if run.hosts[h].state in (HostState.BASELINE, HostState.SHADOW)]
+    want = (HostState.CANDIDATE,) if again else (HostState.BASELINE, HostState.SHADOW)
+    hosts = [h for h in hosts if run.hosts[h].state in want]
     if not hosts:
         return skipped
     bundles = run.load(hosts)
@@ -381,7 +392,7 @@ def activate(run: Run, hosts: list[str]) -> dict[str, str]:
     now = time.time()
 
     def switch(s: Any) -> HostSwitch:
-        return _switch_host(run, s, bundles[s.host], stage)
+        return _switch_host(run, s, bundles[s.host], stage, again=again)
 
     for host, r in run.fleet.map(hosts, switch, label="activate").items():
         rec = run.hosts[host]
@@ -392,7 +403,8 @@ def activate(run: Run, hosts: list[str]) -> dict[str, str]:
         sw = r.value
         rec.shadow_staged = all(f.shadow_staged for f in rec.files.values())
         if sw.ok:
-            rec.state, rec.touched, rec.switched_at = HostState.CANDIDATE, True, now
+            rec.state, rec.touched = HostState.CANDIDATE, True
+            rec.switched_at = (rec.switched_at or now) if again else now
             rec.reason = rec.switch_failed = None
         elif sw.outcome == "drifted":
             rec.state, rec.reason = HostState.DRIFTED, sw.why

@@ -439,3 +439,15 @@ def test_a_kill_after_the_files_before_activation_is_activated_by_the_next_verb(
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{host} switch" in b.activations()
     assert b.status()["hosts"][host]["state"] == "candidate"
+
+
+def test_plan_shows_each_file_of_the_bundle_and_touches_nothing(tmp_path: Path) -> None:
+    b = Bundle(tmp_path, [100])
+    result = b.cli("plan", str(b.playbook), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    diffs = json.loads(result.stdout)["diffs"]
+    assert {d["file"] for d in diffs} == {"opencode.json", "oh-my-opencode.json"}
+    # Every host's own files differ: one group per host per file.
+    assert sorted(len(d["hosts"]) for d in diffs) == [1] * 8
+    assert b.bytes_on("opencode.json") == baselines("opencode.json")
+    assert not b.state.exists() or not list(b.state.iterdir())

@@ -13,6 +13,7 @@ from rollout import configkinds
 from rollout.configkinds.base import ConfigContext, ConfigParseError, Problem
 from rollout.core.playbook import ConfigFile, Playbook
 from rollout.util.errors import BadInput
+from rollout.util.redact import redact_text
 
 Snapshot = dict[str, dict[str, tuple[Any, Any]]]  # host -> file name -> (live FileState, shadow FileState)
 
@@ -104,11 +105,7 @@ def host_candidates(
             key = (sha256(data), f.name)
             if key not in checked:
                 checked[key] = configkinds.check_candidate(data, f.kind, _context(pb, f, where))
-            errors.extend(
-                f"{where}: the patched file is invalid: {p.render(where).removeprefix(where).lstrip(':')}".strip()
-                for p in checked[key]
-                if p.severity == "error"
-            )
+            errors.extend(redact_text(p.render(where)) for p in checked[key] if p.severity == "error")
             files[f.name] = data
         out[host] = files
     if errors:

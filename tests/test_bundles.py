@@ -451,3 +451,15 @@ def test_plan_shows_each_file_of_the_bundle_and_touches_nothing(tmp_path: Path) 
     assert sorted(len(d["hosts"]) for d in diffs) == [1] * 8
     assert b.bytes_on("opencode.json") == baselines("opencode.json")
     assert not b.state.exists() or not list(b.state.iterdir())
+
+
+def test_status_lists_each_file_under_its_host(tmp_path: Path) -> None:
+    b = Bundle(tmp_path, [50, 100])
+    assert b.cli("start", str(b.playbook)).returncode == 0
+    text = b.cli("status").stdout
+    live = b.cohort(50)[0]
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(live + " "))
+    assert lines[at + 1].split()[:2] == ["opencode.json", "candidate"]
+    assert lines[at + 2].split()[:2] == ["oh-my-opencode.json", "candidate"]
+    assert lines[at + 2].endswith(f"fleet/{live}/oh-my-opencode.json")

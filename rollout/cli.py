@@ -304,8 +304,15 @@ def plan(ctx: click.Context, playbook: str, state_dir: str | None, as_json: bool
 @state_dir_option
 @json_option
 @operator_option
+@click.option(
+    "--allow-overridden",
+    is_flag=True,
+    help="Start even where a higher OpenCode layer sets keys this change changes (warned, not refused).",
+)
 @click.pass_context
-def start(ctx: click.Context, playbook: str, state_dir: str | None, as_json: bool) -> None:
+def start(
+    ctx: click.Context, playbook: str, state_dir: str | None, as_json: bool, allow_overridden: bool
+) -> None:
     """Snapshot every host, stage the shadow copy and run the shadow checks.
 
     \b
@@ -314,7 +321,8 @@ def start(ctx: click.Context, playbook: str, state_dir: str | None, as_json: boo
     """
     from rollout.commands.start import start as run
 
-    _emit(run(playbook, _state_dir(ctx, state_dir), _progress(as_json)), as_json)
+    report = run(playbook, _state_dir(ctx, state_dir), _progress(as_json), allow_overridden=allow_overridden)
+    _emit(report, as_json)
 
 
 @cli.command()

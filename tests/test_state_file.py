@@ -1,4 +1,4 @@
-"""state.json: version 2 is written, and a file from before `version` (copied from real runs of
+"""state.json: version 3 is written, and a file from before `version` (copied from real runs of
 the earlier code: one live at 25%, one aborted after a pause with a drifted host left by
 decision) reads the same and is written back with every field it had."""
 
@@ -49,7 +49,7 @@ def test_a_state_file_from_before_version_round_trips_every_field(name: str) -> 
     old = _old(name)
     state = RolloutState.from_json(old)
     new = state.to_json()
-    assert new["version"] == STATE_VERSION == 2
+    assert new["version"] == STATE_VERSION == 3
     _same_fields(old, new)
     assert json.loads(encode(decode(encode(state)))) == json.loads(encode(state))
 
@@ -73,7 +73,7 @@ def test_the_old_files_decode_into_the_typed_state() -> None:
 
 
 @pytest.mark.parametrize("name", OLD)
-def test_verbs_read_an_old_rollout_folder_and_write_version_2(tmp_path: Path, name: str) -> None:
+def test_verbs_read_an_old_rollout_folder_and_write_version_3(tmp_path: Path, name: str) -> None:
     from click.testing import CliRunner
 
     from rollout.cli import cli
@@ -107,7 +107,7 @@ def test_verbs_read_an_old_rollout_folder_and_write_version_2(tmp_path: Path, na
     result = run("pause", "--reason", "check")
     assert result.exit_code == 0, result.output
     written = json.loads((folder / "state.json").read_text())
-    assert written["version"] == 2
+    assert written["version"] == 3
     _same_fields(old, written, changed=frozenset({"updated", "journal", "paused", "reasons"}))
     assert written["paused"]["reason"] == "check"
     assert run("history", "--verify").exit_code == 0
@@ -123,14 +123,56 @@ def test_fields_this_version_does_not_know_are_kept() -> None:
 
 
 def test_a_state_file_of_a_newer_version_is_refused_not_misread() -> None:
-    with pytest.raises(BadInput, match="state.json version 3 is newer"):
-        RolloutState.from_json({**_old("state-v1-live"), "version": 3})
+    with pytest.raises(BadInput, match="state.json version 4 is newer"):
+        RolloutState.from_json({**_old("state-v1-live"), "version": 4})
 
 
-def test_a_new_rollout_writes_version_2_as_one_line(fleet: LocalFleet) -> None:
+def test_a_new_rollout_writes_version_3_as_one_line(fleet: LocalFleet) -> None:
     assert fleet.cli("start", str(fleet.playbook)).exit_code == 0
     text = (fleet.rollout_dir() / "state.json").read_text()
-    assert text.count("\n") == 1 and json.loads(text)["version"] == 2
+    assert text.count("\n") == 1 and json.loads(text)["version"] == 3
     (rollout,) = Store(fleet.state).rollouts()
     assert rollout.state.phase == Phase.SHADOW
     assert all(r.state == HostState.SHADOW and r.shadow_staged for r in rollout.state.hosts.values())
+
+
+def test_a_version_2_rollout_is_aborted_by_this_version_file_by_file(tmp_path: Path) -> None:
+    """A rollout live at 34% written by the code before bundles (version 2, no per-file records):
+    status reads it, abort restores every host from its backups, and state.json keeps its fields."""
+    from click.testing import CliRunner
+
+    from rollout.cli import cli
+
+    old: dict[str, Any] = json.loads((DATA / "state-v2-live" / "state.json").read_text())
+    assert old["version"] == 2 and all("files" not in r for r in old["hosts"].values())
+    folder = tmp_path / "state" / old["id"]
+    shutil.copytree(DATA / "state-v2-live", folder)
+    state = json.loads((folder / "state.json").read_text())
+    state["playbook_file"] = str(tmp_path / "playbook.yml")  # where its hosts' relative paths start
+    (folder / "state.json").write_text(json.dumps(state))
+    candidate = (folder / "candidate" / "candidate.json").read_bytes()
+    for host, rec in old["hosts"].items():
+        f = tmp_path / "fleet" / host / "opencode.json"
+        f.parent.mkdir(parents=True)
+        f.write_bytes(candidate if rec["state"] == "candidate" else (folder / "baseline" / host).read_bytes())
+        if rec["shadow"]:
+            (f.parent / "opencode.json.rollout-shadow").write_bytes(candidate)
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["--state-dir", str(tmp_path / "state"), *args])
+
+    status = json.loads(run("status", "--json").stdout)
+    assert {h: r["state"] for h, r in status["hosts"].items()} == {
+        h: r["state"] for h, r in old["hosts"].items()
+    }
+    assert all("files" not in r for r in status["hosts"].values())
+    result = run("abort", "--reason", "old one")
+    assert result.exit_code == 0, result.output
+    for host in old["hosts"]:
+        f = tmp_path / "fleet" / host / "opencode.json"
+        assert f.read_bytes() == (folder / "baseline" / host).read_bytes()
+        assert not (f.parent / "opencode.json.rollout-shadow").exists()
+    written = json.loads((folder / "state.json").read_text())
+    assert written["version"] == STATE_VERSION and written["state"] == "aborted"
+    assert all("files" not in r for r in written["hosts"].values())  # a bundle of one writes what 2 did
+    assert run("history", "--verify").exit_code == 0

@@ -45,10 +45,17 @@ def load_checked(path: str | Path, state_dir: Path | None = None) -> tuple[Playb
     folder given, also a host path inside it)."""
     pb = playbook.load(path)
     check_paths(pb, state_dir)
+    if is_bundle(pb):
+        from rollout.commands import bundles
+
+        inputs = bundles.read_inputs(pb)
+        return pb, inputs[pb.files[0].name], bundles.check_inputs(pb, inputs)
     try:
         data = pb.config_source.read_bytes()
     except OSError as e:
         raise BadInput(f"{pb.file}: config.source: cannot read {pb.config_source} ({e})") from None
+    if pb.is_patch:
+        return pb, data, []  # a patch is no config: each host's patched file is checked (plan, start)
     problems = check_candidate(pb, data)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
@@ -63,6 +70,11 @@ def load_checked(path: str | Path, state_dir: Path | None = None) -> tuple[Playb
             rendered,
         )
     return pb, data, problems
+
+
+def is_bundle(pb: Playbook) -> bool:
+    """Return True unless the playbook is the one-file form with a source (as before bundles)."""
+    return len(pb.files) != 1 or pb.files[0].patch is not None
 
 
 def sha256(data: bytes) -> str:
@@ -119,7 +131,7 @@ def finish_restore(run: Run, event: str, reason: str, report: Report) -> Restore
         else:
             report.say(f"restored {restored} host(s) to their baseline bytes; every touched host is back")
     for host, why in sorted(result.warnings.items()):
-        report.say(f"warning: {host}: shadow copy not removed: {why}")
+        report.say(f"warning: {host}: {why}")
     state.reason = reason  # the latest; `reasons` keeps every one given
     who.add_reason(state.reasons, state.phase, reason, now_iso())
     run.rollout.commit(state.phase, reason=reason, restored=result.restored, not_restored=result.not_restored)

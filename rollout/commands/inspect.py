@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
+from rollout.commands import layers
 from rollout.commands.common import Report, load_checked
 from rollout.core import cohorts, diffing
+from rollout.core.playbook import Playbook
 from rollout.hosts import transports
 from rollout.hosts.fleet import Fleet, ProgressFn
 from rollout.util.durations import format_duration
@@ -61,22 +65,60 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
         from rollout.edges.projection import project_for
 
         live = {h: r.value.data for h, r in current.items() if r.value is not None}
-        projected = project_for(pb, data, live, fleet)
+        candidates = layers.host_candidates(pb, data, live)
+        projected = None if pb.is_patch else project_for(pb, data, live, fleet)
+        overridden = layers.report(pb, fleet, live, candidates)
+        others = _other_files(pb, fleet) if len(pb.files) > 1 else []
     unreachable = {h: r.error for h, r in current.items() if r.value is None}
     baselines = {h: r.value.sha256 for h, r in current.items() if r.value is not None}
     for sha, hosts in diffing.group_by_baseline(baselines):
         first = current[hosts[0]].value
-        _, text = diffing.diff_one(first.data if first else None, data, pb.config_kind)
+        _, text = diffing.diff_one(first.data if first else None, candidates[hosts[0]], pb.config_kind)
         label = "same change" if len(hosts) > 1 else "change"
+        if others:
+            label = f"{pb.files[0].name}: {label}"
         report.say(f"{diffing.host_ranges(hosts)}: {label}")
         report.lines.extend("  " + line for line in text.splitlines())
-        report.data["diffs"].append({"hosts": hosts, "baseline_sha256": sha, "text": text})
+        entry: dict[str, Any] = {"hosts": hosts, "baseline_sha256": sha, "text": text}
+        report.data["diffs"].append({**entry, "file": pb.files[0].name} if others else entry)
+    for other in others:
+        label = "same change" if len(other["hosts"]) > 1 else "change"
+        report.say(f"{diffing.host_ranges(other['hosts'])}: {other['file']}: {label}")
+        report.lines.extend("  " + line for line in other["text"].splitlines())
+        report.data["diffs"].append(other)
     for host, why in unreachable.items():
         report.say(f"warning: {host}: could not read its current file: {why}")
     report.data["unreachable"] = unreachable
+    for line in overridden:
+        report.say(f"warning: {line}")
+    report.data["overridden"] = overridden
     if projected is not None:
         from rollout.models.cost import summary_lines
 
         report.lines.extend(summary_lines(projected))
         report.data["cost"] = projected.to_json()
     return report
+
+
+def _other_files(pb: Playbook, fleet: Fleet) -> list[dict[str, Any]]:
+    """Return the diffs of a bundle's files after the first, per group of hosts whose change to the
+    file is the same (a patch gives each host its own candidate); hosts that cannot be read are
+    left out (the first file's warning names them)."""
+    from rollout.commands import bundles
+
+    rest = pb.files[1:]
+    read = fleet.map(list(pb.hosts), lambda s: {f.name: s.read(f.path_on(s.host)) for f in rest}, "read")
+    snapshot = {h: {n: (st, st) for n, st in r.value.items()} for h, r in read.items() if r.value is not None}
+    inputs = bundles.read_inputs(pb)
+    shown = dataclasses.replace(pb, hosts=tuple(h for h in pb.hosts if h in snapshot), files=rest)
+    candidates = bundles.host_candidates(shown, inputs, snapshot)
+    out: list[dict[str, Any]] = []
+    for f in rest:
+        keys: dict[str, str | None] = {
+            h: f"{snapshot[h][f.name][0].sha256}:{bundles.sha256(candidates[h][f.name])}" for h in shown.hosts
+        }
+        for _key, hosts in diffing.group_by_baseline(keys):
+            old = snapshot[hosts[0]][f.name][0]
+            _, text = diffing.diff_one(old.data, candidates[hosts[0]][f.name], f.kind)
+            out.append({"file": f.name, "hosts": hosts, "baseline_sha256": old.sha256, "text": text})
+    return out

@@ -42,6 +42,8 @@ def status_data(rollout: Rollout, events: list[dict[str, Any]] | None = None) ->
                 "state": rec.state,
                 "sha256": rec.sha256,
                 **({"reason": rec.reason} if rec.reason else {}),
+                **({"switch_failed": rec.switch_failed} if rec.switch_failed else {}),
+                **({"files": _files_json(rec.files)} if rec.files else {}),
             }
             for h, rec in s.hosts.items()
         },
@@ -61,6 +63,22 @@ def status_data(rollout: Rollout, events: list[dict[str, Any]] | None = None) ->
 
     data.update(timing_of(rollout))  # bake time left, the next check, paused, driven
     return data
+
+
+def _files_json(files: dict[str, Any]) -> dict[str, Any]:
+    """Return a bundle host's files as `status --json` shows them (the host's own fields speak for
+    the bundle as a whole)."""
+    return {
+        name: {
+            "state": f.state,
+            "path": f.path,
+            "sha256": f.sha256,
+            "baseline_sha256": f.baseline_sha256,
+            "candidate_sha256": f.candidate_sha256,
+            "switched": f.switched,
+        }
+        for name, f in files.items()
+    }
 
 
 def _reconcile_if_free(store: Store, rollout: Rollout) -> str | None:
@@ -132,6 +150,8 @@ def diff(state_dir: StateAt, rollout_id: str | None = None) -> Report:
         changes = json.loads(_blob(rollout, f"diffs/{group['group']}.json"))
         hosts = host_ranges(group["hosts"])
         label = "same change" if len(group["hosts"]) > 1 else "change"
+        if group.get("file"):
+            label = f"{group['file']}: {label}"
         report.say(f"{hosts}: {label}")
         report.lines.extend("  " + line for line in text.splitlines())
         report.data["groups"].append({**group, "text": text, "diff": changes})

@@ -11,7 +11,7 @@ from rollout.core.machine import Phase
 from rollout.core.playbook import Stage
 from rollout.core.state import HostState
 from rollout.edges.engine import Run, activate
-from rollout.edges.gate import reset_counters
+from rollout.edges.gate import evaluate, reset_counters
 from rollout.util.durations import format_duration
 from rollout.util.errors import REFUSED
 
@@ -40,6 +40,19 @@ def go_live(run: Run, index: int, report: Report) -> None:
             "`rollout advance` gates it and retries the others when they are back, `rollout abort` restores all"
         )
         report.exit_code = REFUSED
+    failed = [h for h in cohort if run.hosts[h].switch_failed]
+    if failed:
+        # A failed switch (files put back) or activation is a failed gate: measure it now, so the
+        # rollback does not wait out the bake on a stage that is not what was asked for.
+        verdict = evaluate(run, stage)
+        report_verdict(run, stage, verdict, report)
+        report.data["decision"] = verdict.decision
+        if verdict.decision == "fail":
+            from rollout.commands.common import finish_restore
+
+            report.say(f"rolling back: the switch failed on {', '.join(failed)}")
+            finish_restore(run, "gate-failed", f"gate {stage.name} failed: {verdict.why}", report)
+            return
     if stage.bake:
         report.say(f"baking {format_duration(stage.bake)}; `rollout advance` after that gates this stage")
 

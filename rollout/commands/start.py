@@ -8,14 +8,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rollout.commands.common import Report, finish_restore, load_checked, sha256
+from rollout.commands import bundles, layers
+from rollout.commands.bundles import Snapshot
+from rollout.commands.common import Report, finish_restore, is_bundle, load_checked, sha256
 from rollout.commands.stage import go_live, report_verdict
 from rollout.configkinds.base import Problem
 from rollout.core import cohorts, diffing, machine
 from rollout.core.machine import Phase
 from rollout.core.playbook import Playbook
-from rollout.core.state import HostRecord, HostState, RolloutState
+from rollout.core.state import FileRecord, HostRecord, HostState, RolloutState
 from rollout.edges.backends import StateAt, local_folder, open_store
+from rollout.edges.bundle import bundle_sha, candidate_blob
 from rollout.edges.engine import Run, stage_shadow
 from rollout.edges.gate import evaluate, reset_counters
 from rollout.edges.journal import now_iso
@@ -24,7 +27,7 @@ from rollout.edges.store import backup_names
 from rollout.hosts import transports
 from rollout.hosts.fleet import Fleet, ProgressFn
 from rollout.models.cost import summary_lines
-from rollout.util.errors import REFUSED, Refused
+from rollout.util.errors import REFUSED, BadInput, Refused
 
 
 def start(
@@ -32,11 +35,21 @@ def start(
     state_dir: StateAt,
     progress: ProgressFn | None = None,
     fleet: Fleet | None = None,
+    allow_overridden: bool = False,
 ) -> Report:
     """Start a rollout; nothing is written to a host before every host is read and backed up.
     A `fleet` given by the caller (run --auto) is used and left open for the stages that follow."""
     pb, data, problems = load_checked(playbook_path, local_folder(state_dir))
-    return start_from(pb, data, problems, pb.file.read_bytes(), state_dir, progress, fleet)
+    return start_from(
+        pb,
+        data,
+        problems,
+        pb.file.read_bytes(),
+        state_dir,
+        progress,
+        fleet,
+        allow_overridden=allow_overridden,
+    )
 
 
 def start_from(
@@ -48,9 +61,12 @@ def start_from(
     progress: ProgressFn | None = None,
     fleet: Fleet | None = None,
     retry_of: str | None = None,
+    allow_overridden: bool = False,
+    inputs: dict[str, bytes] | None = None,
 ) -> Report:
     """Start a rollout of `data` under the validated `pb` (whose file's bytes are frozen as
-    `playbook_bytes`); `retry_of` names the rollout it retries, if any."""
+    `playbook_bytes`); `retry_of` names the rollout it retries, if any; `inputs`: a bundle's
+    files' sources and patches (read from the playbook's folder when omitted)."""
     store = open_store(state_dir)
     report = Report()
     for p in problems:
@@ -68,13 +84,31 @@ def start_from(
             fleet = Fleet(transport, progress)
         try:
             snapshot = _snapshot(fleet, pb)
-            projected = project_for(pb, data, {h: snapshot[h][0].data for h in pb.hosts}, fleet)
+            if inputs is None and is_bundle(pb):
+                inputs = bundles.read_inputs(pb)
+            candidates = _candidates(pb, data, inputs, snapshot, report)
+            first = pb.files[0]
+            first_candidates = {h: candidates[h][first.name] for h in pb.hosts}
+            _check_layers(pb, fleet, snapshot, first_candidates, report, allow_overridden)
+            projected = (
+                None
+                if pb.is_patch
+                else project_for(
+                    pb,
+                    candidates[pb.hosts[0]][first.name],
+                    {h: snapshot[h][first.name][0].data for h in pb.hosts},
+                    fleet,
+                )
+            )
             frozen = {"playbook.yml": playbook_bytes, f"candidate/{pb.config_source.name}": data}
-            initial = _initial_state(pb, data, snapshot)
+            initial = _initial_state(pb, data, inputs, snapshot, candidates)
             initial.retry_of = retry_of
             rollout = store.create(pb.name, initial, frozen)
             run = Run(rollout=rollout, playbook=pb, fleet=fleet)
-            _freeze(run, data, snapshot)
+            for i, f in enumerate(pb.files if inputs is not None else ()):
+                assert inputs is not None
+                rollout.write_blob(input_blob(i), inputs[f.name])  # what `retry` starts from again
+            _freeze(run, candidates, snapshot)
             if projected is not None:
                 rollout.log("cost-projection", cost=projected.to_json())
                 report.lines.extend(summary_lines(projected))
@@ -91,32 +125,117 @@ def start_from(
     return report
 
 
-def _snapshot(fleet: Fleet, pb: Any) -> dict[str, Any]:
-    """Read every host's live and shadow file; refuse to start if any host cannot be read."""
-    results = fleet.map(
-        list(pb.hosts), lambda s: (s.read(pb.path_on(s.host)), s.read(pb.shadow_on(s.host))), "snapshot"
+def _check_layers(
+    pb: Playbook,
+    fleet: Fleet,
+    snapshot: Snapshot,
+    candidates: dict[str, bytes],
+    report: Report,
+    allow: bool,
+) -> None:
+    """Refuse (exit 2, nothing written) when a higher OpenCode layer on some host overrides a key
+    the change to the bundle's first file changes: every gate would pass while those hosts keep
+    the old value."""
+    first = pb.files[0].name
+    baselines = {h: snapshot[h][first][0].data for h in pb.hosts}
+    overridden = layers.report(pb, fleet, baselines, candidates)
+    report.data["overridden"] = overridden
+    if not overridden:
+        return
+    if allow:
+        report.lines.extend(f"warning: {line}" for line in overridden)
+        return
+    hosts = layers.hosts_named(pb.hosts, overridden)
+    raise BadInput(
+        f"cannot start: the change would not take effect on {len(hosts)} host(s): {', '.join(hosts)} "
+        "(a higher OpenCode layer sets the same keys; nothing written; --allow-overridden starts anyway)",
+        overridden,
     )
+
+
+def input_blob(index: int) -> str:
+    """Return the blob a bundle's file number `index` (from 0) keeps its source or patch under."""
+    return f"inputs/{index}"
+
+
+def _snapshot(fleet: Fleet, pb: Playbook) -> Snapshot:
+    """Read every host's live and shadow files; refuse to start if any host cannot be read."""
+
+    def read(s: Any) -> dict[str, tuple[Any, Any]]:
+        return {f.name: (s.read(f.path_on(s.host)), s.read(f.shadow_on(s.host))) for f in pb.files}
+
+    results = fleet.map(list(pb.hosts), read, "snapshot")
     failed = {h: r.error for h, r in results.items() if r.value is None}
     if failed:
         names = "; ".join(f"{h}: {why}" for h, why in failed.items())
         raise Refused(
             f"cannot start: could not read the current file on every host ({names}); nothing written"
         )
-    return {h: r.value for h, r in results.items()}
+    return {h: r.value for h, r in results.items() if r.value is not None}
 
 
-def _initial_state(pb: Playbook, data: bytes, snapshot: dict[str, Any]) -> RolloutState:
+def _candidates(
+    pb: Playbook, data: bytes, inputs: dict[str, bytes] | None, snapshot: Snapshot, report: Report
+) -> dict[str, dict[str, bytes]]:
+    """Return each host's candidate bytes per file (a patch is applied to the host's own file and
+    checked there: a host it breaks is an error before anything is written)."""
+    if inputs is None:
+        return {h: {pb.files[0].name: data} for h in pb.hosts}
+    per_host = bundles.host_candidates(pb, inputs, snapshot)
+    if any(f.patch is not None for f in pb.files):
+        seen: set[str] = set()
+        for host in pb.hosts:
+            for p in bundles.disagreements(pb, per_host[host], host):
+                line = p.render("")
+                if p.message not in seen:
+                    seen.add(p.message)
+                    report.say(line)
+    return per_host
+
+
+def bundle_candidate_sha(pb: Playbook, data: bytes, inputs: dict[str, bytes] | None) -> str:
+    """Return the rollout's candidate hash: the one file's, or one over every file's input."""
+    if inputs is None:
+        return sha256(data)
+    return bundle_sha([(f.name, sha256(inputs[f.name])) for f in pb.files]) or sha256(data)
+
+
+def _initial_state(
+    pb: Playbook,
+    data: bytes,
+    inputs: dict[str, bytes] | None,
+    snapshot: Snapshot,
+    candidates: dict[str, dict[str, bytes]],
+) -> RolloutState:
     hosts = {}
     backups = backup_names(pb.hosts)
+    bundle = is_bundle(pb)
     for host in pb.hosts:
-        live, shadow = snapshot[host]
+        first_live, first_shadow = snapshot[host][pb.files[0].name]
+        files: dict[str, FileRecord] = {}
+        for i, f in enumerate(pb.files):
+            live, shadow = snapshot[host][f.name]
+            files[f.name] = FileRecord(
+                path=f.path_on(host),
+                shadow_path=f.shadow_on(host),
+                baseline_sha256=live.sha256,
+                baseline_mode=live.mode,
+                candidate_sha256=sha256(candidates[host][f.name]),
+                sha256=live.sha256,
+                shadow_before=shadow.sha256,
+                backup=(backups[host] if i == 0 else f".file-{i + 1}/{backups[host]}")
+                if live.sha256 is not None
+                else None,
+            )
+        baseline = bundle_sha([(n, f.baseline_sha256) for n, f in files.items()])
         hosts[host] = HostRecord(
             state=HostState.BASELINE,
             backup=backups[host],
-            sha256=live.sha256,
-            baseline_sha256=live.sha256,
-            baseline_mode=live.mode,
-            shadow_before=shadow.sha256,
+            sha256=baseline,
+            baseline_sha256=baseline,
+            baseline_mode=first_live.mode,
+            shadow_before=first_shadow.sha256,
+            files=files if bundle else {},
         )
     first = pb.stages[0]
     return RolloutState(
@@ -129,39 +248,69 @@ def _initial_state(pb: Playbook, data: bytes, snapshot: dict[str, Any]) -> Rollo
         created=now_iso(),
         stage_entered_at=time.time(),
         order=cohorts.host_order(pb.hosts, pb.name),
-        candidate_sha256=sha256(data),
+        candidate_sha256=bundle_candidate_sha(pb, data, inputs),
         candidate_name=pb.config_source.name,
         hosts=hosts,
         pid=os.getpid(),
     )
 
 
-def _freeze(run: Run, data: bytes, snapshot: dict[str, Any]) -> None:
-    """Keep the baseline backups and diffs in the rollout's folder (the playbook and candidate
-    were frozen into it as it was made)."""
+def _freeze(run: Run, candidates: dict[str, dict[str, bytes]], snapshot: Snapshot) -> None:
+    """Keep the baseline backups, each host's candidates (by hash, once each) and the diffs in the
+    rollout's folder (the playbook and the first file's input were frozen into it as it was made)."""
     r, pb = run.rollout, run.playbook
-    r.write_backups({h: snapshot[h][0].data for h in pb.hosts if snapshot[h][0].data is not None})
+    backups: dict[str, bytes] = {}
+    for host, rec in r.state.hosts.items():
+        for name, f in rec.files.items():
+            data = snapshot[host][name][0].data
+            if data is not None and f.backup is not None:
+                backups[f.backup] = data
+    r.write_backup_files(backups)
+    if is_bundle(pb):
+        kept = {r.state.candidate_sha256}
+        for host in pb.hosts:
+            for data in candidates[host].values():
+                sha = sha256(data)
+                if sha not in kept:
+                    kept.add(sha)
+                    r.write_blob(candidate_blob(sha), data)
     with r.writing("the diffs"):
-        groups = _write_diffs(run, data, snapshot)
+        groups = _write_diffs(run, candidates, snapshot)
     r.log(
         "started",
         hosts=list(pb.hosts),
         candidate_sha256=r.state.candidate_sha256,
         diff_groups=groups,
         order=r.state.order,
+        **({"files": [f.name for f in pb.files]} if is_bundle(pb) else {}),
     )
 
 
-def _write_diffs(run: Run, data: bytes, snapshot: dict[str, Any]) -> int:
-    """Write a diff per group of hosts with the same baseline; return how many groups."""
+def _write_diffs(run: Run, candidates: dict[str, dict[str, bytes]], snapshot: Snapshot) -> int:
+    """Write a diff per file per group of hosts whose change to it is the same (same baseline and
+    same candidate); return how many groups."""
     r, pb = run.rollout, run.playbook
-    baselines: dict[str, str | None] = {h: snapshot[h][0].sha256 for h in pb.hosts}
+    bundle = is_bundle(pb)
     index = []
-    for n, (sha, hosts) in enumerate(diffing.group_by_baseline(baselines), start=1):
-        as_json, text = diffing.diff_one(snapshot[hosts[0]][0].data, data, pb.config_kind)
-        r.write_blob(f"diffs/{n}.json", json.dumps(as_json, indent=2).encode())
-        r.write_blob(f"diffs/{n}.txt", (text + "\n").encode())
-        index.append({"group": n, "hosts": hosts, "baseline_sha256": sha, "changes": bool(as_json)})
+    n = 0
+    for f in pb.files:
+        keys: dict[str, str | None] = {}
+        for h in pb.hosts:
+            base = snapshot[h][f.name][0].sha256
+            keys[h] = f"{base}:{sha256(candidates[h][f.name])}" if bundle else base
+        for _key, hosts in diffing.group_by_baseline(keys):
+            n += 1
+            cand = candidates[hosts[0]][f.name]
+            as_json, text = diffing.diff_one(snapshot[hosts[0]][f.name][0].data, cand, f.kind)
+            r.write_blob(f"diffs/{n}.json", json.dumps(as_json, indent=2).encode())
+            r.write_blob(f"diffs/{n}.txt", (text + "\n").encode())
+            entry: dict[str, Any] = {"group": n, "hosts": hosts}
+            if bundle:
+                entry["file"] = f.name
+            entry.update(baseline_sha256=snapshot[hosts[0]][f.name][0].sha256, changes=bool(as_json))
+            if bundle:
+                entry["candidate_sha256"] = sha256(cand)
+            index.append(entry)
     r.write_blob("diffs/index.json", json.dumps(index, indent=2).encode())
     return len(index)
 

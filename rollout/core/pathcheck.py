@@ -27,42 +27,62 @@ def _inside(path: str, folder: str) -> bool:
 
 
 def path_problems(pb: Playbook, state_dir: Path | None = None) -> list[str]:
-    """Return why any host's shadow or live path would overwrite a live file of any host, the
-    candidate, the playbook or the state folder (invariant 10); empty when the paths are safe."""
+    """Return why any host's shadow or live path (of any file of the bundle) would overwrite a live
+    file of any host, the candidate, the playbook or the state folder (invariant 10); empty when
+    the paths are safe."""
     problems: list[str] = []
     if pb.transport != "local":
-        for host in pb.hosts:
-            if _remote(pb.shadow_on(host)) == _remote(pb.path_on(host)):
-                problems.append(
-                    f"config.shadow_path: {pb.shadow_on(host)!r} is the live file on host {host}; "
-                    "staging would overwrite live bytes"
-                )
+        for f in pb.files:
+            lives = {_remote(g.path_on(host)): g for g in pb.files for host in pb.hosts}
+            for host in pb.hosts:
+                shadow = _remote(f.shadow_on(host))
+                if shadow in lives:
+                    whose = (
+                        "the live file" if lives[shadow] is f else f"the live file of {lives[shadow].name}"
+                    )
+                    problems.append(
+                        f"{f.field}.shadow_path: {f.shadow_on(host)!r} is {whose} on host {host}; "
+                        "staging would overwrite live bytes"
+                    )
         return problems
-    live = {host: _local(pb, pb.path_on(host)) for host in pb.hosts}
-    owner = {path: host for host, path in live.items()}
+    owner: dict[str, tuple[str, str]] = {}
+    for f in pb.files:
+        for host in pb.hosts:
+            owner.setdefault(_local(pb, f.path_on(host)), (host, f.name))
     inputs = {
-        os.path.realpath(pb.config_source): "the candidate (config.source)",
-        os.path.realpath(pb.file): "the playbook",
+        os.path.realpath(f.input): f"the candidate ({f.field}.{'source' if f.source else 'patch'})"
+        for f in pb.files
     }
+    inputs[os.path.realpath(pb.file)] = "the playbook"
     state = os.path.realpath(state_dir) if state_dir is not None else None
     shadows: dict[str, str] = {}
-    for host in pb.hosts:
-        shadow = _local(pb, pb.shadow_on(host))
-        if shadow in owner:
-            whose = "its own live file" if owner[shadow] == host else f"the live file of host {owner[shadow]}"
-            problems.append(
-                f"config.shadow_path: {shadow} (host {host}) is {whose}; staging would overwrite live bytes"
-            )
-        elif shadow in shadows:
-            problems.append(
-                f"config.shadow_path: {shadow} is the shadow path of {shadows[shadow]} and {host}"
-            )
-        shadows.setdefault(shadow, host)
-        for field, path in (("config.shadow_path", shadow), ("config.path", live[host])):
-            if path in inputs:
-                problems.append(f"{field}: {path} (host {host}) is {inputs[path]}; it would be overwritten")
-            if state is not None and _inside(path, state):
-                problems.append(f"{field}: {path} (host {host}) is inside the state folder {state}")
+    bundle = len(pb.files) > 1
+    for f in pb.files:
+        for host in pb.hosts:
+            shadow = _local(pb, f.shadow_on(host))
+            if shadow in owner:
+                who, name = owner[shadow]
+                whose = "its own live file" if who == host else f"the live file of host {who}"
+                if bundle:
+                    whose += f" ({name})"
+                problems.append(
+                    f"{f.field}.shadow_path: {shadow} (host {host}) is {whose}; staging would overwrite live bytes"
+                )
+            elif shadow in shadows:
+                problems.append(
+                    f"{f.field}.shadow_path: {shadow} is the shadow path of {shadows[shadow]} and {host}"
+                )
+            shadows.setdefault(shadow, host)
+            for field, path in (
+                (f"{f.field}.shadow_path", shadow),
+                (f"{f.field}.path", _local(pb, f.path_on(host))),
+            ):
+                if path in inputs:
+                    problems.append(
+                        f"{field}: {path} (host {host}) is {inputs[path]}; it would be overwritten"
+                    )
+                if state is not None and _inside(path, state):
+                    problems.append(f"{field}: {path} (host {host}) is inside the state folder {state}")
     return problems
 
 

@@ -8,6 +8,7 @@ order, as `file:line: field: message`.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,52 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class ConfigFile:
+    """One file of the bundle a rollout moves: its candidate (the same `source` for every host, or
+    a `patch` applied to each host's own file), where it lives, and how it is checked."""
+
+    name: str
+    path: str
+    shadow_path: str
+    kind: str
+    options: dict[str, Any]
+    source: Path | None = None
+    patch: Path | None = None
+    patch_format: str = "merge"
+    kind_why: str = "config.kind"
+    activate: str | None = None
+    field: str = "config"  # where it is in the playbook, for messages: config or config.files[N]
+
+    @property
+    def input(self) -> Path:
+        """Return the file the playbook names for it (its source, else its patch)."""
+        found = self.source if self.source is not None else self.patch
+        assert found is not None
+        return found
+
+    def path_on(self, host: str) -> str:
+        """Return the live path template of this file for `host`."""
+        return self.path.replace("{host}", host)
+
+    def shadow_on(self, host: str) -> str:
+        """Return the shadow path template of this file for `host`."""
+        return self.shadow_path.replace("{path}", self.path).replace("{host}", host)
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A readiness command tried after activation until it exits 0 or the deadline passes."""
+
+    run: str
+    timeout: float = 10.0
+    interval: float = 1.0
+    deadline: float = 60.0
+
+
+DEFAULT_ACTIVATE_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
 class Health:
     checks: tuple[CheckSpec, ...]
     failure_limit: int = 0
@@ -85,6 +132,23 @@ class Playbook:
     config_kind_why: str = "config.kind"  # how the kind was chosen, when it was inferred
     notify: tuple[Webhook, ...] = ()
     deadlines: tuple[Deadline | None, ...] = ()  # one per stage
+    # config.patch: config_source is then the patch file, applied to each host's own file
+    config_patch_format: str | None = None
+    config_layers: tuple[Any, ...] | None = None  # config.layers (opencode_layers.LayerSpec); None: default
+    files: tuple[ConfigFile, ...] = ()  # the bundle; the one-file form is a bundle of one
+    activate: str | None = None
+    activate_timeout: float = DEFAULT_ACTIVATE_TIMEOUT
+    ready: Ready | None = None
+
+    @property
+    def is_patch(self) -> bool:
+        """True when the (first) file's candidate is `config_source` (a patch) applied to each host's own file."""
+        return self.config_patch_format is not None
+
+    @property
+    def is_bundle(self) -> bool:
+        """Return True when the playbook gives `config.files` (not the one-file form)."""
+        return "files" in _mapping(self.raw.get("config"))
 
     def path_on(self, host: str) -> str:
         """Return the live config path template for `host`."""
@@ -265,22 +329,6 @@ def _build(found: _Found, data: dict[str, Any], file: Path, require_source: bool
     name = found.label(data.get("name"), "name") if found.clean("name") else ""
 
     config = _mapping(data.get("config"))
-    source = None
-    if found.clean("config", "source") and "source" in config:
-        source = _source(found, config["source"], base_dir, require_source)
-    config_path = found.path(config.get("path"), "config.path") if found.clean("config", "path") else None
-    shadow_path = (
-        found.path(config.get("shadow_path", DEFAULT_SHADOW), "config.shadow_path")
-        if found.clean("config", "shadow_path")
-        else None
-    )
-    kind, kind_why = str(config.get("kind", "")), "config.kind"
-    if "kind" not in config and source is not None:
-        kind, kind_why = configkinds.infer_why(source.name, _head(source))
-    config_options: dict[str, Any] | None = {}
-    if found.clean("config") and source is not None:
-        config_options = found.guard("config", configkinds.parse_options, config, str(file), base_dir)
-
     targets = _mapping(data.get("targets"))
     transport = str(targets.get("transport", "local"))
     hosts = _hosts(found, targets.get("hosts")) if found.clean("targets", "hosts") else ()
@@ -288,15 +336,13 @@ def _build(found: _Found, data: dict[str, Any], file: Path, require_source: bool
     if found.clean("targets"):
         parse_options = transports.get(transport).parse_options
         transport_options = found.guard("targets", parse_options, targets, str(file))
-    if config_path is not None and found.clean("targets"):
-        if transport == "local" and len(hosts) > 1 and "{host}" not in config_path:
-            message = (
-                f"{config_path!r} has no {{host}}: with transport 'local' every host would share one file"
-            )
-            found.add(("config", "path"), message)
-        collide = shadow_path is not None and "{path}" not in shadow_path and "{host}" not in shadow_path
-        if collide and transport == "local" and len(hosts) > 1:
-            found.add(("config", "shadow_path"), "must contain {path} or {host} so hosts do not collide")
+    files = _files(found, config, file, require_source, transport, hosts)
+    activate, activate_timeout, ready = _activation(found, config)
+    layers: tuple[Any, ...] | None = None
+    if "layers" in config and found.clean("config", "layers"):
+        from rollout.configkinds import opencode_layers
+
+        layers = found.guard("config.layers", _layers, opencode_layers, config["layers"], str(file))
 
     stages_raw = data.get("stages", DEFAULT_STAGES)
     stages = _stages(found, stages_raw) if found.clean("stages") else None
@@ -310,32 +356,209 @@ def _build(found: _Found, data: dict[str, Any], file: Path, require_source: bool
         stage_deadlines = found.guard(
             "stages", deadlines.parse, stages_raw, data.get("health"), bakes, found.fail
         )
-    if config_path is not None and shadow_path is not None and hosts and found.clean("targets"):
-        _check_host_paths(found, base_dir, config_path, shadow_path, hosts, transport, require_source)
     if found.issues:
         return None
-    assert source is not None and config_path is not None and shadow_path is not None
+    assert files
+    first = files[0]
     assert stages is not None and health_block is not None and webhooks is not None
-    assert config_options is not None and stage_deadlines is not None
+    assert stage_deadlines is not None
     return Playbook(
         file=file,
         base_dir=base_dir,
         name=name,
-        config_source=source,
-        config_path=config_path,
-        shadow_path=shadow_path,
-        config_kind=kind,
-        config_options=config_options,
+        config_source=first.input,
+        config_path=first.path,
+        shadow_path=first.shadow_path,
+        config_kind=first.kind,
+        config_options=first.options,
         transport=transport,
         transport_options=transport_options,
         hosts=hosts,
         stages=stages,
         health=health_block,
         raw=data,
-        config_kind_why=kind_why,
+        config_kind_why=first.kind_why,
         notify=webhooks,
         deadlines=stage_deadlines,
+        config_patch_format=first.patch_format if first.patch is not None else None,
+        config_layers=layers,
+        files=tuple(files),
+        activate=activate,
+        activate_timeout=activate_timeout,
+        ready=ready,
     )
+
+
+# Keys of a file in the one-file form that, beside `files`, belong in each entry instead.
+_FILE_KEYS = (
+    "source",
+    "patch",
+    "patch_format",
+    "path",
+    "kind",
+    "shadow_path",
+    "schema",
+    "validate",
+    "catalog",
+)
+
+
+def _files(
+    found: _Found,
+    config: dict[str, Any],
+    file: Path,
+    require_source: bool,
+    transport: str,
+    hosts: tuple[str, ...],
+) -> list[ConfigFile]:
+    """Check the bundle (`config.files`, or the one-file form as a bundle of one) and return it."""
+    if "files" not in config:
+        one = _file(found, config, ("config",), file, require_source, transport, hosts)
+        return [one] if one is not None else []
+    for key in _FILE_KEYS:
+        if key in config:
+            found.add(("config", key), "goes in each entry of config.files, not beside it")
+    entries = config.get("files")
+    out: list[ConfigFile] = []
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        if isinstance(entry, dict) and found.clean("config", "files", i):
+            one = _file(found, entry, ("config", "files", i), file, require_source, transport, hosts)
+            if one is not None:
+                out.append(one)
+    names: dict[str, int] = {}
+    paths: dict[str, int] = {}
+    for i, one in enumerate(out):
+        if one.name in names:
+            found.add(
+                (*_path_of(one.field), "name"),
+                f"another file of the bundle is named {one.name!r}; give each a name",
+            )
+        if one.path in paths:
+            found.add(
+                (*_path_of(one.field), "path"), f"{one.path!r} is the path of another file of the bundle"
+            )
+        names.setdefault(one.name, i)
+        paths.setdefault(one.path, i)
+    return out
+
+
+def _file(
+    found: _Found,
+    block: dict[str, Any],
+    at: FieldPath,
+    file: Path,
+    require_source: bool,
+    transport: str,
+    hosts: tuple[str, ...],
+) -> ConfigFile | None:
+    """Check one file of the bundle (`at`: where its keys are) and return it."""
+    base_dir = file.parent
+    prefix = field_name(at)
+    if "source" in block and "patch" in block:
+        found.add((*at, "patch"), "give either source (one file for every host) or patch, not both")
+        return None
+    if "source" not in block and "patch" not in block:
+        found.add(at, "needs source (the candidate file) or patch (applied to each host's file)")
+        return None
+    if "patch" not in block and "patch_format" in block:
+        found.add((*at, "patch_format"), f"only goes with {prefix}.patch")
+    if "patch" in block and "patch_format" not in block:
+        found.add((*at, "patch"), "needs patch_format: merge (RFC 7386) or json-patch (RFC 6902)")
+    source = patch = None
+    if "source" in block and found.clean(*at, "source"):
+        source = _source(found, block["source"], base_dir, require_source, f"{prefix}.source")
+    if "patch" in block and found.clean(*at, "patch"):
+        patch = _source(found, block["patch"], base_dir, require_source, f"{prefix}.patch", what="patch")
+        if patch is not None and require_source and found.clean(*at, "patch_format"):
+            fmt = str(block.get("patch_format"))
+            found.guard(f"{prefix}.patch", _check_patch, patch, fmt, f"{prefix}.patch")
+    path = found.path(block.get("path"), f"{prefix}.path") if found.clean(*at, "path") else None
+    shadow = (
+        found.path(block.get("shadow_path", DEFAULT_SHADOW), f"{prefix}.shadow_path")
+        if found.clean(*at, "shadow_path")
+        else None
+    )
+    kind, kind_why = str(block.get("kind", "")), f"{prefix}.kind"
+    if at == ("config",):
+        kind_why = "config.kind"
+    if "kind" not in block:
+        if source is not None:
+            kind, kind_why = configkinds.infer_why(source.name, _head(source))
+        elif path is not None:
+            kind, kind_why = configkinds.infer_why(posixpath.basename(path))
+            kind_why = f"{kind_why} of {prefix}.path"
+    options: dict[str, Any] | None = {}
+    if found.clean(*at) and (source is not None or patch is not None):
+        options = found.guard(prefix, configkinds.parse_options, block, str(file), base_dir)
+    if path is not None and found.clean("targets"):
+        if transport == "local" and len(hosts) > 1 and "{host}" not in path:
+            message = f"{path!r} has no {{host}}: with transport 'local' every host would share one file"
+            found.add((*at, "path"), message)
+        collide = shadow is not None and "{path}" not in shadow and "{host}" not in shadow
+        if collide and transport == "local" and len(hosts) > 1:
+            found.add((*at, "shadow_path"), "must contain {path} or {host} so hosts do not collide")
+        if shadow is not None and hosts:
+            _check_host_paths(found, base_dir, path, shadow, hosts, transport, require_source, prefix)
+    if (source is None and patch is None) or path is None or shadow is None or options is None:
+        return None
+    default_name = posixpath.basename(path.replace("{host}", "host")) or "config"
+    name = found.label(block.get("name", default_name), f"{prefix}.name")
+    activate = block.get("activate")
+    return ConfigFile(
+        name=name,
+        path=path,
+        shadow_path=shadow,
+        kind=kind,
+        options=options,
+        source=source,
+        patch=patch,
+        patch_format=str(block.get("patch_format", "merge")),
+        kind_why=kind_why,
+        activate=str(activate) if activate is not None else None,
+        field=prefix,
+    )
+
+
+def _check_patch(source: Path, patch_format: str, field: str) -> None:
+    from rollout.core import patching
+
+    try:
+        data = source.read_bytes()
+    except OSError as e:
+        raise BadInput(f"{field}: cannot read {source} ({e.strerror})") from None
+    try:
+        patching.load_patch(data, patch_format, str(source))
+    except BadInput as e:
+        raise BadInput(f"{field}: {str(e).removeprefix(f'{source}: ')}") from None
+
+
+def _layers(module: Any, value: Any, where: str) -> tuple[Any, ...]:
+    try:
+        specs: tuple[Any, ...] = module.parse_specs(value, where)
+    except ValueError as e:
+        raise BadInput(str(e).removeprefix(f"{where}: ")) from None
+    return specs
+
+
+def _activation(found: _Found, config: dict[str, Any]) -> tuple[str | None, float, Ready | None]:
+    """Check `config.activate`, `activate_timeout` and `ready`."""
+    activate = config.get("activate")
+    timeout = DEFAULT_ACTIVATE_TIMEOUT
+    if "activate_timeout" in config and found.clean("config", "activate_timeout"):
+        timeout = found.duration(config["activate_timeout"], "config.activate_timeout")
+    ready: Ready | None = None
+    raw = config.get("ready")
+    if raw is not None and found.clean("config", "ready"):
+        if isinstance(raw, str):
+            ready = Ready(raw)
+        elif isinstance(raw, dict):
+            secs = {
+                key: found.duration(raw[key], f"config.ready.{key}")
+                for key in ("timeout", "interval", "deadline")
+                if key in raw
+            }
+            ready = Ready(str(raw.get("run")), **secs)
+    return (str(activate) if activate is not None else None), timeout, ready
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -362,27 +585,35 @@ def _check_scalars(found: _Found, data: dict[str, Any]) -> None:
             found.add(path, f"{limits.show(value)} is too large a number for any setting")
 
 
-def _source(found: _Found, value: Any, base_dir: Path, required: bool) -> Path | None:
-    text = found.path(value, "config.source")
+def _source(
+    found: _Found,
+    value: Any,
+    base_dir: Path,
+    required: bool,
+    field: str = "config.source",
+    what: str = "candidate",
+) -> Path | None:
+    text = found.path(value, field)
+    at = _path_of(field)
     if text is None:
         return None
     try:
         source = base_dir / Path(text).expanduser()
     except RuntimeError as e:  # ~user with no such user
-        found.add(("config", "source"), f"cannot expand {limits.show(text)} ({e})")
+        found.add(at, f"cannot expand {limits.show(text)} ({e})")
         return None
     if not required:
         return source
     try:
         if source.is_dir():
-            found.add(("config", "source"), f"{source} is a folder, not a candidate file")
+            found.add(at, f"{source} is a folder, not a {what} file")
             return None
         present = source.is_file()
     except OSError as e:
-        found.add(("config", "source"), f"cannot read {source} ({e.strerror})")
+        found.add(at, f"cannot read {source} ({e.strerror})")
         return None
     if not present:
-        found.add(("config", "source"), f"candidate file not found: {source}")
+        found.add(at, f"{what} file not found: {source}")
         return None
     return source
 
@@ -404,13 +635,19 @@ def _check_host_paths(
     hosts: tuple[str, ...],
     transport: str,
     on_disk: bool,
+    prefix: str = "config",
 ) -> None:
     """Refuse at validate what `start` would fail on: a host's path that cannot name a file.
     With transport local, a path that is a folder on every host is the playbook's mistake; on
     only some hosts it is those hosts' state, which start reports as unreadable (exit 5)."""
     shadow = shadow_path.replace("{path}", config_path)
-    for field, template in (("config.path", config_path), ("config.shadow_path", shadow)):
-        if field == "config.shadow_path" and "{path}" in shadow_path and not found.clean("config", "path"):
+    fields = ((f"{prefix}.path", config_path), (f"{prefix}.shadow_path", shadow))
+    for field, template in fields:
+        if (
+            field.endswith(".shadow_path")
+            and "{path}" in shadow_path
+            and not found.clean(*_path_of(prefix), "path")
+        ):
             return  # the live path's problem, said once
         on_hosts: list[tuple[str, str, str]] = []
         for host in hosts:

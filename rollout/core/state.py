@@ -1,8 +1,11 @@
 """A rollout's state, typed: what each host holds, where the rollout stands, and the one encoder
 and decoder of state.json.
 
-state.json carries `"version": 2`; a file without one was written before the field existed and
-reads the same way (the fields did not change). Keys this version does not know are kept and
+state.json carries `"version": 3`; a file without one was written before the field existed and
+reads the same way (the fields did not change). Version 3 adds, per host, `files`: one record per
+file of the bundle (its baseline, its candidate, whether the rollout switched it). A host without
+`files` (version 2 or 1, or a one-file rollout whose candidate is the same for every host, which
+still writes what version 2 wrote) holds a bundle of one whose record is the host's own fields. Keys this version does not know are kept and
 written back as they were, so a newer field survives an older verb touching the file.
 """
 
@@ -16,7 +19,7 @@ from typing import Any
 from rollout.core.machine import Phase
 from rollout.util.errors import BadInput
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 class HostState(StrEnum):
@@ -27,6 +30,81 @@ class HostState(StrEnum):
     CANDIDATE = "candidate"  # the candidate live
     DRIFTED = "drifted"  # someone else changed it: left alone, never clobbered
     UNKNOWN = "unknown"  # could not be read when last asked
+
+
+@dataclass
+class FileRecord:
+    """One file of a host's bundle: where it lives, its baseline and candidate, what it holds now.
+    A host's own fields (state, sha256, ...) speak for the bundle as a whole."""
+
+    path: str  # the live path on the host
+    shadow_path: str
+    baseline_sha256: str | None
+    baseline_mode: int | None
+    candidate_sha256: str  # this host's candidate (a patch gives each host its own), "candidate/<sha>"
+    sha256: str | None = None  # of the live file now
+    shadow_before: str | None = None
+    backup: str | None = None  # its name under `baseline/` (None: no file at start)
+    shadow_staged: bool = False
+    switched: bool = False  # the rollout put the candidate here (an abort puts the baseline back)
+    state: HostState = HostState.BASELINE
+    # Read from the host's own fields (a bundle of one whose candidate is the rollout's): not
+    # written, state.json stays as it was before bundles for such a rollout.
+    derived: bool = False
+    unknown_fields: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the record as state.json holds it."""
+        out: dict[str, Any] = {
+            "state": self.state,
+            "path": self.path,
+            "shadow_path": self.shadow_path,
+            "sha256": self.sha256,
+            "baseline_sha256": self.baseline_sha256,
+            "baseline_mode": self.baseline_mode,
+            "candidate_sha256": self.candidate_sha256,
+            "shadow_before": self.shadow_before,
+            "backup": self.backup,
+            "shadow": self.shadow_staged,
+            "switched": self.switched,
+        }
+        out.update(self.unknown_fields)
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FileRecord:
+        """Return the record state.json holds."""
+        return cls(
+            path=str(d["path"]),
+            shadow_path=str(d.get("shadow_path", "")),
+            baseline_sha256=d.get("baseline_sha256"),
+            baseline_mode=d.get("baseline_mode"),
+            candidate_sha256=str(d.get("candidate_sha256", "")),
+            sha256=d.get("sha256"),
+            shadow_before=d.get("shadow_before"),
+            backup=d.get("backup"),
+            shadow_staged=bool(d.get("shadow")),
+            switched=bool(d.get("switched")),
+            state=HostState(d.get("state", HostState.BASELINE)),
+            unknown_fields={k: v for k, v in d.items() if k not in _FILE_KEYS},
+        )
+
+
+_FILE_KEYS = frozenset(
+    {
+        "state",
+        "path",
+        "shadow_path",
+        "sha256",
+        "baseline_sha256",
+        "baseline_mode",
+        "candidate_sha256",
+        "shadow_before",
+        "backup",
+        "shadow",
+        "switched",
+    }
+)
 
 
 @dataclass
@@ -44,6 +122,8 @@ class HostRecord:
     switched_at: float | None = None
     reason: str | None = None  # why it is unknown or drifted
     drift_accepted: bool = False  # the operator chose to leave a drifted host as it is
+    switch_failed: str | None = None  # why its last switch failed (its files were put back): gates fail
+    files: dict[str, FileRecord] = field(default_factory=dict)  # by file name; empty before version 3
     unknown_fields: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -63,6 +143,10 @@ class HostRecord:
         )
         if self.drift_accepted:
             out["drift_accepted"] = True
+        if self.switch_failed is not None:
+            out["switch_failed"] = self.switch_failed
+        if self.files and not all(f.derived for f in self.files.values()):
+            out["files"] = {name: f.to_json() for name, f in self.files.items()}
         out.update(self.unknown_fields)
         return out
 
@@ -81,6 +165,8 @@ class HostRecord:
             switched_at=d.get("switched_at"),
             reason=d.get("reason"),
             drift_accepted=bool(d.get("drift_accepted")),
+            switch_failed=d.get("switch_failed"),
+            files={name: FileRecord.from_json(f) for name, f in (d.get("files") or {}).items()},
             unknown_fields={k: v for k, v in d.items() if k not in _HOST_KEYS},
         )
 
@@ -98,6 +184,8 @@ _HOST_KEYS = frozenset(
         "switched_at",
         "reason",
         "drift_accepted",
+        "switch_failed",
+        "files",
     }
 )
 
@@ -109,13 +197,23 @@ class Intent:
     action: str
     hosts: list[str]
     time: float
+    files: list[str] | None = None  # the bundle's files it touches on each host, in order
 
     def to_json(self) -> dict[str, Any]:
-        return {"action": self.action, "hosts": self.hosts, "time": self.time}
+        out: dict[str, Any] = {"action": self.action, "hosts": self.hosts, "time": self.time}
+        if self.files is not None:
+            out["files"] = self.files
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Intent:
-        return cls(action=str(d["action"]), hosts=list(d["hosts"]), time=float(d["time"]))
+        files = d.get("files")
+        return cls(
+            action=str(d["action"]),
+            hosts=list(d["hosts"]),
+            time=float(d["time"]),
+            files=list(files) if files is not None else None,
+        )
 
 
 @dataclass
@@ -183,7 +281,7 @@ class RolloutState:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RolloutState:
-        """Return the state a decoded state.json holds: version 2, or a file from before `version`."""
+        """Return the state a decoded state.json holds: version 3, 2, or a file from before `version`."""
         version = d.get("version", 1)
         if not isinstance(version, int) or version > STATE_VERSION:
             raise BadInput(

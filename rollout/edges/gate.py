@@ -76,9 +76,16 @@ def measure(run: Run, stage: Stage) -> list[Measurement]:
             else cohorts.cohort_for(stage.percent, run.rollout.state.order)
         )
         for host in cohort:
-            if run.hosts[host].state == HostState.UNKNOWN:
+            if run.hosts[host].state == HostState.UNKNOWN and not run.hosts[host].switch_failed:
                 why = f"host unreachable: {run.hosts[host].reason or 'no answer'}"
                 out.append(Measurement("reachable", host, "error", why))
+    if not stage.is_shadow:
+        # A host whose switch failed (its files were put back, or could not all be) fails the gate:
+        # the stage is not live where it was meant to be, whatever the checks measure.
+        for host in cohorts.cohort_for(stage.percent, run.rollout.state.order):
+            failed = run.hosts[host].switch_failed
+            if failed:
+                out.append(Measurement("switch", host, "fail", f"switch failed: {failed}"))
     for check in run.playbook.health.checks:
         if not check.applies_to(stage.name):
             continue
@@ -97,16 +104,23 @@ def measure(run: Run, stage: Stage) -> list[Measurement]:
 
 def _known_secrets(run: Run) -> frozenset[str]:
     """Return the secret values of the candidate and the baselines (a check may print one bare)."""
-    kind = run.playbook.config_kind
+    from rollout.edges.bundle import candidate_bytes, read_backup, spec_of
+
     docs = []
+    seen: set[str | None] = {None}
     try:
-        docs.append(configkinds.parse_lenient(run.rollout.candidate(), kind))
-        seen: set[str] = set()
-        for host, entry in run.hosts.items():
-            sha = entry.baseline_sha256
-            if sha is not None and sha not in seen:
-                seen.add(sha)
-                docs.append(configkinds.parse_lenient(run.rollout.read_backup(host), kind))
+        for entry in run.hosts.values():
+            for name, f in entry.files.items():
+                spec = spec_of(run.playbook, name)
+                kind = spec.kind if spec is not None else run.playbook.config_kind
+                if f.candidate_sha256 not in seen:
+                    seen.add(f.candidate_sha256)
+                    docs.append(
+                        configkinds.parse_lenient(candidate_bytes(run.rollout, f.candidate_sha256), kind)
+                    )
+                if f.baseline_sha256 not in seen:
+                    seen.add(f.baseline_sha256)
+                    docs.append(configkinds.parse_lenient(read_backup(run.rollout, f), kind))
     except Exception:  # noqa: BLE001 - what was read still counts; shapes and keys are masked anyway
         pass
     return secret_values(docs)

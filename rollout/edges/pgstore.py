@@ -456,13 +456,22 @@ class PgRollout(Rollout):
         return "baseline/" + (self.state.hosts[host].backup or _safe(host))
 
     def write_backups(self, baselines: dict[str, bytes]) -> None:
-        rows = [(self.store.namespace, self.id, self._backup_name(h), data) for h, data in baselines.items()]
+        self.write_backup_files({self._backup_name(h)[len("baseline/") :]: d for h, d in baselines.items()})
+
+    def write_backup_files(self, named: dict[str, bytes]) -> None:
+        rows = [(self.store.namespace, self.id, f"baseline/{name}", data) for name, data in named.items()]
         with self.store.tx(self._what("the baseline backups")) as conn, conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO rollout_blobs (namespace, id, name, data) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (namespace, id, name) DO UPDATE SET data = EXCLUDED.data",
                 rows,
             )
+
+    def read_backup_file(self, name: str) -> bytes:
+        data = self.read_blob(f"baseline/{name}")
+        if data is None:
+            raise FileNotFoundError(f"{self.location('baseline/' + name)}: the backup is missing")
+        return data
 
     def read_backup(self, host: str) -> bytes | None:
         if self.state.hosts[host].baseline_sha256 is None:

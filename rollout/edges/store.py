@@ -8,6 +8,7 @@ import fcntl
 import hashlib
 import json
 import os
+import posixpath
 import re
 import shutil
 import tempfile
@@ -58,7 +59,9 @@ class Rollout:
         """Open the rollout in `folder`; `state` is its state.json already read (else it is read)."""
         self.dir = folder
         self.id = folder.name
-        self.state: RolloutState = state if state is not None else decode((folder / "state.json").read_bytes())
+        self.state: RolloutState = (
+            state if state is not None else decode((folder / "state.json").read_bytes())
+        )
         self._journal_lock = threading.Lock()  # a fleet's worker threads log too
 
     # -- state and journal -------------------------------------------------------------
@@ -174,16 +177,29 @@ class Rollout:
         """Keep each host's baseline bytes in `baseline/<host>`, readable only by the owner
         (secrets live here). Hosts holding the same bytes share one file (hard links), so a
         fleet of identical configs costs one write and one fsync, not one per host."""
-        with self.writing("the baseline backups"):
-            self._write_backups(baselines)
+        self.write_backup_files(
+            {self.state.hosts[h].backup or _safe(h): data for h, data in baselines.items()}
+        )
 
-    def _write_backups(self, baselines: dict[str, bytes]) -> None:
+    def write_backup_files(self, named: dict[str, bytes]) -> None:
+        """Keep baseline bytes under `baseline/<name>` (a name may hold one folder, as a bundle's
+        files other than its first do: `.file-2/<host>`), 0600; equal bytes share one file."""
+        with self.writing("the baseline backups"):
+            self._write_backups(named)
+
+    def read_backup_file(self, name: str) -> bytes:
+        """Return the bytes kept under `baseline/<name>`."""
+        return (self.dir / "baseline" / name).read_bytes()
+
+    def _write_backups(self, named: dict[str, bytes]) -> None:
         folder = self.dir / "baseline"
         folder.mkdir(mode=0o700, exist_ok=True)
         groups: dict[bytes, list[str]] = {}
-        for host, data in baselines.items():
-            groups.setdefault(data, []).append(host)
-        for data, hosts in groups.items():
+        for name, data in named.items():
+            groups.setdefault(data, []).append(name)
+        for sub in {posixpath.dirname(n) for n in named} - {""}:
+            (folder / sub).mkdir(mode=0o700, exist_ok=True)
+        for data, names in groups.items():
             fd, tmp = tempfile.mkstemp(prefix=".backup.", dir=folder)
             try:
                 with os.fdopen(fd, "wb") as f:
@@ -191,11 +207,13 @@ class Rollout:
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
-                for host in hosts:
-                    self.backup_path(host).unlink(missing_ok=True)
-                    os.link(tmp, self.backup_path(host))
+                for name in names:
+                    (folder / name).unlink(missing_ok=True)
+                    os.link(tmp, folder / name)
             finally:
                 Path(tmp).unlink(missing_ok=True)
+        for sub in {posixpath.dirname(n) for n in named} - {""}:
+            fsync_dir(folder / sub)
         fsync_dir(folder)
 
     def read_backup(self, host: str) -> bytes | None:

@@ -37,9 +37,12 @@ def status_text(data: dict[str, Any], all_hosts: bool = False) -> str:
         console.print(_host_summary(shown), soft_wrap=True, markup=False, highlight=False)
         shown = {h: r for h, r in shown.items() if r["state"] in NEEDS_A_PERSON or r.get("reason")}
     # rich lays out 10,000 rows in seconds; past a small fleet, columns of plain text read the same
-    host_rows: list[tuple[str, ...]] = [
-        (h, r["state"], (r["sha256"] or "(no file)")[:12], r.get("reason") or "") for h, r in shown.items()
-    ]
+    host_rows: list[tuple[str, ...]] = []
+    for h, r in shown.items():
+        host_rows.append((h, r["state"], (r["sha256"] or "(no file)")[:12], r.get("reason") or ""))
+        # A bundle's host: one line per file under it (its own state and hash, and its path).
+        for name, f in (r.get("files") or {}).items():
+            host_rows.append((f"  {name}", f["state"], (f["sha256"] or "(no file)")[:12], f["path"]))
     if len(host_rows) > SMALL_FLEET:
         plain = _plain_table(("host", "state", "sha256", "note"), host_rows)
         console.print(plain, markup=False, highlight=False)

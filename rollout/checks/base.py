@@ -52,6 +52,13 @@ class Measurement:
         }
 
 
+class BlobStore(Protocol):
+    """Named bytes kept with a rollout (`edges.store.Rollout` is one)."""
+
+    def read_blob(self, name: str) -> bytes | None: ...
+    def write_blob(self, name: str, data: bytes) -> None: ...
+
+
 class StageView(Protocol):
     """What a check reads of the stage it gates (core.playbook.Stage is one)."""
 
@@ -106,6 +113,7 @@ class GateContext:
     since_s: float | None = None  # seconds into the stage of its previous look (None: the first)
     bake_s: float = 0.0  # the stage's bake
     extension_s: float = 0.0  # how long past its bake an inconclusive gate may keep sampling
+    blobs: BlobStore | None = None  # the rollout's named bytes (metric cursors across processes)
 
     def env_for(self, host: str | None, hosts_file: str | None = None) -> dict[str, str]:
         """Return the ROLLOUT_* variables for a check on `host` (None: the control machine);

@@ -16,11 +16,11 @@ from rollout.checks.metrics.sources import (
     HostFileSource,
     PrometheusSource,
     Source,
-    fetch_batches,
+    fetch_looks,
     parse_source,
 )
 from rollout.checks.metrics.stats import look_alpha
-from rollout.models.usage import UsageRecord
+from rollout.models.calls import Calls
 from rollout.util.durations import parse_duration
 from rollout.util.errors import BadInput
 
@@ -149,29 +149,47 @@ def _from_hosts(
 ) -> tuple[Cohort, Cohort | None] | str:
     """Read every cohort host's records and cut them into the periods the gate compares."""
     baseline_hosts = tuple(h for h in ctx.baseline_hosts if h not in ctx.canary)
-    batches = fetch_batches(ctx.fleet, source, ctx.canary + baseline_hosts)
-    failed = [b for b in batches.values() if isinstance(b, str)]
+    looks = fetch_looks(ctx.fleet, source, ctx.canary + baseline_hosts, horizon(opts, ctx, now), ctx.blobs)
+    failed = [b for b in looks.values() if isinstance(b, str)]
     if failed:
         return "; ".join(failed)
     bad = 0
-    records: dict[str, list[UsageRecord]] = {}
-    for host, batch in batches.items():
-        assert not isinstance(batch, str)
-        bad += len(batch.bad_lines)
-        records[host] = batch.records
+    calls: dict[str, Calls] = {}
+    first: dict[str, float] = {}
+    for host, look in looks.items():
+        assert not isinstance(look, str)
+        bad += look.bad
+        calls[host] = look.calls
+        if look.first_ts is not None:
+            first[host] = look.first_ts
     canary, baseline = split_cohorts(
         opts.definition,
-        records,
+        calls,
         ctx.canary,
         baseline_hosts,
         ctx.switched_at,
         now,
         opts.window,
         len(ctx.playbook.hosts),
+        first,
     )
     if bad:
         canary.notes.insert(0, f"{bad} unreadable usage line{'s' if bad != 1 else ''} skipped")
     return canary, baseline
+
+
+def horizon(opts: MetricOptions, ctx: GateContext, now: float) -> float:
+    """Return the earliest moment a look of this rollout may still read calls from: the earliest
+    switch (or now) minus the longest window of the metric checks reading the same source. Every
+    period a gate compares starts at or after it, now and at every later look."""
+    window = opts.window
+    health = getattr(ctx.playbook, "health", None)  # the real playbook: its other checks
+    for other in getattr(health, "checks", ()):
+        theirs = getattr(other, "options", None)
+        if isinstance(theirs, MetricOptions) and theirs.source == opts.source:
+            window = max(window, theirs.window)
+    switched = min(ctx.switched_at.values(), default=now)
+    return min(now, switched) - window
 
 
 def _from_prometheus(

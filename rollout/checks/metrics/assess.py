@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from rollout.checks.base import Outcome
 from rollout.checks.metrics.definitions import (
     COST_PER_CALL,
@@ -250,7 +252,7 @@ def _absolute_p95(
 ) -> _Part:
     """p95 above max is more than 5% of calls above max: a Wilson interval on that share."""
     assert canary.period is not None
-    durations = [r.duration_s for r in canary.period.records]
+    durations = canary.period.joined.duration
     n = len(durations)
     z_fail, z_pass = normal_isf(spend), normal_isf(bounds.alpha)
     fail_conf, pass_conf = _confidence(spend), _confidence(bounds.alpha)
@@ -258,7 +260,7 @@ def _absolute_p95(
     for which, bound in (("max", bounds.max), ("min", bounds.min)):
         if bound is None:
             continue
-        above = sum(1 for d in durations if d > bound)
+        above = int(np.count_nonzero(durations > bound))
         share = f"{above}/{n} calls above {format_value(metric, bound)}"
         lo_f, hi_f = wilson_interval(above, n, z_fail)
         lo_p, hi_p = wilson_interval(above, n, z_pass)
@@ -294,7 +296,7 @@ def _interval(
         # slices show, so a burst of errors on a high-error canary host does not read as a breach.
         deff = _design_effect(metric, canary) if clustered else 1.0
         return wilson_interval(canary.events, canary.samples, normal_isf(alpha) * math.sqrt(deff))
-    if canary.period is None or not canary.period.records:
+    if canary.period is None or not canary.period.calls:
         return None
     if metric.spend:
         est = estimate(metric, canary.period)
@@ -313,18 +315,18 @@ def _interval(
         half = t_isf(alpha, k - 1) * sd / math.sqrt(k)
         return canary.value - half, canary.value + half
     assert metric.sample is not None
-    values = [metric.sample(r) for r in canary.period.records]
+    values = np.asarray(metric.sample(canary.period.ordered), dtype=np.float64)
     if len(values) < 2:
         return None
-    mean = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    mean = float(np.sum(values)) / len(values)
+    sd = math.sqrt(float(np.sum((values - mean) ** 2)) / (len(values) - 1))
     half = t_isf(alpha, len(values) - 1) * sd / math.sqrt(len(values))
     return canary.value - half, canary.value + half
 
 
 def _design_effect(metric: MetricDef, canary: Cohort) -> float:
     """Return how much the slices' spread widens a rate's binomial variance (at least 1)."""
-    if canary.period is None or not canary.period.records or not canary.samples:
+    if canary.period is None or not canary.period.calls or not canary.samples:
         return 1.0
     est = estimate(metric, canary.period)
     n = canary.samples
@@ -503,7 +505,7 @@ def _did(metric: MetricDef, cells: list[HostPeriods]) -> _DiD | None:
 
     def cached(period: Period) -> RatioEstimate | None:
         # Hosts that switched together share their baseline periods: estimate each once.
-        key = (period.spans, len(period.records))
+        key = (period.spans, period.calls)
         if key not in memo:
             memo[key] = estimate(metric, period)
         return memo[key]

@@ -8,9 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rollout.checks.base import BlobStore
 from rollout.checks.metrics.opencode_store import DEFAULT_PATH, read_opencode_bytes
+from rollout.checks.metrics.stream import Look, host_usage
 from rollout.hosts.fleet import Fleet
 from rollout.hosts.transports.base import HostSession
+from rollout.models.calls import Calls
 from rollout.models.usage import UsageBatch, read_usage_bytes
 from rollout.util.errors import BadInput
 
@@ -76,6 +79,33 @@ def parse_source(value: Any, where: str) -> Source:
         raise BadInput(f"{where}.source.url: must start with http:// or https://, got {url!r}")
     samples = text("samples_query") if "samples_query" in value else None
     return PrometheusSource(url, text("query"), samples)
+
+
+def fetch_looks(
+    fleet: Fleet, source: HostFileSource, hosts: tuple[str, ...], horizon: float, blobs: BlobStore | None
+) -> dict[str, Look | str]:
+    """Read the source on every host as columns: a usage log from where the last look stopped
+    (`stream`), an OpenCode store whole; or why the host could not be read."""
+
+    def one(session: HostSession) -> Look:
+        path = source.path.replace("{host}", session.host)
+        if source.type == "usage-log":
+            return host_usage(session, source.type, path, horizon, blobs)[1]
+        found = session.read(path)
+        if found.sha256 is None or found.data is None:
+            return Look(Calls.empty(), None, 0)
+        wal = session.read(path + "-wal")
+        key = f"{found.sha256}+{wal.sha256}"
+        batch = _parsed(key, lambda: read_opencode_bytes(found.data or b"", wal.data))
+        calls = Calls.from_records(batch.records)
+        return Look(calls, float(calls.ts[0]) if len(calls) else None, len(batch.bad_lines))
+
+    results = fleet.map(hosts, one, label=f"read {source.type}")
+    out: dict[str, Look | str] = {}
+    for host in hosts:
+        r = results[host]
+        out[host] = r.value if r.value is not None else f"cannot read {source.type} on {host}: {r.error}"
+    return out
 
 
 def fetch_batches(

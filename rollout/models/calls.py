@@ -148,17 +148,20 @@ class Calls:
 
     def to_bytes(self) -> bytes:
         """Return the columns as bytes (float64 columns, then the two byte columns)."""
-        return b"".join(c.tobytes() for c in self.columns())
+        np = _numpy()
+        return b"".join(memoryview(np.ascontiguousarray(c)).cast("B") for c in self.columns())
 
     @staticmethod
     def from_bytes(data: bytes | memoryview, n: int) -> Calls:
-        """Return `n` calls from `to_bytes` output (copies, so the buffer may go)."""
+        """Return `n` calls from `to_bytes` output: read-only views of `data` (no copy)."""
         np = _numpy()
         if len(data) != n * (8 * len(FIELDS) + 2):
             raise ValueError("calls: size does not match the count")
-        floats = [np.frombuffer(data, dtype=np.float64, count=n, offset=8 * n * i).copy() for i in range(4)]
+        if n == 0:
+            return Calls.empty()
+        floats = [np.frombuffer(data, dtype=np.float64, count=n, offset=8 * n * i) for i in range(4)]
         base = 8 * n * 4
-        codes = [np.frombuffer(data, dtype=np.uint8, count=n, offset=base + n * i).copy() for i in range(2)]
+        codes = [np.frombuffer(data, dtype=np.uint8, count=n, offset=base + n * i) for i in range(2)]
         return Calls(*floats, *codes)
 
 
@@ -301,12 +304,13 @@ class CallsBuilder:
     def build(self) -> Calls:
         """Return the calls collected, sorted by time (ties keep the order they were read in)."""
         np = _numpy()
-        cols = [
-            np.frombuffer(a, dtype=np.float64).copy() if a.typecode == "d" else np.frombuffer(a, dtype=np.uint8).copy()
-            for a in (self.ts, self.cost, self.duration, self.tokens, self.outcome, self.failover)
-        ]
         if not len(self.ts):
             return Calls.empty()
+        # Views of the arrays (no copy): the builder's arrays live on in them.
+        cols = [
+            np.frombuffer(a, dtype=np.float64 if a.typecode == "d" else np.uint8)
+            for a in (self.ts, self.cost, self.duration, self.tokens, self.outcome, self.failover)
+        ]
         ts = cols[0]
         if not bool(np.all(ts[1:] >= ts[:-1])):
             order = np.argsort(ts, kind="stable")

@@ -14,8 +14,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from rollout.checks.base import Outcome
 from rollout.checks.metrics.definitions import (
     COST_PER_CALL,
@@ -251,8 +249,9 @@ def _absolute_p95(
     details: dict[str, Any],
 ) -> _Part:
     """p95 above max is more than 5% of calls above max: a Wilson interval on that share."""
+    import numpy as np
     assert canary.period is not None
-    durations = canary.period.joined.duration
+    durations = canary.period.join().duration
     n = len(durations)
     z_fail, z_pass = normal_isf(spend), normal_isf(bounds.alpha)
     fail_conf, pass_conf = _confidence(spend), _confidence(bounds.alpha)
@@ -288,6 +287,7 @@ def _interval(
 ) -> tuple[float, float] | None:
     """Return a one-sided-at-`alpha` interval (each end) on the canary's value, or None;
     `clustered` widens a rate's interval by the errors' clustering in time (the fail side)."""
+    import numpy as np
     if metric.test == "rate":
         if canary.events is None or not canary.samples:
             return None
@@ -315,7 +315,7 @@ def _interval(
         half = t_isf(alpha, k - 1) * sd / math.sqrt(k)
         return canary.value - half, canary.value + half
     assert metric.sample is not None
-    values = np.asarray(metric.sample(canary.period.ordered), dtype=np.float64)
+    values = np.asarray(metric.sample(canary.period.join()), dtype=np.float64)
     if len(values) < 2:
         return None
     mean = float(np.sum(values)) / len(values)
@@ -586,7 +586,7 @@ def _counts_p(metric: MetricDef, canary: Cohort, baseline: Cohort, margin: float
             margin,
             metric.lower_is_better,
         )
-    if canary.values and baseline.values:
+    if canary.values is not None and len(canary.values) and baseline.values is not None and len(baseline.values):
         return scale_regression_p(canary.values, baseline.values, margin, metric.lower_is_better)
     return None
 

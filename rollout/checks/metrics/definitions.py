@@ -8,13 +8,10 @@ call: a gate over a million calls costs what reading them costs.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from rollout.checks.metrics.stats import RatioEstimate, ratio_estimate
 from rollout.models.calls import SUCCESS, Calls, concat
@@ -54,11 +51,13 @@ class MetricDef:
 
 
 def _mean(values: Any) -> float:
+    import numpy as np
     return float(np.sum(values)) / len(values)
 
 
 def quantile(values: Any, q: float) -> float:
     """Return the q-quantile with linear interpolation between closest ranks (as stats.quantile)."""
+    import numpy as np
     ordered = np.sort(np.asarray(values, dtype=np.float64))
     if not len(ordered):
         raise ValueError("quantile of no values")
@@ -71,6 +70,7 @@ def quantile(values: Any, q: float) -> float:
 
 def quantile_variance(values: Any, q: float) -> float:
     """Return the variance of the sample q-quantile (as stats.quantile_variance)."""
+    import numpy as np
     ordered = np.sort(np.asarray(values, dtype=np.float64))
     n = len(ordered)
     if n < 4:
@@ -141,15 +141,15 @@ class Period:
     def calls(self) -> int:
         return sum(len(p) for p in self.parts)
 
-    @functools.cached_property
-    def joined(self) -> Calls:
-        """Return every call of the period in one set of columns (host after host)."""
+    def join(self) -> Calls:
+        """Return every call of the period in one set of columns (host after host): a copy, for
+        the moment it is needed (the parts are views and cost nothing)."""
         return concat(self.parts)
 
-    @functools.cached_property
     def ordered(self) -> Calls:
-        """Return the period's calls in time order (ties: host order, then file order)."""
-        joined = self.joined
+        """Return the period's calls in time order (ties: host order, then file order): a copy."""
+        import numpy as np
+        joined = self.join()
         if len(self.parts) <= 1:
             return joined
         order = np.argsort(joined.ts, kind="stable")
@@ -198,21 +198,38 @@ def _estimate(metric: MetricDef, period: Period) -> RatioEstimate | None:
     quantity cost_per_day_usd shows, before scaling to a day and a fleet), p95 is the sample
     quantile. Time slices of about a second (at most 30) serve as clusters for the variance.
     """
+    import numpy as np
     n = period.calls
     if not n or not period.spans:
         return None
-    calls = period.joined
     if metric.name == "latency_p95_s":
-        return RatioEstimate(quantile(calls.duration, 0.95), quantile_variance(calls.duration, 0.95))
+        durations = period.join().duration
+        return RatioEstimate(quantile(durations, 0.95), quantile_variance(durations, 0.95))
     start = min(s for s, _ in period.spans)
     end = max(e for _, e in period.spans)
     m = max(1, min(MAX_SLICES, int(end - start)))
     width = (end - start) / m if end > start else 1.0
-    # int() of (ts - start) / width, clipped to the slices: the slice each call falls in
-    slots = np.clip(((calls.ts - start) / width).astype(np.int64), 0, m - 1)
+    ys, counts = np.zeros(m), np.zeros(m)
+    squares = total = 0.0
+    events = 0
+    for part in period.parts:  # each host's calls: views, summed slice by slice, never copied whole
+        # int() of (ts - start) / width, clipped to the slices: the slice each call falls in
+        slots = np.clip(((part.ts - start) / width).astype(np.int64), 0, m - 1)
+        counts += np.bincount(slots, minlength=m)
+        if metric.spend:
+            values = part.cost
+        elif metric.test == "rate":
+            assert metric.event is not None
+            mask = metric.event(part)
+            events += int(np.count_nonzero(mask))
+            values = mask.astype(np.float64)
+        else:
+            assert metric.sample is not None
+            values = np.asarray(metric.sample(part), dtype=np.float64)
+        ys += np.bincount(slots, weights=values, minlength=m)
+        squares += float(np.dot(values, values))
+        total += float(np.sum(values))
     if metric.spend:
-        ys = np.bincount(slots, weights=calls.cost, minlength=m).tolist()
-        squares = float(np.dot(calls.cost, calls.cost))
         xs = [0.0] * m
         for s, e in period.spans:
             for j in range(m):
@@ -222,27 +239,18 @@ def _estimate(metric: MetricDef, period: Period) -> RatioEstimate | None:
         if seconds <= 0:
             return None
         # Compound Poisson: the variance of a sum of calls arriving at random is the sum of squares.
-        return ratio_estimate(ys, xs, squares / (seconds * seconds))
-    xs = np.bincount(slots, minlength=m).astype(np.float64).tolist()
+        return ratio_estimate(ys.tolist(), xs, squares / (seconds * seconds))
     if metric.test == "rate":
-        assert metric.event is not None
-        mask = metric.event(calls)
-        events = int(np.count_nonzero(mask))
-        ys = np.bincount(slots, weights=mask.astype(np.float64), minlength=m).tolist()
         adjusted = (events + 1) / (n + 2)  # Agresti-Caffo: zero counts keep a variance
-        return ratio_estimate(ys, xs, adjusted * (1 - adjusted) / (n + 2))
-    assert metric.sample is not None
-    values = metric.sample(calls)
-    ys = np.bincount(slots, weights=values, minlength=m).tolist()
-    mean = float(np.sum(values)) / n
-    squares = float(np.dot(values, values))
+        return ratio_estimate(ys.tolist(), counts.tolist(), adjusted * (1 - adjusted) / (n + 2))
+    mean = total / n
     per_call = max(0.0, squares / n - mean * mean) * n / max(n - 1, 1) / n
-    return ratio_estimate(ys, xs, per_call)
+    return ratio_estimate(ys.tolist(), counts.tolist(), per_call)
 
 
 _CACHE_SIZE = 512
 # Periods before a switch do not change from look to look: their sums are kept between looks.
-_prefix_cache: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+_window_cache: dict[tuple[Any, ...], list[float | None]] = {}
 
 
 def _period_key(metric: MetricDef, period: Period) -> tuple[Any, ...]:
@@ -254,6 +262,7 @@ def _period_key(metric: MetricDef, period: Period) -> tuple[Any, ...]:
 
 def _values(metric: MetricDef, calls: Calls) -> Any:
     """Return the metric's per-call values: 1.0 or 0.0 for a rate's events, else the samples."""
+    import numpy as np
     if metric.test == "rate":
         assert metric.event is not None
         return metric.event(calls).astype(np.float64)
@@ -261,35 +270,32 @@ def _values(metric: MetricDef, calls: Calls) -> Any:
     return np.asarray(metric.sample(calls), dtype=np.float64)
 
 
-def _prefix(metric: MetricDef, period: Period) -> tuple[Any, Any]:
-    """Return the period's call times in order with running sums of the metric (sums[i]: the
-    first i calls)."""
-    key = _period_key(metric, period)
-    found = _prefix_cache.get(key)
-    if found is not None:
-        return found
-    ordered = period.ordered
-    sums = np.concatenate((np.zeros(1), np.cumsum(_values(metric, ordered))))
-    found = (ordered.ts, sums)
-    if len(_prefix_cache) >= _CACHE_SIZE:
-        _prefix_cache.pop(next(iter(_prefix_cache)))
-    _prefix_cache[key] = found
-    return found
-
-
 def window_values(metric: MetricDef, period: Period, length: float, end: float, k: int) -> list[float | None]:
     """Return the metric over each of the `k` windows of `length` seconds that end at `end`
-    (None for a window without calls or host-seconds)."""
-    times, sums = _prefix(metric, period)
+    (None for a window without calls or host-seconds); cached: a period before a switch is the
+    same at every look."""
+    import numpy as np
+    key = (_period_key(metric, period), length, end, k)
+    found = _window_cache.get(key)
+    if found is not None:
+        return found
     origin = end - k * length
-    edges = [(origin + j * length, origin + (j + 1) * length) for j in range(k)]
-    cuts = np.searchsorted(times, [e for pair in edges for e in pair], side="left").tolist()
+    edges = [origin + j * length for j in range(k + 1)]
+    ys, xs = np.zeros(k), np.zeros(k)
+    for part in period.parts:  # each host's calls are in time order: a window is a run of them
+        cuts = np.searchsorted(part.ts, edges, side="left")
+        sums = np.concatenate((np.zeros(1), np.cumsum(_values(metric, part))))
+        ys += sums[cuts[1:]] - sums[cuts[:-1]]
+        xs += np.diff(cuts)
     out: list[float | None] = []
-    for j, (lo, hi) in enumerate(edges):
-        a, b = cuts[2 * j], cuts[2 * j + 1]
-        y = float(sums[b] - sums[a])
-        x = sum(max(0.0, min(e, hi) - max(s, lo)) for s, e in period.spans) if metric.spend else float(b - a)
+    for j in range(k):
+        lo, hi = edges[j], edges[j + 1]
+        y = float(ys[j])
+        x = sum(max(0.0, min(e, hi) - max(s, lo)) for s, e in period.spans) if metric.spend else float(xs[j])
         out.append(y / x if x > 0 else None)
+    if len(_window_cache) >= _CACHE_SIZE:
+        _window_cache.pop(next(iter(_window_cache)))
+    _window_cache[key] = out
     return out
 
 
@@ -325,8 +331,9 @@ def _spread(values: list[float]) -> float:
 def batch_means(metric: MetricDef, period: Period) -> list[float]:
     """Return the means of consecutive batches of calls in time order (about 10 calls each, at
     most 30 batches): averages that are close to normal even when single calls are heavy-tailed."""
+    import numpy as np
     assert metric.sample is not None
-    values = np.asarray(metric.sample(period.ordered), dtype=np.float64)
+    values = np.asarray(metric.sample(period.ordered()), dtype=np.float64)
     n = len(values)
     k = max(1, min(MAX_SLICES, n // 10))
     out = []
@@ -362,19 +369,25 @@ def cohort_from_records(
     metric: MetricDef,
     name: str,
     hosts: tuple[str, ...],
-    records: Sequence[UsageRecord] | Calls,
+    records: Sequence[UsageRecord] | Calls | Period,
     host_seconds: float,
     fleet_size: int,
 ) -> Cohort:
     """Compute a metric over a cohort's calls (cost: projected per day for the whole fleet)."""
-    calls = records if isinstance(records, Calls) else Calls.from_records(records)
-    n = len(calls)
+    import numpy as np
+    if isinstance(records, Period):
+        parts = records.parts
+    else:
+        parts = (records if isinstance(records, Calls) else Calls.from_records(records),)
+    n = sum(len(p) for p in parts)
     if metric.test == "rate":
         assert metric.event is not None
-        events = int(np.count_nonzero(metric.event(calls)))
+        event = metric.event
+        events = sum(int(np.count_nonzero(event(p))) for p in parts)
         return Cohort(name, hosts, events / n if n else None, n, events=events)
     assert metric.sample is not None
-    values = np.asarray(metric.sample(calls), dtype=np.float64)
+    sample = metric.sample
+    values = np.concatenate([np.asarray(sample(p), dtype=np.float64) for p in parts]) if parts else np.empty(0)
     if not n:
         return Cohort(name, hosts, None, 0, values=values)
     if metric.spend:

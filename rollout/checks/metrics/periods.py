@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from rollout.checks.metrics.definitions import (
     Cohort,
     HostPeriods,
@@ -41,6 +39,7 @@ def split_cohorts(
     """Return the canary and baseline cohorts (baseline None when no host is left on it).
     `records` are each host's calls (columns sorted by time, or records); `first_seen` is when
     each host's first call was, where calls before the window were already let go."""
+    import numpy as np
     starts = {h: max(now - window, switched_at.get(h, now - window)) for h in canary_hosts}
     baseline_hosts = tuple(h for h in baseline_hosts if h not in starts)
     by_host = {h: _calls(records.get(h, ())) for h in canary_hosts + baseline_hosts}
@@ -71,7 +70,7 @@ def split_cohorts(
 
     def cohort(name: str, hosts: tuple[str, ...], lo: Mapping[str, float]) -> Cohort:
         watched = period(hosts, lo, now, post=True)
-        found = cohort_from_records(metric, name, hosts, watched.joined, watched.host_seconds, fleet_size)
+        found = cohort_from_records(metric, name, hosts, watched, watched.host_seconds, fleet_size)
         found.period, found.spend_scale = watched, metric.spend_span_s * fleet_size
         wall = now - min(lo.values())
         found.calls_per_s = watched.calls / wall if wall > 0 else None
@@ -126,6 +125,7 @@ def rate_placebo(
     every host (so a burst on any host of the fleet counts, not only on the few canary hosts).
     Windows slide by about a second. None with fewer than two hosts with calls or a history
     shorter than three windows."""
+    import numpy as np
     if length <= 0 or hi - lo < 3 * length:
         return None
     counts: dict[str, list[int]] = {}

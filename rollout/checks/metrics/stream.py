@@ -53,7 +53,8 @@ class HostUsage:
     from_start: bool = True  # that read began at the file's start
 
 
-EMPTY = HostUsage(Calls.empty(), None, 0)
+def _empty() -> HostUsage:
+    return HostUsage(Calls.empty(), None, 0)
 
 _memory: OrderedDict[tuple[str, ...], HostUsage] = OrderedDict()
 _memory_lock = threading.Lock()
@@ -110,16 +111,16 @@ class Look:
 def read_usage(session: HostSession, path: str, seen: HostUsage | None, horizon: float) -> tuple[HostUsage, Look]:
     """Return the host's usage after reading what was added to `path` since `seen`, and what a
     look uses (those calls plus a last line still without its newline, when it is a whole record)."""
-    nothing = Look(EMPTY.calls, None, 0)
+    nothing = Look(Calls.empty(), None, 0)
     tail = _open(session, path, seen.offset if seen is not None else 0)
     if tail is None:
-        return EMPTY, nothing
+        return _empty(), nothing
     if seen is not None and (seen.kept_since > horizon or not _same_file(seen, tail)):
         seen = None  # rotated, truncated, rewritten, or older calls are wanted again: from the start
         tail = _open(session, path, 0)
         if tail is None:
-            return EMPTY, nothing
-    base = seen if seen is not None else EMPTY
+            return _empty(), nothing
+    base = seen if seen is not None else _empty()
     start = base.offset
     builder = CallsBuilder()
     rest = b""
@@ -203,7 +204,7 @@ def encode(key: tuple[str, ...], usage: HostUsage) -> bytes:
         "kept_since": None if usage.kept_since == -math.inf else usage.kept_since,
     }
     body = usage.calls.to_bytes()
-    return json.dumps(header, sort_keys=True).encode() + b"\n" + body + _sha(body).encode()
+    return b"".join((json.dumps(header, sort_keys=True).encode(), b"\n", body, _sha(body).encode()))
 
 
 def decode(key: tuple[str, ...], data: bytes) -> HostUsage | None:
@@ -213,10 +214,10 @@ def decode(key: tuple[str, ...], data: bytes) -> HostUsage | None:
         header: dict[str, Any] = json.loads(data[:cut])
         if header.get("format") != FORMAT or header.get("key") != list(key):
             return None
-        body, digest = data[cut + 1 : -64], data[-64:].decode()
-        if _sha(body) != digest:
+        body, digest = memoryview(data)[cut + 1 : -64], data[-64:].decode()
+        if hashlib.sha256(body).hexdigest() != digest:
             return None
-        calls = Calls.from_bytes(body, int(header["n"]))
+        calls = Calls.from_bytes(body, int(header["n"]))  # views of `data`, which they keep
         kept = header["kept_since"]
         return HostUsage(
             calls,

@@ -202,6 +202,7 @@ def encode(key: tuple[str, ...], usage: HostUsage) -> bytes:
         "head_sha": usage.head_sha,
         "before_sha": usage.before_sha,
         "kept_since": None if usage.kept_since == -math.inf else usage.kept_since,
+        "read": {"lines": usage.lines_read, "from_start": usage.from_start},  # what the last look read
     }
     body = usage.calls.to_bytes()
     return b"".join((json.dumps(header, sort_keys=True).encode(), b"\n", body, _sha(body).encode()))

@@ -11,12 +11,16 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rollout.checks.metrics.stats import RatioEstimate, ratio_estimate
-from rollout.models.calls import SUCCESS, Calls, concat
-from rollout.models.usage import UsageRecord
 from rollout.util.durations import period_label
+
+if TYPE_CHECKING:
+    from rollout.models.calls import Calls
+    from rollout.models.usage import UsageRecord
+
+SUCCESS = 0  # the outcome code of a successful call (models.calls.OUTCOME_CODE["success"])
 
 SECONDS_PER_DAY = 86400.0
 
@@ -144,11 +148,15 @@ class Period:
     def join(self) -> Calls:
         """Return every call of the period in one set of columns (host after host): a copy, for
         the moment it is needed (the parts are views and cost nothing)."""
+        from rollout.models.calls import concat
+
         return concat(self.parts)
 
     def ordered(self) -> Calls:
         """Return the period's calls in time order (ties: host order, then file order): a copy."""
         import numpy as np
+
+        from rollout.models.calls import Calls
         joined = self.join()
         if len(self.parts) <= 1:
             return joined
@@ -375,6 +383,9 @@ def cohort_from_records(
 ) -> Cohort:
     """Compute a metric over a cohort's calls (cost: projected per day for the whole fleet)."""
     import numpy as np
+
+    from rollout.models.calls import Calls
+
     if isinstance(records, Period):
         parts = records.parts
     else:

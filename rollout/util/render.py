@@ -66,17 +66,18 @@ WIDTH = 120
 
 
 def _wrapped_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    """Like `_plain_table`, with the last column wrapped so a line fits in 120 characters."""
+    """Like `_plain_table`, with the last column wrapped so a line fits in 120 characters, and a
+    space before the first column (as rich pads the edge of a table without a box)."""
     import textwrap
 
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    lead = sum(widths[:-1]) + 2 * (len(widths) - 1)
+    lead = 1 + sum(widths[:-1]) + 2 * (len(widths) - 1)
     room = max(30, WIDTH - lead)
     lines = []
     for line in [header, *rows]:
         wrapped = textwrap.wrap(line[-1], room) or [""]
         first = [cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=False)]
-        lines.append("  ".join([*first, wrapped[0]]).rstrip())
+        lines.append((" " + "  ".join([*first, wrapped[0]])).rstrip())
         lines.extend((" " * lead + more).rstrip() for more in wrapped[1:])
     return "\n".join(lines)
 

@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -58,12 +59,15 @@ def _empty() -> HostUsage:
 
 _memory: OrderedDict[tuple[str, ...], HostUsage] = OrderedDict()
 _memory_lock = threading.Lock()
+_written: dict[tuple[str, ...], float] = {}  # when this process last wrote each cursor's blob
+BLOB_EVERY_S = 30.0
 
 
 def forget_all() -> None:
     """Drop every cursor kept in memory (a test's fresh process)."""
     with _memory_lock:
         _memory.clear()
+        _written.clear()
 
 
 def _sha(data: bytes) -> str:
@@ -255,7 +259,18 @@ def host_usage(
         _memory[key] = usage
         _memory.move_to_end(key)
         while len(_memory) > _KEEP:
-            _memory.popitem(last=False)
+            gone, _ = _memory.popitem(last=False)
+            _written.pop(gone, None)
     if blobs is not None and (usage.lines_read or usage.from_start or seen is None):
-        blobs.write_blob(name, encode(key, usage))
+        # The first look of a process always leaves its cursor; later ones (run --auto looking
+        # every few seconds) at most every BLOB_EVERY_S: an older blob is still right, it only
+        # leaves more lines for the next process to read.
+        now = time.monotonic()
+        with _memory_lock:
+            last = _written.get(key)
+            due = last is None or now - last >= BLOB_EVERY_S or usage.from_start
+            if due:
+                _written[key] = now
+        if due:
+            blobs.write_blob(name, encode(key, usage))
     return usage, look

@@ -155,19 +155,35 @@ class Rollout:
         groups: dict[bytes, list[str]] = {}
         for host, data in baselines.items():
             groups.setdefault(data, []).append(host)
-        for data, hosts in groups.items():
-            fd, tmp = tempfile.mkstemp(prefix=".backup.", dir=folder)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    os.fchmod(f.fileno(), 0o600)
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                for host in hosts:
-                    self.backup_path(host).unlink(missing_ok=True)
-                    os.link(tmp, self.backup_path(host))
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+        # A file has at most so many names (ext4: 65,000; ext3: 32,000): a group of more hosts gets
+        # another copy every LINKS_PER_COPY hosts (and one more wherever the filesystem says EMLINK).
+        chunks = [
+            (data, hosts[i : i + LINKS_PER_COPY])
+            for data, hosts in groups.items()
+            for i in range(0, len(hosts), LINKS_PER_COPY)
+        ]
+        for data, hosts in chunks:
+            done = 0
+            while done < len(hosts):
+                fd, tmp = tempfile.mkstemp(prefix=".backup.", dir=folder)
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        os.fchmod(f.fileno(), 0o600)
+                        f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    while done < len(hosts):
+                        host = hosts[done]
+                        self.backup_path(host).unlink(missing_ok=True)
+                        try:
+                            os.link(tmp, self.backup_path(host))
+                        except OSError as e:
+                            if e.errno != errno.EMLINK:
+                                raise
+                            break  # this copy has all the names it may: the rest get a new one
+                        done += 1
+                finally:
+                    Path(tmp).unlink(missing_ok=True)
         fsync_dir(folder)
 
     def read_backup(self, host: str) -> bytes | None:
@@ -206,6 +222,7 @@ class Rollout:
 
 
 NEW_PREFIX = ".new-"
+LINKS_PER_COPY = 30_000  # hard links to one baseline copy (below every common filesystem's limit)
 
 
 class Store:

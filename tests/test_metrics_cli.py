@@ -187,3 +187,35 @@ def test_demo_rolls_the_good_assignment_to_100_percent(tmp_path: Path) -> None:
     assert "complete: the candidate is live on every host" in result.stdout
     table = result.stdout[result.stdout.index(" check ") :]
     assert "error-rate" in table and "latency" in table and "pass (observe)" in table
+
+
+def test_advance_again_reads_only_the_lines_added_since_the_last_advance(tmp_path: Path) -> None:
+    """Across processes the cursors live in the rollout's blobs (metrics/...): a second `advance`
+    reads only what each log gained."""
+    import json
+
+    from rollout.checks.metrics import stream
+
+    fleet = make_fleet(tmp_path, checks=[error_gate(min_samples=10**6)])  # stays inconclusive
+    to_25_percent(fleet)
+    traffic(fleet, per_host=40, canary_error_rate=0.01)
+    stream.forget_all()
+    assert fleet.cli("advance").exit_code == 5
+
+    def blobs() -> dict[str, dict[str, Any]]:
+        found = sorted((fleet.rollout_dir() / "metrics").rglob("*.bin"))
+        return {p.name: json.loads(p.read_bytes().split(b"\n", 1)[0]) for p in found}
+
+    first = blobs()
+    assert len(first) == len(fleet.hosts)
+    assert all(h["read"] == {"lines": 40, "from_start": True} and h["n"] == 40 for h in first.values())
+    now = time.time()
+    for i, host in enumerate(fleet.hosts):
+        with (fleet.root / USAGE.replace("{host}", host)).open("a") as f:
+            f.write(dump_usage_lines(calls(3, 0.01, 100 + i, now, now + 1)))
+    stream.forget_all()  # as a new process would: only the blobs are left
+    assert fleet.cli("advance").exit_code == 5
+    again = blobs()
+    assert all(h["read"] == {"lines": 3, "from_start": False} and h["n"] == 43 for h in again.values())
+    sizes = sorted((fleet.root / USAGE.replace("{host}", h)).stat().st_size for h in fleet.hosts)
+    assert sorted(h["offset"] for h in again.values()) == sizes

@@ -52,6 +52,13 @@ class Measurement:
         }
 
 
+class BlobStore(Protocol):
+    """Named bytes kept with a rollout (`edges.store.Rollout` is one)."""
+
+    def read_blob(self, name: str) -> bytes | None: ...
+    def write_blob(self, name: str, data: bytes) -> None: ...
+
+
 class StageView(Protocol):
     """What a check reads of the stage it gates (core.playbook.Stage is one)."""
 
@@ -74,6 +81,20 @@ class PlaybookView(Protocol):
     def base_dir(self) -> Path: ...
 
 
+# One environment variable holds at most 128 KiB on Linux (MAX_ARG_STRLEN) and all of them share
+# the exec's argument space: a longer host list travels only as ROLLOUT_HOSTS_FILE.
+HOSTS_ENV_MAX_BYTES = 32 * 1024
+HOSTS_ENV_MAX_COUNT = 1000
+
+
+def hosts_fit_in_env(hosts: Sequence[str]) -> bool:
+    """Return True when the host list is short enough for ROLLOUT_HOSTS (at most 1000 hosts and
+    32 KiB); longer lists are given only as ROLLOUT_HOSTS_FILE."""
+    if len(hosts) > HOSTS_ENV_MAX_COUNT:
+        return False
+    return sum(len(h.encode()) + 1 for h in hosts) <= HOSTS_ENV_MAX_BYTES
+
+
 @dataclass
 class GateContext:
     """Everything a check needs to measure a stage."""
@@ -92,14 +113,19 @@ class GateContext:
     since_s: float | None = None  # seconds into the stage of its previous look (None: the first)
     bake_s: float = 0.0  # the stage's bake
     extension_s: float = 0.0  # how long past its bake an inconclusive gate may keep sampling
+    blobs: BlobStore | None = None  # the rollout's named bytes (metric cursors across processes)
 
-    def env_for(self, host: str | None) -> dict[str, str]:
-        """Return the ROLLOUT_* variables for a check on `host` (None: the control machine)."""
+    def env_for(self, host: str | None, hosts_file: str | None = None) -> dict[str, str]:
+        """Return the ROLLOUT_* variables for a check on `host` (None: the control machine);
+        `hosts_file` is the path of the cohort's host list (one per line) where the check runs."""
         env = {
             "ROLLOUT_STAGE": self.stage.name,
             "ROLLOUT_PERCENT": str(self.stage.percent),
-            "ROLLOUT_HOSTS": " ".join(self.canary),
         }
+        if hosts_fit_in_env(self.canary):
+            env["ROLLOUT_HOSTS"] = " ".join(self.canary)
+        if hosts_file is not None:
+            env["ROLLOUT_HOSTS_FILE"] = hosts_file
         if host is not None:
             env["ROLLOUT_HOST"] = host
             env["ROLLOUT_CONFIG_PATH"] = self.config_paths[host]

@@ -5,24 +5,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rollout.checks.base import CheckSpec, GateContext, Measurement
-from rollout.checks.metrics.assess import DEFAULT_ALPHA, SUGGESTIVE_P, Bounds, assess
+from rollout.checks.metrics.bounds import DEFAULT_ALPHA, SUGGESTIVE_P, Bounds
 from rollout.checks.metrics.definitions import METRICS, Cohort, MetricDef
-from rollout.checks.metrics.periods import split_cohorts
-from rollout.checks.metrics.prometheus import QueryError, query_value, render
-from rollout.checks.metrics.sources import (
-    HostFileSource,
-    PrometheusSource,
-    Source,
-    fetch_batches,
-    parse_source,
-)
-from rollout.checks.metrics.stats import look_alpha
-from rollout.models.usage import UsageRecord
+from rollout.checks.metrics.source_spec import HostFileSource, PrometheusSource, Source, parse_source
+
+# Reading hosts and Prometheus and the statistics are imported by `evaluate` only: a playbook is
+# parsed by every verb (`status` too), a gate measured by few.
 from rollout.util.durations import parse_duration
 from rollout.util.errors import BadInput
+
+if TYPE_CHECKING:
+    from rollout.models.calls import Calls
 
 DEFAULT_WINDOW = 600.0
 DEFAULT_MIN_SAMPLES = 10
@@ -87,6 +83,9 @@ class MetricKind:
         return MetricOptions(metric, source, window, bounds, definition.over_window(window))
 
     def evaluate(self, check: CheckSpec, ctx: GateContext) -> list[Measurement]:
+        from rollout.checks.metrics.assess import assess
+        from rollout.checks.metrics.stats import look_alpha
+
         opts: MetricOptions = check.options
         if ctx.stage.is_shadow:
             why = f"{opts.metric}: not measured in shadow (the candidate serves no traffic yet)"
@@ -148,36 +147,59 @@ def _from_hosts(
     opts: MetricOptions, source: HostFileSource, ctx: GateContext, now: float
 ) -> tuple[Cohort, Cohort | None] | str:
     """Read every cohort host's records and cut them into the periods the gate compares."""
+    from rollout.checks.metrics.periods import split_cohorts
+    from rollout.checks.metrics.sources import fetch_looks
+
     baseline_hosts = tuple(h for h in ctx.baseline_hosts if h not in ctx.canary)
-    batches = fetch_batches(ctx.fleet, source, ctx.canary + baseline_hosts)
-    failed = [b for b in batches.values() if isinstance(b, str)]
+    looks = fetch_looks(ctx.fleet, source, ctx.canary + baseline_hosts, horizon(opts, ctx, now), ctx.blobs)
+    failed = [b for b in looks.values() if isinstance(b, str)]
     if failed:
         return "; ".join(failed)
     bad = 0
-    records: dict[str, list[UsageRecord]] = {}
-    for host, batch in batches.items():
-        assert not isinstance(batch, str)
-        bad += len(batch.bad_lines)
-        records[host] = batch.records
+    calls: dict[str, Calls] = {}
+    first: dict[str, float] = {}
+    for host, look in looks.items():
+        assert not isinstance(look, str)
+        bad += look.bad
+        calls[host] = look.calls
+        if look.first_ts is not None:
+            first[host] = look.first_ts
     canary, baseline = split_cohorts(
         opts.definition,
-        records,
+        calls,
         ctx.canary,
         baseline_hosts,
         ctx.switched_at,
         now,
         opts.window,
         len(ctx.playbook.hosts),
+        first,
     )
     if bad:
         canary.notes.insert(0, f"{bad} unreadable usage line{'s' if bad != 1 else ''} skipped")
     return canary, baseline
 
 
+def horizon(opts: MetricOptions, ctx: GateContext, now: float) -> float:
+    """Return the earliest moment a look of this rollout may still read calls from: the earliest
+    switch (or now) minus the longest window of the metric checks reading the same source. Every
+    period a gate compares starts at or after it, now and at every later look."""
+    window = opts.window
+    health = getattr(ctx.playbook, "health", None)  # the real playbook: its other checks
+    for other in getattr(health, "checks", ()):
+        theirs = getattr(other, "options", None)
+        if isinstance(theirs, MetricOptions) and theirs.source == opts.source:
+            window = max(window, theirs.window)
+    switched = min(ctx.switched_at.values(), default=now)
+    return min(now, switched) - window
+
+
 def _from_prometheus(
     opts: MetricOptions, source: PrometheusSource, ctx: GateContext, timeout: float
 ) -> tuple[Cohort, Cohort | None] | str:
     """Ask Prometheus for each cohort's value (averaged over hosts when the query names {host})."""
+    from rollout.checks.metrics.prometheus import QueryError, query_value, render
+
     baseline_hosts = tuple(h for h in ctx.baseline_hosts if h not in ctx.canary)
 
     def cohort(name: str, hosts: tuple[str, ...]) -> Cohort:

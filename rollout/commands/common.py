@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rollout import configkinds
+from rollout.commands.report import Report, frozen_playbook
 from rollout.configkinds.base import ConfigContext, Problem
 from rollout.core import machine, playbook
 from rollout.core.pathcheck import check_paths
@@ -18,20 +17,10 @@ from rollout.edges.journal import now_iso
 from rollout.edges.store import Rollout
 from rollout.hosts import transports
 from rollout.hosts.fleet import Fleet, ProgressFn
-from rollout.util import who, yamlload
-from rollout.util.errors import OK, ROLLBACK_INCOMPLETE, ROLLED_BACK, BadInput
+from rollout.util import who
+from rollout.util.errors import ROLLBACK_INCOMPLETE, ROLLED_BACK, BadInput
 
-
-@dataclass
-class Report:
-    """A verb's outcome: exit code, lines for humans, data for --json."""
-
-    exit_code: int = OK
-    lines: list[str] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def say(self, line: str) -> None:
-        self.lines.append(line)
+__all__ = ["Report", "frozen_playbook"]  # kept in commands.report, named here as before
 
 
 def check_candidate(pb: Playbook, data: bytes) -> list[Problem]:
@@ -80,12 +69,6 @@ def is_bundle(pb: Playbook) -> bool:
 def sha256(data: bytes) -> str:
     """Return the hex sha256 of `data`."""
     return hashlib.sha256(data).hexdigest()
-
-
-def frozen_playbook(rollout: Rollout) -> Playbook:
-    """Return the playbook as it was frozen at start (paths resolved from its original folder)."""
-    data = yamlload.safe_load(rollout.playbook_copy.read_text())
-    return playbook.from_dict(data, Path(rollout.state.playbook_file), require_source=False)
 
 
 def open_run(rollout: Rollout, progress: ProgressFn | None = None, fleet: Fleet | None = None) -> Run:

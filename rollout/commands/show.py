@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rollout.commands.common import Report
+from rollout.commands.report import Report
 from rollout.core import machine
-from rollout.core.diffing import host_ranges
 from rollout.edges.backends import StateAt, open_store
 from rollout.edges.store import Rollout, Store
 from rollout.util.errors import Refused
@@ -19,13 +18,15 @@ def status(state_dir: StateAt, rollout_id: str | None = None) -> Report:
     store.tidy()
     rollout = store.pick(rollout_id, "show status", fallback_latest=True)
     note = _reconcile_if_free(store, rollout)
-    data = status_data(rollout)
+    data = status_data(rollout, keep_clock=True)
     if note:
         data["note"] = note
     return Report(data=data)
 
 
-def status_data(rollout: Rollout, events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def status_data(
+    rollout: Rollout, events: list[dict[str, Any]] | None = None, keep_clock: bool = False
+) -> dict[str, Any]:
     """Return the `status --json` object of a rollout as it is on disk (reads only; `serve` uses it
     as is). `events`: the journal, when the caller has read it already."""
     s = rollout.state
@@ -61,7 +62,7 @@ def status_data(rollout: Rollout, events: list[dict[str, Any]] | None = None) ->
     }
     from rollout.commands.wait import timing_of
 
-    data.update(timing_of(rollout))  # bake time left, the next check, paused, driven
+    data.update(timing_of(rollout, keep_clock))  # bake time left, the next check, paused, driven
     return data
 
 
@@ -125,6 +126,8 @@ def reconciled_text(found: dict[str, str]) -> str:
     sentences = []
     for what, hosts in by_state.items():
         one = len(hosts) == 1
+        from rollout.core.diffing import host_ranges
+
         names = host_ranges(sorted(hosts))
         if what in _HOLDS:
             sentences.append(f"{names} {_HOLDS[what][0 if one else 1]}.")
@@ -142,6 +145,8 @@ def reconciled_text(found: dict[str, str]) -> str:
 
 def diff(state_dir: StateAt, rollout_id: str | None = None) -> Report:
     """Show baseline vs candidate per group of hosts with the same baseline (redacted)."""
+    from rollout.core.diffing import host_ranges
+
     rollout = open_store(state_dir).pick(rollout_id, "diff", fallback_latest=True)
     index = json.loads(_blob(rollout, "diffs/index.json"))
     report = Report(data={"id": rollout.id, "groups": []})
@@ -167,6 +172,8 @@ def _blob(rollout: Rollout, name: str) -> bytes:
 
 def history(state_dir: StateAt, rollout_id: str | None = None) -> Report:
     """Show the rollout's event journal."""
+    from rollout.core.diffing import host_ranges
+
     store = open_store(state_dir)
     if rollout_id is None and not store.rollouts():
         raise Refused(f"no rollouts in {store.where}")

@@ -2,31 +2,56 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-from rollout.commands.common import Report, frozen_playbook
+from rollout.commands.report import Report, frozen_playbook
 from rollout.core import machine, progress
 from rollout.edges.backends import StateAt, open_store
 from rollout.edges.store import Rollout, Store
 from rollout.util.durations import format_duration
-from rollout.util.errors import REFUSED, Refused
+from rollout.util.errors import REFUSED, Refused, RolloutError
+
+CLOCK_BLOB = "status/clock.json"
 
 
-def clock_of(rollout: Rollout) -> progress.Clock | None:
-    """Return the current stage's bake and the gates' interval, from the frozen playbook."""
+def clock_of(rollout: Rollout, keep: bool = False) -> progress.Clock | None:
+    """Return the current stage's bake and the gates' interval, from the frozen playbook. The
+    numbers are kept as a blob tied to the frozen playbook's hash, so `status` reads them without
+    loading the playbook's parser, every check kind and config kind (a third of its start-up);
+    a blob for other bytes, or one that does not decode, is not used. `keep`: write the blob when
+    it is missing (`status` does; `serve` and `wait` never write)."""
+    try:
+        text = rollout.playbook_copy.read_bytes()
+    except OSError:
+        return None
+    digest = hashlib.sha256(text).hexdigest()
+    index = rollout.state.stage_index
+    try:
+        kept = json.loads(rollout.read_blob(CLOCK_BLOB) or b"null")
+        if isinstance(kept, dict) and kept.get("playbook_sha256") == digest and 0 <= index < len(kept["bakes"]):
+            return progress.Clock(float(kept["bakes"][index]), rollout.state.stage_entered_at, float(kept["interval"]))
+    except (ValueError, KeyError, TypeError):
+        pass
     try:
         pb = frozen_playbook(rollout)
-        stage = pb.stages[rollout.state.stage_index]
+        stage = pb.stages[index]
     except Exception:  # noqa: BLE001 - a playbook that no longer loads: timing unknown, not a crash
         return None
+    numbers = {"playbook_sha256": digest, "bakes": [s.bake for s in pb.stages], "interval": pb.health.interval}
+    if keep:
+        with contextlib.suppress(OSError, RolloutError):  # a cache: a read-only folder only costs time
+            rollout.write_blob(CLOCK_BLOB, json.dumps(numbers).encode())
     return progress.Clock(stage.bake, rollout.state.stage_entered_at, pb.health.interval)
 
 
-def timing_of(rollout: Rollout) -> dict[str, Any]:
+def timing_of(rollout: Rollout, keep: bool = False) -> dict[str, Any]:
     """Return bake time left, when it ends, the next check, paused, driven (for status --json)."""
-    return progress.timing(rollout.state, clock_of(rollout), rollout.is_driven(), time.time())
+    return progress.timing(rollout.state, clock_of(rollout, keep), rollout.is_driven(), time.time())
 
 
 def _find(store: Store, rollout_id: str | None, patient: bool) -> Rollout | None:

@@ -46,6 +46,7 @@ def context(run: Run, stage: Stage) -> GateContext:
         at_s=stage_seconds(run),
         bake_s=stage.bake,
         extension_s=pb.health.extension(stage),
+        blobs=run.rollout,
         since_s=float(counters["looked_at_s"]) if counters.get("looked_at_s") is not None else None,
     )
 

@@ -199,19 +199,35 @@ class Rollout:
             groups.setdefault(data, []).append(name)
         for sub in {posixpath.dirname(n) for n in named} - {""}:
             (folder / sub).mkdir(mode=0o700, exist_ok=True)
-        for data, names in groups.items():
-            fd, tmp = tempfile.mkstemp(prefix=".backup.", dir=folder)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    os.fchmod(f.fileno(), 0o600)
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                for name in names:
-                    (folder / name).unlink(missing_ok=True)
-                    os.link(tmp, folder / name)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+        # A file has at most so many names (ext4: 65,000; ext3: 32,000): a group of more hosts gets
+        # another copy every LINKS_PER_COPY hosts (and one more wherever the filesystem says EMLINK).
+        chunks = [
+            (data, names[i : i + LINKS_PER_COPY])
+            for data, names in groups.items()
+            for i in range(0, len(names), LINKS_PER_COPY)
+        ]
+        for data, names in chunks:
+            done = 0
+            while done < len(names):
+                fd, tmp = tempfile.mkstemp(prefix=".backup.", dir=folder)
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        os.fchmod(f.fileno(), 0o600)
+                        f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    while done < len(names):
+                        target = folder / names[done]
+                        target.unlink(missing_ok=True)
+                        try:
+                            os.link(tmp, target)
+                        except OSError as e:
+                            if e.errno != errno.EMLINK:
+                                raise
+                            break  # this copy has all the names it may: the rest get a new one
+                        done += 1
+                finally:
+                    Path(tmp).unlink(missing_ok=True)
         for sub in {posixpath.dirname(n) for n in named} - {""}:
             fsync_dir(folder / sub)
         fsync_dir(folder)
@@ -252,6 +268,7 @@ class Rollout:
 
 
 NEW_PREFIX = ".new-"
+LINKS_PER_COPY = 30_000  # hard links to one baseline copy (below every common filesystem's limit)
 
 
 def held_message(where: str, holder: str) -> str:

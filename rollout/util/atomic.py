@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import tempfile
@@ -56,6 +55,8 @@ _renameat2: Any = None
 def exchange(a: Path, b: Path) -> bool:
     """Atomically swap the names `a` and `b` (Linux renameat2 RENAME_EXCHANGE); return False
     where the system or filesystem cannot, so the caller falls back to a plain rename."""
+    import ctypes  # here, not at the top: loading ctypes costs every verb a few ms
+
     global _renameat2
     if _renameat2 is None:
         try:

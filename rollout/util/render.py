@@ -1,4 +1,4 @@
-"""Human rendering of reports (rich tables), used only by the CLI."""
+"""Human rendering of reports (plain-text tables), used only by the CLI."""
 
 from __future__ import annotations
 
@@ -15,64 +15,74 @@ NEEDS_A_PERSON = ("drifted", "unknown")
 
 def status_text(data: dict[str, Any], all_hosts: bool = False) -> str:
     """Render `status` data as a header, the hosts (every one, or a summary of a large fleet) and the last verdict."""
-    from io import StringIO
-
-    from rich.console import Console
-    from rich.table import Table
-
-    buf = StringIO()
-    console = Console(file=buf, width=120, force_terminal=False, color_system=None)
+    out: list[str] = []
     pct = f" ({data['percent']}%)" if data["percent"] else ""
-    console.print(f"rollout {data['id']}: {data['state']}, stage {data['stage']}{pct}")
+    out.append(f"rollout {data['id']}: {data['state']}, stage {data['stage']}{pct}")
     if data.get("note"):
-        console.print(data["note"], soft_wrap=True, markup=False, highlight=False)
+        out.append(str(data["note"]))
     if data.get("reason") and not data["active"]:
-        console.print(f"reason: {data['reason']}")
+        out.append(f"reason: {data['reason']}")
     if data["state"] in ("shadow", "live"):
-        console.print(f"in stage for {format_duration(time.time() - data['stage_entered_at'])}")
-        for line in _progress_lines(data):
-            console.print(line, soft_wrap=True, markup=False, highlight=False)
+        out.append(f"in stage for {format_duration(time.time() - data['stage_entered_at'])}")
+        out.extend(_progress_lines(data))
     shown = data["hosts"]
     if not all_hosts and len(shown) > SMALL_FLEET:
-        console.print(_host_summary(shown), soft_wrap=True, markup=False, highlight=False)
+        out.append(_host_summary(shown))
         shown = {h: r for h, r in shown.items() if r["state"] in NEEDS_A_PERSON or r.get("reason")}
-    # rich lays out 10,000 rows in seconds; past a small fleet, columns of plain text read the same
+    # Plain columns, laid out as rich lays out a table without a box (rich itself took seconds for
+    # 10,000 rows, and importing it was a sixth of a small `status`).
     host_rows: list[tuple[str, ...]] = []
     for h, r in shown.items():
         host_rows.append((h, r["state"], (r["sha256"] or "(no file)")[:12], r.get("reason") or ""))
         # A bundle's host: one line per file under it (its own state and hash, and its path).
         for name, f in (r.get("files") or {}).items():
             host_rows.append((f"  {name}", f["state"], (f["sha256"] or "(no file)")[:12], f["path"]))
-    if len(host_rows) > SMALL_FLEET:
-        plain = _plain_table(("host", "state", "sha256", "note"), host_rows)
-        console.print(plain, markup=False, highlight=False)
-    elif host_rows:
-        hosts = Table("host", "state", "sha256", "note", box=None, pad_edge=False)
-        for row in host_rows:
-            hosts.add_row(*row)
-        console.print(hosts)
+    if host_rows:
+        out.append(_plain_table(("host", "state", "sha256", "note"), host_rows))
     verdict = data.get("last_verdict")
     if verdict:
         looks = ""
         if verdict.get("look"):
             looks = f" (look {verdict['look']} of {verdict.get('planned_looks') or '?'} planned)"
-        console.print(f"last gate ({verdict['stage']}){looks}: {verdict['decision']}: {verdict['why']}")
+        out.append(f"last gate ({verdict['stage']}){looks}: {verdict['decision']}: {verdict['why']}")
         rows = [m for m in verdict["measurements"] if m.get("details", {}).get("value") is not None]
         if rows:
-            table = Table("check", "cohort", "baseline", "bound", "verdict", "why", box=None)
+            cells: list[tuple[str, ...]] = []
             for m in rows:
                 d = m["details"]
-                shown = d.get("shown") or {}
-                table.add_row(
-                    m["check"],
-                    shown.get("value") or _num(d.get("value")),
-                    shown.get("baseline") or _num(d.get("baseline")),
-                    str(d.get("bound", "")),
-                    m["outcome"] + ("" if m["enforce"] else " (observe)"),
-                    m["why"],
+                shown_values = d.get("shown") or {}
+                cells.append(
+                    (
+                        m["check"],
+                        shown_values.get("value") or _num(d.get("value")),
+                        shown_values.get("baseline") or _num(d.get("baseline")),
+                        str(d.get("bound", "")),
+                        m["outcome"] + ("" if m["enforce"] else " (observe)"),
+                        m["why"],
+                    )
                 )
-            console.print(table)
-    return buf.getvalue().rstrip()
+            out.append(_wrapped_table(("check", "cohort", "baseline", "bound", "verdict", "why"), cells))
+    return "\n".join(out).rstrip()
+
+
+WIDTH = 120
+
+
+def _wrapped_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Like `_plain_table`, with the last column wrapped so a line fits in 120 characters, and a
+    space before the first column (as rich pads the edge of a table without a box)."""
+    import textwrap
+
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    lead = 1 + sum(widths[:-1]) + 2 * (len(widths) - 1)
+    room = max(30, WIDTH - lead)
+    lines = []
+    for line in [header, *rows]:
+        wrapped = textwrap.wrap(line[-1], room) or [""]
+        first = [cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=False)]
+        lines.append((" " + "  ".join([*first, wrapped[0]])).rstrip())
+        lines.extend((" " * lead + more).rstrip() for more in wrapped[1:])
+    return "\n".join(lines)
 
 
 def _plain_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:

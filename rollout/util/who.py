@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import socket
 from typing import Any
 
 OPERATOR_ENV = "ROLLOUT_OPERATOR"
@@ -29,6 +28,8 @@ def operator() -> str:
         login = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry for this uid (a container)
         login = str(os.getuid())
+    import socket  # loaded only when a name is needed (status never needs one)
+
     return f"{login}@{socket.gethostname()}"
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollout.checks.base import Outcome
+from rollout.checks.metrics.bounds import DEFAULT_ALPHA, P95_SHARE, SUGGESTIVE_P, Bounds
 from rollout.checks.metrics.definitions import (
     COST_PER_CALL,
     Cohort,
@@ -37,34 +38,7 @@ from rollout.checks.metrics.stats import (
     wilson_interval,
 )
 
-DEFAULT_ALPHA = 0.01
-P95_SHARE = 0.05  # p95 above a bound means more than 5% of calls above it
-# While a stage may still extend, a change shown over the margin with p below this is
-# inconclusive (the gate keeps sampling) rather than a pass: weak evidence of a regression does not
-# promote the candidate while more calls can be had. At the extension's end the check's alpha holds.
-SUGGESTIVE_P = 0.2
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """A metric check's limits: absolute `max`/`min`, `max_regression` vs baseline, `min_samples`."""
-
-    max: float | None = None
-    min: float | None = None
-    max_regression: float | None = None
-    min_samples: int = 10
-    alpha: float = DEFAULT_ALPHA
-    fail_fleetwide: bool = False  # on_fleetwide: fail (default hold: a fleet-wide breach is inconclusive)
-
-    def describe(self, metric: MetricDef) -> str:
-        parts = []
-        if self.max is not None:
-            parts.append(f"max {format_value(metric, self.max)}")
-        if self.min is not None:
-            parts.append(f"min {format_value(metric, self.min)}")
-        if self.max_regression is not None:
-            parts.append(f"regression <= {self.max_regression * 100:g}%")
-        return ", ".join(parts) or "none"
+__all__ = ["DEFAULT_ALPHA", "P95_SHARE", "SUGGESTIVE_P", "Bounds", "Assessment", "assess"]
 
 
 @dataclass(frozen=True)
@@ -249,8 +223,9 @@ def _absolute_p95(
     details: dict[str, Any],
 ) -> _Part:
     """p95 above max is more than 5% of calls above max: a Wilson interval on that share."""
+    import numpy as np
     assert canary.period is not None
-    durations = [r.duration_s for r in canary.period.records]
+    durations = canary.period.join().duration
     n = len(durations)
     z_fail, z_pass = normal_isf(spend), normal_isf(bounds.alpha)
     fail_conf, pass_conf = _confidence(spend), _confidence(bounds.alpha)
@@ -258,7 +233,7 @@ def _absolute_p95(
     for which, bound in (("max", bounds.max), ("min", bounds.min)):
         if bound is None:
             continue
-        above = sum(1 for d in durations if d > bound)
+        above = int(np.count_nonzero(durations > bound))
         share = f"{above}/{n} calls above {format_value(metric, bound)}"
         lo_f, hi_f = wilson_interval(above, n, z_fail)
         lo_p, hi_p = wilson_interval(above, n, z_pass)
@@ -286,6 +261,7 @@ def _interval(
 ) -> tuple[float, float] | None:
     """Return a one-sided-at-`alpha` interval (each end) on the canary's value, or None;
     `clustered` widens a rate's interval by the errors' clustering in time (the fail side)."""
+    import numpy as np
     if metric.test == "rate":
         if canary.events is None or not canary.samples:
             return None
@@ -294,7 +270,7 @@ def _interval(
         # slices show, so a burst of errors on a high-error canary host does not read as a breach.
         deff = _design_effect(metric, canary) if clustered else 1.0
         return wilson_interval(canary.events, canary.samples, normal_isf(alpha) * math.sqrt(deff))
-    if canary.period is None or not canary.period.records:
+    if canary.period is None or not canary.period.calls:
         return None
     if metric.spend:
         est = estimate(metric, canary.period)
@@ -313,18 +289,18 @@ def _interval(
         half = t_isf(alpha, k - 1) * sd / math.sqrt(k)
         return canary.value - half, canary.value + half
     assert metric.sample is not None
-    values = [metric.sample(r) for r in canary.period.records]
+    values = np.asarray(metric.sample(canary.period.join()), dtype=np.float64)
     if len(values) < 2:
         return None
-    mean = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    mean = float(np.sum(values)) / len(values)
+    sd = math.sqrt(float(np.sum((values - mean) ** 2)) / (len(values) - 1))
     half = t_isf(alpha, len(values) - 1) * sd / math.sqrt(len(values))
     return canary.value - half, canary.value + half
 
 
 def _design_effect(metric: MetricDef, canary: Cohort) -> float:
     """Return how much the slices' spread widens a rate's binomial variance (at least 1)."""
-    if canary.period is None or not canary.period.records or not canary.samples:
+    if canary.period is None or not canary.period.calls or not canary.samples:
         return 1.0
     est = estimate(metric, canary.period)
     n = canary.samples
@@ -503,7 +479,7 @@ def _did(metric: MetricDef, cells: list[HostPeriods]) -> _DiD | None:
 
     def cached(period: Period) -> RatioEstimate | None:
         # Hosts that switched together share their baseline periods: estimate each once.
-        key = (period.spans, len(period.records))
+        key = (period.spans, period.calls)
         if key not in memo:
             memo[key] = estimate(metric, period)
         return memo[key]
@@ -584,7 +560,7 @@ def _counts_p(metric: MetricDef, canary: Cohort, baseline: Cohort, margin: float
             margin,
             metric.lower_is_better,
         )
-    if canary.values and baseline.values:
+    if canary.values is not None and len(canary.values) and baseline.values is not None and len(baseline.values):
         return scale_regression_p(canary.values, baseline.values, margin, metric.lower_is_better)
     return None
 

@@ -1,16 +1,26 @@
-"""The built-in metrics and how a cohort's usage records become a value and test samples."""
+"""The built-in metrics and how a cohort's usage records become a value and test samples.
+
+Calls are columns (`models.calls.Calls`: one array per field, sorted by time), and every sum,
+count, slice and quantile below is computed on the arrays (numpy), never one Python object per
+call: a gate over a million calls costs what reading them costs.
+"""
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rollout.checks.metrics.stats import RatioEstimate, quantile, quantile_variance, ratio_estimate
-from rollout.models.usage import UsageRecord
+from rollout.checks.metrics.stats import RatioEstimate, ratio_estimate
 from rollout.util.durations import period_label
+
+if TYPE_CHECKING:
+    from rollout.models.calls import Calls
+    from rollout.models.usage import UsageRecord
+
+SUCCESS = 0  # the outcome code of a successful call (models.calls.OUTCOME_CODE["success"])
 
 SECONDS_PER_DAY = 86400.0
 
@@ -23,9 +33,9 @@ class MetricDef:
     test: str  # "rate" | "scale"
     lower_is_better: bool
     unit: str  # "ratio" | "s" | "usd_per_day" | "usd_per_window" | "usd" | "tokens"
-    event: Callable[[UsageRecord], bool] | None = None  # rate: what counts as an event
-    sample: Callable[[UsageRecord], float] | None = None  # scale: the per-call value
-    summary: Callable[[Sequence[float]], float] | None = None  # scale: per-call values -> value
+    event: Callable[[Calls], Any] | None = None  # rate: which calls count (a bool array)
+    sample: Callable[[Calls], Any] | None = None  # scale: the per-call values (a float array)
+    summary: Callable[[Any], float] | None = None  # scale: per-call values -> value
     # Spend metrics: the value is spend per host-second x this many seconds x the fleet's hosts
     # (a day for cost_per_day_usd; the check's window for cost_usd, set by `over_window`).
     spend_span_s: float = 0.0
@@ -44,30 +54,59 @@ class MetricDef:
         return dataclasses.replace(self, spend_span_s=window, per=f"/{period_label(window)}")
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
+def _mean(values: Any) -> float:
+    import numpy as np
+    return float(np.sum(values)) / len(values)
+
+
+def quantile(values: Any, q: float) -> float:
+    """Return the q-quantile with linear interpolation between closest ranks (as stats.quantile)."""
+    import numpy as np
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    if not len(ordered):
+        raise ValueError("quantile of no values")
+    pos = (len(ordered) - 1) * q
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    a, b = float(ordered[low]), float(ordered[high])
+    return a + (b - a) * (pos - low)
+
+
+def quantile_variance(values: Any, q: float) -> float:
+    """Return the variance of the sample q-quantile (as stats.quantile_variance)."""
+    import numpy as np
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(ordered)
+    if n < 4:
+        return math.inf
+    span = max(1, int(round(n ** (2 / 3) / 2)))
+    k = int(q * (n - 1))
+    lo, hi = max(0, k - span), min(n - 1, k + span)
+    width = float(ordered[hi]) - float(ordered[lo])
+    if width <= 0:
+        return 0.0
+    density = (hi - lo) / (n * width)
+    return q * (1 - q) / (n * density * density)
 
 
 # Not a metric a check names: the per-call half of cost_per_day_usd (spend rate = calls per
 # host-second x cost per call), which carries a price change without the call rate's bursts.
-COST_PER_CALL = MetricDef(
-    "cost_per_call_usd", "scale", True, "usd", sample=lambda r: r.cost_usd, summary=_mean
-)
+COST_PER_CALL = MetricDef("cost_per_call_usd", "scale", True, "usd", sample=lambda c: c.cost, summary=_mean)
 
 
 METRICS: dict[str, MetricDef] = {
     m.name: m
     for m in (
-        MetricDef("error_rate", "rate", True, "ratio", event=lambda r: r.outcome != "success"),
-        MetricDef("success_rate", "rate", False, "ratio", event=lambda r: r.outcome == "success"),
-        MetricDef("failover_rate", "rate", True, "ratio", event=lambda r: r.failover),
-        MetricDef("latency_mean_s", "scale", True, "s", sample=lambda r: r.duration_s, summary=_mean),
+        MetricDef("error_rate", "rate", True, "ratio", event=lambda c: c.outcome != SUCCESS),
+        MetricDef("success_rate", "rate", False, "ratio", event=lambda c: c.outcome == SUCCESS),
+        MetricDef("failover_rate", "rate", True, "ratio", event=lambda c: c.failover != 0),
+        MetricDef("latency_mean_s", "scale", True, "s", sample=lambda c: c.duration, summary=_mean),
         MetricDef(
             "latency_p95_s",
             "scale",
             True,
             "s",
-            sample=lambda r: r.duration_s,
+            sample=lambda c: c.duration,
             summary=lambda v: quantile(v, 0.95),
         ),
         MetricDef(
@@ -75,7 +114,7 @@ METRICS: dict[str, MetricDef] = {
             "scale",
             True,
             "usd_per_day",
-            sample=lambda r: r.cost_usd,
+            sample=lambda c: c.cost,
             spend_span_s=SECONDS_PER_DAY,
             per="/day",
         ),
@@ -84,26 +123,45 @@ METRICS: dict[str, MetricDef] = {
             "scale",
             True,
             "tokens",
-            sample=lambda r: float(r.input_tokens + r.output_tokens),
+            sample=lambda c: c.tokens,
             summary=_mean,
         ),
         # A budget: what the whole fleet would spend over one `window` (7d: a week) on the
         # cohort's config, from the spend per host-second of the usage records in that window.
-        MetricDef("cost_usd", "scale", True, "usd_per_window", sample=lambda r: r.cost_usd, per_window=True),
+        MetricDef("cost_usd", "scale", True, "usd_per_window", sample=lambda c: c.cost, per_window=True),
     )
 }
 
 
 @dataclass(frozen=True)
 class Period:
-    """One group of hosts over one stretch of time: their calls, and when each host was watched."""
+    """One group of hosts over one stretch of time: their calls (each host's, in host order, as
+    views of its columns), and when each host was watched."""
 
-    records: tuple[UsageRecord, ...]
+    parts: tuple[Calls, ...]
     spans: tuple[tuple[float, float], ...]  # (start, end) of each host watched
 
     @property
     def calls(self) -> int:
-        return len(self.records)
+        return sum(len(p) for p in self.parts)
+
+    def join(self) -> Calls:
+        """Return every call of the period in one set of columns (host after host): a copy, for
+        the moment it is needed (the parts are views and cost nothing)."""
+        from rollout.models.calls import concat
+
+        return concat(self.parts)
+
+    def ordered(self) -> Calls:
+        """Return the period's calls in time order (ties: host order, then file order): a copy."""
+        import numpy as np
+
+        from rollout.models.calls import Calls
+        joined = self.join()
+        if len(self.parts) <= 1:
+            return joined
+        order = np.argsort(joined.ts, kind="stable")
+        return Calls(*(c[order] for c in joined.columns()))
 
     @property
     def host_seconds(self) -> float:
@@ -148,25 +206,39 @@ def _estimate(metric: MetricDef, period: Period) -> RatioEstimate | None:
     quantity cost_per_day_usd shows, before scaling to a day and a fleet), p95 is the sample
     quantile. Time slices of about a second (at most 30) serve as clusters for the variance.
     """
-    records = period.records
-    n = len(records)
+    import numpy as np
+    n = period.calls
     if not n or not period.spans:
         return None
     if metric.name == "latency_p95_s":
-        durations = [r.duration_s for r in records]
+        durations = period.join().duration
         return RatioEstimate(quantile(durations, 0.95), quantile_variance(durations, 0.95))
     start = min(s for s, _ in period.spans)
     end = max(e for _, e in period.spans)
     m = max(1, min(MAX_SLICES, int(end - start)))
     width = (end - start) / m if end > start else 1.0
-    top = m - 1
-    slots = [min(top, max(0, int((r.ts - start) / width))) for r in records]
-    ys, xs = [0.0] * m, [0.0] * m
+    ys, counts = np.zeros(m), np.zeros(m)
+    squares = total = 0.0
+    events = 0
+    for part in period.parts:  # each host's calls: views, summed slice by slice, never copied whole
+        # int() of (ts - start) / width, clipped to the slices: the slice each call falls in
+        slots = np.clip(((part.ts - start) / width).astype(np.int64), 0, m - 1)
+        counts += np.bincount(slots, minlength=m)
+        if metric.spend:
+            values = part.cost
+        elif metric.test == "rate":
+            assert metric.event is not None
+            mask = metric.event(part)
+            events += int(np.count_nonzero(mask))
+            values = mask.astype(np.float64)
+        else:
+            assert metric.sample is not None
+            values = np.asarray(metric.sample(part), dtype=np.float64)
+        ys += np.bincount(slots, weights=values, minlength=m)
+        squares += float(np.dot(values, values))
+        total += float(np.sum(values))
     if metric.spend:
-        squares = 0.0
-        for j, r in zip(slots, records, strict=True):
-            ys[j] += r.cost_usd
-            squares += r.cost_usd * r.cost_usd
+        xs = [0.0] * m
         for s, e in period.spans:
             for j in range(m):
                 lo, hi = start + j * width, start + (j + 1) * width
@@ -175,80 +247,63 @@ def _estimate(metric: MetricDef, period: Period) -> RatioEstimate | None:
         if seconds <= 0:
             return None
         # Compound Poisson: the variance of a sum of calls arriving at random is the sum of squares.
-        return ratio_estimate(ys, xs, squares / (seconds * seconds))
-    for j in slots:
-        xs[j] += 1
+        return ratio_estimate(ys.tolist(), xs, squares / (seconds * seconds))
     if metric.test == "rate":
-        assert metric.event is not None
-        event = metric.event
-        events = 0
-        for j, r in zip(slots, records, strict=True):
-            if event(r):
-                events += 1
-                ys[j] += 1.0
         adjusted = (events + 1) / (n + 2)  # Agresti-Caffo: zero counts keep a variance
-        return ratio_estimate(ys, xs, adjusted * (1 - adjusted) / (n + 2))
-    assert metric.sample is not None
-    values = [metric.sample(r) for r in records]
-    for j, v in zip(slots, values, strict=True):
-        ys[j] += v
-    mean = sum(values) / n
-    squares = sum(v * v for v in values)
+        return ratio_estimate(ys.tolist(), counts.tolist(), adjusted * (1 - adjusted) / (n + 2))
+    mean = total / n
     per_call = max(0.0, squares / n - mean * mean) * n / max(n - 1, 1) / n
-    return ratio_estimate(ys, xs, per_call)
+    return ratio_estimate(ys.tolist(), counts.tolist(), per_call)
 
 
 _CACHE_SIZE = 512
 # Periods before a switch do not change from look to look: their sums are kept between looks.
-_prefix_cache: dict[tuple[Any, ...], tuple[list[float], list[float], list[int]]] = {}
+_window_cache: dict[tuple[Any, ...], list[float | None]] = {}
 
 
 def _period_key(metric: MetricDef, period: Period) -> tuple[Any, ...]:
-    first = period.records[0].ts if period.records else None
-    last = period.records[-1].ts if period.records else None
-    return (metric.name, period.spans, len(period.records), first, last)
+    filled = [p for p in period.parts if len(p)]
+    first = float(filled[0].ts[0]) if filled else None
+    last = float(filled[-1].ts[-1]) if filled else None
+    return (metric.name, period.spans, period.calls, first, last)
 
 
-def _prefix(metric: MetricDef, period: Period) -> tuple[list[float], list[float], list[int]]:
-    """Return the period's call times in order with running sums of the metric and of calls."""
-    key = _period_key(metric, period)
-    found = _prefix_cache.get(key)
-    if found is not None:
-        return found
-    ordered = sorted(period.records, key=lambda r: r.ts)
+def _values(metric: MetricDef, calls: Calls) -> Any:
+    """Return the metric's per-call values: 1.0 or 0.0 for a rate's events, else the samples."""
+    import numpy as np
     if metric.test == "rate":
         assert metric.event is not None
-        event = metric.event
-        values = [1.0 if event(r) else 0.0 for r in ordered]
-    else:
-        assert metric.sample is not None
-        values = [metric.sample(r) for r in ordered]
-    sums, counts = [0.0], [0]
-    for i, v in enumerate(values, start=1):
-        sums.append(sums[-1] + v)
-        counts.append(i)
-    found = ([r.ts for r in ordered], sums, counts)
-    if len(_prefix_cache) >= _CACHE_SIZE:
-        _prefix_cache.pop(next(iter(_prefix_cache)))
-    _prefix_cache[key] = found
-    return found
+        return metric.event(calls).astype(np.float64)
+    assert metric.sample is not None
+    return np.asarray(metric.sample(calls), dtype=np.float64)
 
 
 def window_values(metric: MetricDef, period: Period, length: float, end: float, k: int) -> list[float | None]:
     """Return the metric over each of the `k` windows of `length` seconds that end at `end`
-    (None for a window without calls or host-seconds)."""
-    times, sums, counts = _prefix(metric, period)
+    (None for a window without calls or host-seconds); cached: a period before a switch is the
+    same at every look."""
+    import numpy as np
+    key = (_period_key(metric, period), length, end, k)
+    found = _window_cache.get(key)
+    if found is not None:
+        return found
     origin = end - k * length
+    edges = [origin + j * length for j in range(k + 1)]
+    ys, xs = np.zeros(k), np.zeros(k)
+    for part in period.parts:  # each host's calls are in time order: a window is a run of them
+        cuts = np.searchsorted(part.ts, edges, side="left")
+        sums = np.concatenate((np.zeros(1), np.cumsum(_values(metric, part))))
+        ys += sums[cuts[1:]] - sums[cuts[:-1]]
+        xs += np.diff(cuts)
     out: list[float | None] = []
     for j in range(k):
-        lo, hi = origin + j * length, origin + (j + 1) * length
-        a, b = bisect.bisect_left(times, lo), bisect.bisect_left(times, hi)
-        y = sums[b] - sums[a]
-        if metric.spend:
-            x = sum(max(0.0, min(e, hi) - max(s, lo)) for s, e in period.spans)
-        else:
-            x = float(counts[b] - counts[a])
+        lo, hi = edges[j], edges[j + 1]
+        y = float(ys[j])
+        x = sum(max(0.0, min(e, hi) - max(s, lo)) for s, e in period.spans) if metric.spend else float(xs[j])
         out.append(y / x if x > 0 else None)
+    if len(_window_cache) >= _CACHE_SIZE:
+        _window_cache.pop(next(iter(_window_cache)))
+    _window_cache[key] = out
     return out
 
 
@@ -284,14 +339,16 @@ def _spread(values: list[float]) -> float:
 def batch_means(metric: MetricDef, period: Period) -> list[float]:
     """Return the means of consecutive batches of calls in time order (about 10 calls each, at
     most 30 batches): averages that are close to normal even when single calls are heavy-tailed."""
+    import numpy as np
     assert metric.sample is not None
-    ordered = sorted(period.records, key=lambda r: r.ts)
-    k = max(1, min(MAX_SLICES, len(ordered) // 10))
+    values = np.asarray(metric.sample(period.ordered()), dtype=np.float64)
+    n = len(values)
+    k = max(1, min(MAX_SLICES, n // 10))
     out = []
     for j in range(k):
-        chunk = ordered[j * len(ordered) // k : (j + 1) * len(ordered) // k]
-        if chunk:
-            out.append(sum(metric.sample(r) for r in chunk) / len(chunk))
+        a, b = j * n // k, (j + 1) * n // k
+        if b > a:
+            out.append(float(np.sum(values[a:b])) / (b - a))
     return out
 
 
@@ -304,7 +361,7 @@ class Cohort:
     value: float | None
     samples: int | None  # None: the source cannot count samples (a bare Prometheus value)
     events: int | None = None  # rate metrics: calls that count (errors, failovers, successes)
-    values: list[float] | None = None  # scale metrics: one value per call
+    values: Any = None  # scale metrics: one value per call (a float array)
     notes: list[str] = field(default_factory=list)
     period: Period | None = None  # the calls behind the value (usage sources)
     did: list[HostPeriods] | None = None  # canary: each host before/after, with the baseline's change
@@ -320,25 +377,35 @@ def cohort_from_records(
     metric: MetricDef,
     name: str,
     hosts: tuple[str, ...],
-    records: Sequence[UsageRecord],
+    records: Sequence[UsageRecord] | Calls | Period,
     host_seconds: float,
     fleet_size: int,
 ) -> Cohort:
-    """Compute a metric over a cohort's records (cost: projected per day for the whole fleet)."""
-    n = len(records)
+    """Compute a metric over a cohort's calls (cost: projected per day for the whole fleet)."""
+    import numpy as np
+
+    from rollout.models.calls import Calls
+
+    if isinstance(records, Period):
+        parts = records.parts
+    else:
+        parts = (records if isinstance(records, Calls) else Calls.from_records(records),)
+    n = sum(len(p) for p in parts)
     if metric.test == "rate":
         assert metric.event is not None
-        events = sum(1 for r in records if metric.event(r))
+        event = metric.event
+        events = sum(int(np.count_nonzero(event(p))) for p in parts)
         return Cohort(name, hosts, events / n if n else None, n, events=events)
     assert metric.sample is not None
-    values = [metric.sample(r) for r in records]
+    sample = metric.sample
+    values = np.concatenate([np.asarray(sample(p), dtype=np.float64) for p in parts]) if parts else np.empty(0)
     if not n:
         return Cohort(name, hosts, None, 0, values=values)
     if metric.spend:
         # Spend per host-second observed, times a day (or the budget's window), times every host of
         # the fleet: what the fleet would pay over that span if every host ran this cohort's config.
         span = metric.spend_span_s
-        value = sum(values) / host_seconds * span * fleet_size if host_seconds > 0 else None
+        value = float(np.sum(values)) / host_seconds * span * fleet_size if host_seconds > 0 else None
     else:
         assert metric.summary is not None
         value = metric.summary(values)

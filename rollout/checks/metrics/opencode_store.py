@@ -11,8 +11,6 @@ from typing import Any
 
 from rollout.models.usage import UsageBatch, UsageRecord
 
-DEFAULT_PATH = "~/.local/share/opencode/opencode.db"
-
 # OpenCode stores one row per message: id, session_id, time_created, time_updated, data (JSON).
 # Assistant messages carry agent/mode, providerID, modelID, cost, tokens, time {created, completed}
 # in milliseconds, and `error` ({name, data: {message, statusCode, ...}}) when the call failed.

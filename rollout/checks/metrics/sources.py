@@ -5,77 +5,55 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
-from rollout.checks.metrics.opencode_store import DEFAULT_PATH, read_opencode_bytes
+from rollout.checks.base import BlobStore
+from rollout.checks.metrics.opencode_store import read_opencode_bytes
+from rollout.checks.metrics.source_spec import (
+    SOURCE_TYPES,
+    HostFileSource,
+    PrometheusSource,
+    Source,
+    parse_source,
+)
+from rollout.checks.metrics.stream import Look, host_usage
 from rollout.hosts.fleet import Fleet
 from rollout.hosts.transports.base import HostSession
+from rollout.models.calls import Calls
 from rollout.models.usage import UsageBatch, read_usage_bytes
-from rollout.util.errors import BadInput
 
-SOURCE_TYPES = ("usage-log", "prometheus", "opencode")
+__all__ = ["SOURCE_TYPES", "HostFileSource", "PrometheusSource", "Source", "parse_source"]
+
 _CACHE_SIZE = 64
 # Several checks of one gate read the same files: parse each distinct content once.
 _parsed_cache: dict[str, UsageBatch] = {}
 _cache_lock = threading.Lock()
 
 
-@dataclass(frozen=True)
-class HostFileSource:
-    """A file on each host ({host} substituted), read through the transport."""
+def fetch_looks(
+    fleet: Fleet, source: HostFileSource, hosts: tuple[str, ...], horizon: float, blobs: BlobStore | None
+) -> dict[str, Look | str]:
+    """Read the source on every host as columns: a usage log from where the last look stopped
+    (`stream`), an OpenCode store whole; or why the host could not be read."""
 
-    type: str  # "usage-log" | "opencode"
-    path: str
+    def one(session: HostSession) -> Look:
+        path = source.path.replace("{host}", session.host)
+        if source.type == "usage-log":
+            return host_usage(session, source.type, path, horizon, blobs)[1]
+        found = session.read(path)
+        if found.sha256 is None or found.data is None:
+            return Look(Calls.empty(), None, 0)
+        wal = session.read(path + "-wal")
+        key = f"{found.sha256}+{wal.sha256}"
+        batch = _parsed(key, lambda: read_opencode_bytes(found.data or b"", wal.data))
+        calls = Calls.from_records(batch.records)
+        return Look(calls, float(calls.ts[0]) if len(calls) else None, len(batch.bad_lines))
 
-
-@dataclass(frozen=True)
-class PrometheusSource:
-    """A PromQL query for the metric's value (and optionally one for the sample count)."""
-
-    url: str
-    query: str
-    samples_query: str | None = None
-    type: str = "prometheus"
-
-
-Source = HostFileSource | PrometheusSource
-
-
-def parse_source(value: Any, where: str) -> Source:
-    """Validate a check's `source:` mapping; raise BadInput naming the field."""
-    if not isinstance(value, dict):
-        raise BadInput(f"{where}.source: must be a mapping with a type ({', '.join(SOURCE_TYPES)})")
-    kind = value.get("type")
-    if kind not in SOURCE_TYPES:
-        raise BadInput(
-            f"{where}.source.type: unknown source type {kind!r} (known: {', '.join(SOURCE_TYPES)})"
-        )
-    allowed = {"usage-log": {"type", "path"}, "opencode": {"type", "path"}}.get(
-        kind, {"type", "url", "query", "samples_query"}
-    )
-    extra = sorted(set(value) - allowed, key=str)
-    if extra:
-        raise BadInput(
-            f"{where}.source.{extra[0]}: unknown key for source {kind!r} "
-            f"(expected: {', '.join(sorted(allowed))})"
-        )
-
-    def text(key: str, default: str | None = None) -> str:
-        found = value.get(key, default)
-        if not isinstance(found, str) or not found.strip():
-            raise BadInput(f"{where}.source.{key}: must be a non-empty string, got {found!r}")
-        return found
-
-    if kind == "usage-log":
-        return HostFileSource("usage-log", text("path"))
-    if kind == "opencode":
-        return HostFileSource("opencode", text("path", DEFAULT_PATH))
-    url = text("url")
-    if not url.startswith(("http://", "https://")):
-        raise BadInput(f"{where}.source.url: must start with http:// or https://, got {url!r}")
-    samples = text("samples_query") if "samples_query" in value else None
-    return PrometheusSource(url, text("query"), samples)
+    results = fleet.map(hosts, one, label=f"read {source.type}")
+    out: dict[str, Look | str] = {}
+    for host in hosts:
+        r = results[host]
+        out[host] = r.value if r.value is not None else f"cannot read {source.type} on {host}: {r.error}"
+    return out
 
 
 def fetch_batches(

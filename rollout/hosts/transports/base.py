@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +19,19 @@ class FileState:
     sha256: str | None
     mode: int | None = None
     data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class FileTail:
+    """A file read from an offset (`HostSession.read_from`, optional for a transport): what it is
+    now, its first bytes and the bytes just before the offset (so a reader can tell it was
+    rotated, truncated or rewritten), and the bytes from the offset to `size` in pieces."""
+
+    identity: str | None  # "device:inode" where the transport can tell, else None
+    size: int
+    head: bytes  # the first `guard` bytes (all of them in a shorter file)
+    before: bytes  # the `guard` bytes before the offset (fewer near the start)
+    chunks: Iterator[bytes]  # the file from the offset up to `size`
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,9 @@ class HostSession(Protocol):
 
     def read(self, path: str) -> FileState:
         """Return the file's hash, mode and bytes (sha256 None when it does not exist)."""
+
+    # Optional: `read_from(path, offset, guard) -> FileTail | None` (None: no such file) reads a
+    # growing file from where the last read stopped; without it readers fall back to `read`.
 
     def swap(self, path: str, data: bytes | None, expect_sha256: str | None, mode: int | None) -> SwapResult:
         """Atomically replace `path` with `data` (None: remove it) if its hash is `expect_sha256`."""

@@ -11,12 +11,13 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rollout.hosts import orphans
-from rollout.hosts.transports.base import NEW_FILE_MODE, CommandResult, FileState, SwapResult
+from rollout.hosts.transports.base import NEW_FILE_MODE, CommandResult, FileState, FileTail, SwapResult
 from rollout.util.atomic import TEMP_SUFFIX, exchange, fsync_dir, write_temp
 from rollout.util.errors import BadInput
 
@@ -47,6 +48,38 @@ def read_file(path: Path) -> FileState:
 
 
 OUTPUT_KEPT = 1 << 20
+READ_CHUNK = 1 << 20
+
+
+def read_file_from(path: Path, offset: int, guard: int) -> FileTail | None:
+    """Read a local file from `offset` in pieces of 1 MiB, up to its size when opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        st = os.fstat(fd)
+        size = st.st_size
+        head = os.pread(fd, guard, 0)
+        start = max(0, min(offset, size) - guard)
+        before = os.pread(fd, min(offset, size) - start, start) if offset > 0 else b""
+    except BaseException:
+        os.close(fd)
+        raise
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            at = offset
+            while at < size:
+                piece = os.pread(fd, min(READ_CHUNK, size - at), at)
+                if not piece:
+                    return
+                at += len(piece)
+                yield piece
+        finally:
+            os.close(fd)
+
+    return FileTail(f"{st.st_dev}:{st.st_ino}", size, head, before, chunks())
 
 
 def swap_checked(target: Path, data: bytes | None, expect: str | None, mode: int) -> SwapResult:
@@ -126,6 +159,10 @@ class LocalSession:
 
     def read(self, path: str) -> FileState:
         return read_file(self._abs(path))
+
+    def read_from(self, path: str, offset: int, guard: int) -> FileTail | None:
+        """Return the file from `offset` on, with its identity, first and preceding bytes."""
+        return read_file_from(self._abs(path), offset, guard)
 
     def swap(self, path: str, data: bytes | None, expect_sha256: str | None, mode: int | None) -> SwapResult:
         target = self._abs(path)

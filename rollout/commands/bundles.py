@@ -45,9 +45,22 @@ def check_inputs(pb: Playbook, inputs: dict[str, bytes]) -> list[Problem]:
         data = inputs[f.name]
         if f.patch is not None:
             try:
-                patching.load_patch(data, f.patch_format, f"{f.patch}")
+                patch = patching.load_patch(data, f.patch_format, f"{f.patch}")
             except BadInput as e:
                 errors.append(str(e))
+                continue
+            values = _patch_values(patch, data, f, pb)
+            bad = [p for p in values if p.severity == "error"]
+            if bad and len(pb.files) == 1:  # the one-file form says it as it does for a source
+                raise BadInput(
+                    f"{f.input}: the candidate config ({f.kind}) is invalid: {len(bad)} error(s)",
+                    [p.render(str(f.input)) for p in values],
+                )
+            for p in values:
+                if p.severity == "error":
+                    errors.append(p.render(str(f.input)))
+                else:
+                    warnings.append(_with_file(p, f))
             continue
         problems = configkinds.check_candidate(data, f.kind, _context(pb, f, str(f.input)))
         errors.extend(p.render(str(f.input)) for p in problems if p.severity == "error")
@@ -67,6 +80,26 @@ class FileProblem(Problem):
 
     def render(self, source: str) -> str:
         return super().render(self.where or source)
+
+
+def _patch_values(patch: Any, data: bytes, f: ConfigFile, pb: Playbook) -> list[Problem]:
+    """Check the values a merge patch sets, offline, with the file's kind (an unknown model, a
+    temperature out of range): a merge patch without nulls is the document it makes of an empty
+    file, so the patch's own bytes are checked and its lines are right. Problems of the document
+    as a whole (a key every file of the kind needs) are left to each host's patched file (plan,
+    start), as are json-patch ops and patches that delete."""
+    if f.patch_format != "merge" or not isinstance(patch, dict) or _has_null(patch):
+        return []
+    problems = configkinds.check_candidate(data, f.kind, _context(pb, f, str(f.input)))
+    return [p for p in problems if p.path and p.path.split(".")[0].split("[")[0] in patch]
+
+
+def _has_null(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return any(_has_null(v) for v in value.values())
+    return False
 
 
 def _with_file(p: Problem, f: ConfigFile) -> Problem:

@@ -62,11 +62,11 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
     transport = transports.get(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
     with Fleet(transport, progress) as fleet:
         current = fleet.map(list(pb.hosts), lambda s: s.read(pb.path_on(s.host)), "read")
-        from rollout.edges.projection import project_for
+        from rollout.edges.projection import project_for, typical_candidate
 
         live = {h: r.value.data for h, r in current.items() if r.value is not None}
         candidates = layers.host_candidates(pb, data, live)
-        projected = None if pb.is_patch else project_for(pb, data, live, fleet)
+        projected = project_for(pb, typical_candidate(pb, data, live, candidates), live, fleet)
         overridden = layers.report(pb, fleet, live, candidates)
         others = _other_files(pb, fleet) if len(pb.files) > 1 else []
     unreachable = {h: r.error for h, r in current.items() if r.value is None}
@@ -122,3 +122,4 @@ def _other_files(pb: Playbook, fleet: Fleet) -> list[dict[str, Any]]:
             _, text = diffing.diff_one(old.data, candidates[hosts[0]][f.name], f.kind)
             out.append({"file": f.name, "hosts": hosts, "baseline_sha256": old.sha256, "text": text})
     return out
+

@@ -22,7 +22,7 @@ from rollout.edges.bundle import bundle_sha, candidate_blob
 from rollout.edges.engine import Run, stage_shadow
 from rollout.edges.gate import evaluate, reset_counters
 from rollout.edges.journal import now_iso
-from rollout.edges.projection import project_for
+from rollout.edges.projection import project_for, typical_candidate
 from rollout.edges.store import backup_names
 from rollout.hosts import transports
 from rollout.hosts.fleet import Fleet, ProgressFn
@@ -90,16 +90,8 @@ def start_from(
             first = pb.files[0]
             first_candidates = {h: candidates[h][first.name] for h in pb.hosts}
             _check_layers(pb, fleet, snapshot, first_candidates, report, allow_overridden)
-            projected = (
-                None
-                if pb.is_patch
-                else project_for(
-                    pb,
-                    candidates[pb.hosts[0]][first.name],
-                    {h: snapshot[h][first.name][0].data for h in pb.hosts},
-                    fleet,
-                )
-            )
+            live = {h: snapshot[h][first.name][0].data for h in pb.hosts}
+            projected = project_for(pb, typical_candidate(pb, data, live, first_candidates), live, fleet)
             frozen = {"playbook.yml": playbook_bytes, f"candidate/{pb.config_source.name}": data}
             initial = _initial_state(pb, data, inputs, snapshot, candidates)
             initial.retry_of = retry_of

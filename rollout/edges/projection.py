@@ -78,3 +78,15 @@ def project_for(
     usage = cost.usage_from_records(records, key)
     result = cost.project(baseline, candidate_assignment, usage, known, bounds)
     return dataclasses.replace(result, notes=(*notes, *result.notes))
+
+def typical_candidate(
+    pb: Playbook, data: bytes, live: dict[str, bytes | None], candidates: dict[str, bytes]
+) -> bytes:
+    """Return the candidate the cost projection prices: the file itself, or for a patch the patched
+    file of the hosts holding the most common current file (the projection says when hosts differ)."""
+    if not pb.is_patch or not candidates:
+        return data
+    counts = Counter(live.get(h) for h in candidates)
+    common = counts.most_common(1)[0][0]
+    return next(candidates[h] for h in candidates if live.get(h) == common)
+

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 from rollout.checks.base import BlobStore
+from rollout.checks.metrics.opencode_cursor import store_usage
 from rollout.checks.metrics.opencode_store import read_opencode_bytes
 from rollout.checks.metrics.source_spec import (
     SOURCE_TYPES,
@@ -15,7 +16,7 @@ from rollout.checks.metrics.source_spec import (
     Source,
     parse_source,
 )
-from rollout.checks.metrics.stream import Look, host_usage
+from rollout.checks.metrics.stream import Look, host_usage, memory_key
 from rollout.hosts.fleet import Fleet
 from rollout.hosts.transports.base import HostSession
 from rollout.models.calls import Calls
@@ -43,10 +44,12 @@ def fetch_looks(
         if found.sha256 is None or found.data is None:
             return Look(Calls.empty(), None, 0)
         wal = session.read(path + "-wal")
-        key = f"{found.sha256}+{wal.sha256}"
-        batch = _parsed(key, lambda: read_opencode_bytes(found.data or b"", wal.data))
-        calls = Calls.from_records(batch.records)
-        return Look(calls, float(calls.ts[0]) if len(calls) else None, len(batch.bad_lines))
+        # Decoded from where the last look in this process stopped (time.created), not whole.
+        try:
+            usage = store_usage(memory_key(source.type, session, path), found.data, wal.data, horizon)
+        except ValueError:  # not a database (as before: one unreadable entry, no calls)
+            return Look(Calls.empty(), None, 1)
+        return Look(usage.calls, usage.first_ts, usage.bad)
 
     results = fleet.map(hosts, one, label=f"read {source.type}")
     out: dict[str, Look | str] = {}

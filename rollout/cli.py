@@ -16,7 +16,6 @@ import click
 from click.shell_completion import CompletionItem
 
 from rollout.util.errors import OK, UNEXPECTED, RolloutError
-from rollout.util.redact import redact_text
 
 STATE_ENV = "ROLLOUT_STATE_DIR"
 STATE_URL_ENV = "ROLLOUT_STATE"
@@ -212,9 +211,9 @@ class RolloutGroup(click.Group):
         try:
             return self._invoke(ctx)
         finally:
-            from rollout.edges import notify
-
-            notify.drain()  # at most a short grace for webhooks still under way
+            notify = sys.modules.get("rollout.edges.notify")  # loaded only if an event was sent
+            if notify is not None:
+                notify.drain()  # at most a short grace for webhooks still under way
 
     def _invoke(self, ctx: click.Context) -> Any:
         as_json = bool(ctx.meta.get("rollout.json"))
@@ -234,6 +233,8 @@ class RolloutGroup(click.Group):
             ctx.exit(e.exit_code)
         except RolloutError as e:
             # A message may quote a playbook value: never a secret on the terminal or in --json.
+            from rollout.util.redact import redact_text  # only when there is an error to print
+
             message = redact_text(str(e))
             problems = [redact_text(str(p)) for p in getattr(e, "problems", [])]
             click.echo(f"error: {message}", err=True)
@@ -823,6 +824,8 @@ def _crash_log(state_dir: Path | str | None) -> Path:
     from rollout.edges.backends import is_url, open_store
 
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    from rollout.util.redact import redact_text
+
     text = redact_text(f"{stamp} rollout {' '.join(sys.argv[1:])}\n{traceback.format_exc()}\n")
     try:
         if state_dir is None:

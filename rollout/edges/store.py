@@ -21,7 +21,7 @@ from typing import Any
 from rollout.core import machine
 from rollout.core.machine import Phase
 from rollout.core.state import RolloutState, decode, encode
-from rollout.edges import driver, journal, notify
+from rollout.edges import driver, journal
 from rollout.hosts import orphans
 from rollout.util import who
 from rollout.util.atomic import TEMP_SUFFIX, fsync_dir, write_atomic
@@ -121,6 +121,8 @@ class Rollout:
                 self.state.journal = head
             if head is not None or save:
                 self.save()
+        from rollout.edges import notify  # webhooks, sockets: loaded by the first event, not by status
+
         notify.dispatch(
             self.dir, self.state, record, self.append_event
         )  # queued for a background sender: never waits for a webhook

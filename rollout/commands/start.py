@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rollout.commands.common import Report, finish_restore, load_checked, sha256
+from rollout.commands.common import Report, build_transport, finish_restore, load_checked, sha256
 from rollout.commands.stage import go_live, report_verdict
 from rollout.configkinds.base import Problem
 from rollout.core import cohorts, diffing, machine
@@ -20,7 +20,6 @@ from rollout.edges.gate import evaluate, reset_counters
 from rollout.edges.journal import now_iso
 from rollout.edges.projection import project_for
 from rollout.edges.store import Store, backup_names
-from rollout.hosts import transports
 from rollout.hosts.fleet import Fleet, ProgressFn
 from rollout.models.cost import summary_lines
 from rollout.util.atomic import write_atomic
@@ -64,11 +63,12 @@ def start_from(
             )
         own = fleet is None
         if fleet is None:
-            transport = transports.get(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
-            fleet = Fleet(transport, progress)
+            fleet = Fleet(build_transport(pb, state_dir), progress)
         try:
             snapshot = _snapshot(fleet, pb)
-            projected = project_for(pb, data, {h: snapshot[h][0].data for h in pb.hosts}, fleet)
+            projected = project_for(
+                pb, data, {h: snapshot[h][0].data for h in pb.hosts if snapshot[h] is not None}, fleet
+            )
             frozen = {"playbook.yml": playbook_bytes, f"candidate/{pb.config_source.name}": data}
             initial = _initial_state(pb, data, snapshot)
             initial.retry_of = retry_of
@@ -97,6 +97,15 @@ def _snapshot(fleet: Fleet, pb: Any) -> dict[str, Any]:
         list(pb.hosts), lambda s: (s.read(pb.path_on(s.host)), s.read(pb.shadow_on(s.host))), "snapshot"
     )
     failed = {h: r.error for h, r in results.items() if r.value is None}
+    if pb.transport == "pull":
+        # Issue 15: a pull host whose agent has not reported (or not uploaded its bytes) is unknown
+        # and gets nothing until it has; the rollout starts with the others.
+        return {
+            h: r.value
+            if r.value is not None and (r.value[0].sha256 is None or r.value[0].data is not None)
+            else None
+            for h, r in results.items()
+        }
     if failed:
         names = "; ".join(f"{h}: {why}" for h, why in failed.items())
         raise Refused(
@@ -109,6 +118,18 @@ def _initial_state(pb: Playbook, data: bytes, snapshot: dict[str, Any]) -> Rollo
     hosts = {}
     backups = backup_names(pb.hosts)
     for host in pb.hosts:
+        if snapshot[host] is None:  # a pull host not heard from yet (issue 15)
+            hosts[host] = HostRecord(
+                state=HostState.UNKNOWN,
+                backup=backups[host],
+                sha256=None,
+                baseline_sha256=None,
+                baseline_mode=None,
+                shadow_before=None,
+                reason="its agent has not reported its file yet",
+                baseline_unread=True,
+            )
+            continue
         live, shadow = snapshot[host]
         hosts[host] = HostRecord(
             state=HostState.BASELINE,
@@ -140,7 +161,17 @@ def _freeze(run: Run, data: bytes, snapshot: dict[str, Any]) -> None:
     """Keep the baseline backups and diffs in the rollout's folder (the playbook and candidate
     were frozen into it as it was made)."""
     r, pb = run.rollout, run.playbook
-    r.write_backups({h: snapshot[h][0].data for h in pb.hosts if snapshot[h][0].data is not None})
+    r.write_backups(
+        {
+            h: snapshot[h][0].data
+            for h in pb.hosts
+            if snapshot[h] is not None and snapshot[h][0].data is not None
+        }
+    )
+    if pb.transport == "pull":  # issue 15: every agent learns which file to report, before any stage
+        from rollout.edges.pull import publish
+
+        publish(r, pb)
     with r.writing("the diffs"):
         groups = _write_diffs(run, data, snapshot)
     r.log(
@@ -155,7 +186,7 @@ def _freeze(run: Run, data: bytes, snapshot: dict[str, Any]) -> None:
 def _write_diffs(run: Run, data: bytes, snapshot: dict[str, Any]) -> int:
     """Write a diff per group of hosts with the same baseline; return how many groups."""
     r, pb = run.rollout, run.playbook
-    baselines: dict[str, str | None] = {h: snapshot[h][0].sha256 for h in pb.hosts}
+    baselines: dict[str, str | None] = {h: snapshot[h][0].sha256 for h in pb.hosts if snapshot[h] is not None}
     index = []
     for n, (sha, hosts) in enumerate(diffing.group_by_baseline(baselines), start=1):
         as_json, text = diffing.diff_one(snapshot[hosts[0]][0].data, data, pb.config_kind)

@@ -8,6 +8,7 @@ order, as `file:line: field: message`.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,10 +44,20 @@ class Stage:
     name: str
     percent: int
     bake: float
+    min_exposed: int | str | None = None  # pull fleets: a count or "80%"; None: the whole cohort
 
     @property
     def is_shadow(self) -> bool:
         return self.percent == 0
+
+    def exposure_needed(self, cohort: int) -> int:
+        """Return how many of a `cohort`-host cohort must confirm the candidate (pull fleets)."""
+        wanted = self.min_exposed
+        if wanted is None:
+            return cohort
+        if isinstance(wanted, str):
+            return min(cohort, max(1, math.ceil(float(wanted.rstrip("%")) * cohort / 100 - 1e-9)))
+        return min(cohort, wanted)
 
 
 @dataclass(frozen=True)
@@ -486,7 +497,8 @@ def _stages(found: _Found, value: list[Any]) -> tuple[Stage, ...] | None:
         if stages and stages[-1].percent >= percent:
             found.add(("stages", i), f"percents must increase: {percent} after {stages[-1].percent}")
         label = name if name is not None else f"{percent}%"
-        stages.append(Stage(found.label(label, f"{field}.name"), percent, bake))
+        exposed = item.get("min_exposed") if isinstance(item, dict) else None
+        stages.append(Stage(found.label(label, f"{field}.name"), percent, bake, exposed))
     if stages and stages[-1].percent != 100:
         found.add(("stages",), f"the last stage must be 100 (got {stages[-1].percent})")
     names = [s.name for s in stages]

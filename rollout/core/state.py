@@ -27,6 +27,7 @@ class HostState(StrEnum):
     CANDIDATE = "candidate"  # the candidate live
     DRIFTED = "drifted"  # someone else changed it: left alone, never clobbered
     UNKNOWN = "unknown"  # could not be read when last asked
+    PENDING = "pending"  # pull: assigned bytes its agent has not yet reported holding
 
 
 @dataclass
@@ -44,6 +45,12 @@ class HostRecord:
     switched_at: float | None = None
     reason: str | None = None  # why it is unknown or drifted
     drift_accepted: bool = False  # the operator chose to leave a drifted host as it is
+    # Pull fleets: what the host was told to hold, when, and when its agent confirmed it; a host
+    # whose agent had not reported at start has no baseline yet (`baseline_unread`).
+    assigned_sha256: str | None = None
+    assigned_at: float | None = None
+    confirmed_at: float | None = None
+    baseline_unread: bool = False
     unknown_fields: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -63,6 +70,14 @@ class HostRecord:
         )
         if self.drift_accepted:
             out["drift_accepted"] = True
+        if self.assigned_at is not None:
+            out.update(
+                assigned_sha256=self.assigned_sha256,
+                assigned_at=self.assigned_at,
+                confirmed_at=self.confirmed_at,
+            )
+        if self.baseline_unread:
+            out["baseline_unread"] = True
         out.update(self.unknown_fields)
         return out
 
@@ -81,6 +96,10 @@ class HostRecord:
             switched_at=d.get("switched_at"),
             reason=d.get("reason"),
             drift_accepted=bool(d.get("drift_accepted")),
+            assigned_sha256=d.get("assigned_sha256"),
+            assigned_at=d.get("assigned_at"),
+            confirmed_at=d.get("confirmed_at"),
+            baseline_unread=bool(d.get("baseline_unread")),
             unknown_fields={k: v for k, v in d.items() if k not in _HOST_KEYS},
         )
 
@@ -98,6 +117,10 @@ _HOST_KEYS = frozenset(
         "switched_at",
         "reason",
         "drift_accepted",
+        "assigned_sha256",
+        "assigned_at",
+        "confirmed_at",
+        "baseline_unread",
     }
 )
 

@@ -178,4 +178,16 @@ def build_app(state_dir: Path, token: str | None = None) -> ASGIApp:
             Route("/metrics", metrics, methods=["GET"]),
         ]
     )
-    return app if token is None else TokenGate(app, token)
+    dashboard: ASGIApp = app if token is None else TokenGate(app, token)
+    # The pull API (issue 15) sits beside the dashboard, behind the hosts' own tokens.
+    from rollout.dashboard.pull_api import build_pull_app
+
+    pull = build_pull_app(state_dir)
+
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path", "").startswith("/v1/"):
+            await pull(scope, receive, send)
+        else:
+            await dashboard(scope, receive, send)
+
+    return route

@@ -66,6 +66,42 @@ def _begin(run: Run, action: str, hosts: list[str]) -> None:
 def _end(run: Run, event: str, **fields: Any) -> None:
     run.rollout.state.intent = None
     run.rollout.commit(event, **fields)
+    if _is_pull(run):  # pull fleets (issue 15): the effect is the assignment, published after the record
+        _pull().publish(run.rollout, run.playbook)
+
+
+# -- pull fleets (issue 15): a host is switched only when its agent reports the new hash --------
+def _is_pull(run: Run) -> bool:
+    return run.playbook.transport == "pull"
+
+
+def _pull() -> Any:
+    from rollout.edges import pull
+
+    return pull
+
+
+def sync_pull(run: Run) -> dict[str, str] | None:
+    """Fold what the agents reported into the state, finish an interrupted intent (its effect is
+    an assignment not yet published), switch cohort hosts that reported late, and publish."""
+    pull = _pull()
+    found: dict[str, str] = pull.fold_reports(run.rollout, run.playbook)
+    intent = run.rollout.state.intent
+    reconciled = None
+    if intent is not None:
+        reconciled = {h: str(run.hosts[h].state) for h in intent.hosts}
+        _end(run, "reconciled", action=intent.action, hosts=reconciled)
+    elif found:
+        run.rollout.commit("reports-folded", hosts=found)
+    late = pull.late_hosts(run.rollout)
+    if late:
+        activate(run, late)
+    else:
+        pull.publish(run.rollout, run.playbook)
+    return reconciled
+
+
+# -- end of the pull hooks -------------------------------------------------------------------
 
 
 def read_hosts(
@@ -86,6 +122,8 @@ def read_hosts(
 
 def reconcile(run: Run) -> dict[str, str] | None:
     """Finish an interrupted intent: read the hosts' real hashes and record what they hold."""
+    if _is_pull(run):  # issue 15
+        return sync_pull(run)
     intent = run.rollout.state.intent
     if intent is None:
         return None
@@ -108,7 +146,7 @@ def reconcile(run: Run) -> dict[str, str] | None:
 def refresh_unknown(run: Run) -> dict[str, str]:
     """Read hosts whose state is unknown (unreachable earlier) and record what they hold now."""
     hosts = run.rollout.state.hosts_in(HostState.UNKNOWN)
-    if not hosts:
+    if not hosts or _is_pull(run):  # issue 15: pull hosts are refreshed from their reports (sync_pull)
         return {}
     found: dict[str, str] = {}
     for host, r in read_hosts(run, hosts).items():
@@ -127,6 +165,7 @@ def stage_shadow(run: Run, hosts: list[str] | None = None) -> dict[str, str]:
     """Write the candidate to the hosts' shadow paths; return hosts that could not take it."""
     pb, data = run.playbook, run.rollout.candidate()
     hosts = list(pb.hosts) if hosts is None else hosts
+    hosts = [h for h in hosts if not run.hosts[h].baseline_unread]  # issue 15: nothing for the unheard
     _begin(run, "shadow", hosts)
 
     def put(s: Any) -> SwapResult:
@@ -204,7 +243,12 @@ def activate(run: Run, hosts: list[str]) -> dict[str, str]:
             skipped[host] = f"unreachable: {r.error}"
             continue
         result, rec.shadow_staged = r.value
-        if result.swapped:
+        if _is_pull(run) and result.swapped:  # issue 15: assigned; switched once its agent confirms
+            rec.assigned_sha256, rec.assigned_at, rec.touched = cand, now, True
+            rec.confirmed_at = None if result.pending else now
+            rec.state = HostState.PENDING if result.pending else HostState.CANDIDATE
+            rec.switched_at = None if result.pending else now
+        elif result.swapped:
             rec.state, rec.sha256, rec.touched, rec.switched_at = HostState.CANDIDATE, cand, True, now
         else:
             why = f"drifted: live file is no longer the recorded baseline ({_short(result.actual_sha256)})"
@@ -223,6 +267,7 @@ def restore(run: Run) -> RestoreReport:
         for h, rec in run.hosts.items()
         if (rec.state in (HostState.CANDIDATE, HostState.UNKNOWN) or rec.touched)
         and rec.state != HostState.BASELINE
+        and not rec.baseline_unread  # issue 15: a pull host that never reported was given nothing
     ]
     # A drifted host the operator chose to leave as it is is not retried, nor counted as lost.
     report.left = [h for h in live if run.hosts[h].drift_accepted and run.hosts[h].state == HostState.DRIFTED]
@@ -243,6 +288,16 @@ def restore(run: Run) -> RestoreReport:
             if r.value is None:
                 rec.state, rec.reason = HostState.UNKNOWN, r.error
                 report.not_restored[host] = f"unreachable: {r.error}"
+            elif _is_pull(run) and r.value.swapped:  # issue 15: the baseline is assigned back
+                if rec.assigned_at is None or rec.assigned_sha256 != rec.baseline_sha256:
+                    rec.assigned_sha256, rec.assigned_at = rec.baseline_sha256, time.time()
+                if r.value.pending:
+                    rec.state, rec.confirmed_at = HostState.PENDING, None
+                    report.not_restored[host] = "pending: its agent has not yet confirmed the rollback"
+                else:
+                    rec.state, rec.sha256, rec.reason = HostState.BASELINE, rec.baseline_sha256, None
+                    rec.confirmed_at = rec.assigned_at
+                    report.restored.append(host)
             elif r.value.swapped or r.value.actual_sha256 == rec.baseline_sha256:
                 rec.state, rec.sha256, rec.reason = HostState.BASELINE, rec.baseline_sha256, None
                 report.restored.append(host)

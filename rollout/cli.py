@@ -810,7 +810,14 @@ def _crash_log(state_dir: Path | None) -> Path:
 # -- pull fleets (issue 15) ---------------------------------------------------------------------
 @cli.group()
 def hosts() -> None:
-    """The hosts of pull fleets and their tokens (`targets.transport: pull`)."""
+    """The hosts of pull fleets and their tokens (`targets.transport: pull`).
+
+    \b
+    Example:
+      rollout hosts add dev-laptop-07 > dev-laptop-07.token
+      rollout hosts list
+      rollout hosts revoke dev-laptop-07
+    """
 
 
 @hosts.command("add")

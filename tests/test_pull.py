@@ -149,7 +149,9 @@ def test_pull_shadow_to_100_counts_a_host_only_when_its_agent_confirms(pull: Pul
     # Not confirmed: the gate cannot pass (exit 5, naming it), nothing changes.
     held = pull.rollout("advance")
     assert held.returncode == 5 and first in held.stdout and "0/1" in held.stdout, held.stdout
-    while pull.status()["state"] != "complete":
+    for _ in range(8):
+        if pull.status()["state"] == "complete":
+            break
         pull.poll()
         step = pull.rollout("advance")
         assert step.returncode in (0, 5), step.stdout + step.stderr
@@ -200,7 +202,9 @@ def test_an_agent_offline_during_its_stage_confirms_later_and_is_rolled_back_wit
     pull.poll(*pull.hosts[:-1])  # the last laptop is asleep: it never reported
     assert pull.rollout("advance").returncode == 0
     assert pull.states()[late] == "unknown"
-    while pull.status()["percent"] < 100:
+    for _ in range(8):  # bounded: a stage the sleeping laptop blocks must fail here, not hang
+        if pull.status()["percent"] >= 100:
+            break
         pull.poll(*pull.hosts[:-1])
         step = pull.rollout("advance")
         assert step.returncode in (0, 5), step.stdout + step.stderr

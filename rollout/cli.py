@@ -249,7 +249,7 @@ def validate(ctx: click.Context, playbook: str, state_dir: str | None, as_json: 
     from rollout.commands.inspect import validate as run
 
     _note_state_dir(ctx, state_dir)
-    _emit(run(playbook), as_json)
+    _emit(run(playbook, _given_state_dir(ctx, state_dir)), as_json)
 
 
 @cli.command()

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rollout.commands.common import Report, load_checked
+from rollout.commands.common import Report, check_pull_hosts, load_checked
 from rollout.core import cohorts, diffing
 from rollout.hosts import transports
 from rollout.hosts.fleet import Fleet, ProgressFn
 from rollout.util.durations import format_duration
 
 
-def validate(playbook_path: str | Path) -> Report:
-    """Validate the playbook and its candidate config (BadInput, exit 2, lists every error)."""
+def validate(playbook_path: str | Path, state_dir: Path | None = None) -> Report:
+    """Validate the playbook and its candidate config (BadInput, exit 2, lists every error); with a
+    state folder named, a pull playbook's hosts must have been added there."""
     pb, _, problems = load_checked(playbook_path)
+    check_pull_hosts(pb, state_dir if state_dir is not None else Path("state"))
     report = Report(data={"playbook": str(pb.file), "warnings": []})
     for p in problems:
         report.say(p.render(str(pb.config_source)))

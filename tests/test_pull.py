@@ -380,3 +380,46 @@ def test_hosts_add_list_revoke(tmp_path: Path) -> None:
         assert _request(served.url, "/v1/hosts/lap-b/assignment", revoked) == 401
     finally:
         assert stop(served) == 0
+
+
+PULL_LIMITS = {
+    "two files": (
+        "config:\n  files:\n"
+        "    - {name: a, source: candidate.json, path: ~/.config/opencode/opencode.json}\n"
+        "    - {name: b, source: candidate.json, path: ~/.config/opencode/other.json}\n",
+        "config.files[1]",
+        ":5:",
+    ),
+    "a patch": (
+        "config:\n  patch: candidate.json\n  patch_format: merge\n  path: ~/.config/opencode/opencode.json\n",
+        "config.patch",
+        ":3:",
+    ),
+    "activate": (
+        "config:\n  source: candidate.json\n  path: ~/.config/opencode/opencode.json\n  activate: 'true'\n",
+        "config.activate",
+        ":5:",
+    ),
+    "ready": (
+        "config:\n  source: candidate.json\n  path: ~/.config/opencode/opencode.json\n  ready: 'true'\n",
+        "config.ready",
+        ":5:",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PULL_LIMITS))
+def test_a_pull_playbook_moves_one_plain_file_for_now(tmp_path: Path, case: str) -> None:
+    fleet = make(tmp_path, hosts=("lap-a",))
+    config, field_name, line = PULL_LIMITS[case]
+    text = fleet.playbook.read_text()
+    head, rest = text.split("config:\n", 1)
+    fleet.playbook.write_text(head + config + rest[rest.index("targets:") :])
+    for verb in ("validate", "start"):
+        done = fleet.rollout(verb, str(fleet.playbook))
+        assert done.returncode == 2, (verb, done.stdout, done.stderr)
+        out = done.stdout + done.stderr
+        assert "Traceback" not in out
+        assert f"{fleet.playbook}{line} {field_name}: transport 'pull' moves one file" in out, out
+        assert "transport 'pull' moves one file" in out
+    assert not list(fleet.state.glob("*/state.json"))

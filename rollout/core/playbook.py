@@ -589,7 +589,9 @@ def _pull_limits(found: _Found, config: dict[str, Any]) -> None:
             found.add((*at, "patch"), f"{why}: give a source, not a patch")
         for key in ("activate", "ready"):
             if key in block:
-                found.add((*at, key), f"{why}: {key} does not run on pull hosts (their agent applies the file)")
+                found.add(
+                    (*at, key), f"{why}: {key} does not run on pull hosts (their agent applies the file)"
+                )
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -42,7 +42,11 @@ def files_for(rollout: Rollout, playbook: Playbook, host: str) -> list[dict[str,
         data: bytes | None
         target: str | None
         if to_candidate:
-            data, target, expect = candidate_bytes(rollout, f.candidate_sha256), f.candidate_sha256, f.baseline_sha256
+            data, target, expect = (
+                candidate_bytes(rollout, f.candidate_sha256),
+                f.candidate_sha256,
+                f.baseline_sha256,
+            )
         else:
             data, target, expect = read_backup(rollout, f), f.baseline_sha256, f.candidate_sha256
         out.append(

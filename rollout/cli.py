@@ -15,7 +15,7 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-from rollout.util.errors import OK, UNEXPECTED, RolloutError
+from rollout.util.errors import OK, UNEXPECTED, BadInput, RolloutError
 
 STATE_ENV = "ROLLOUT_STATE_DIR"
 STATE_URL_ENV = "ROLLOUT_STATE"
@@ -60,6 +60,15 @@ def _given_state_dir(ctx: click.Context, local: str | None) -> Path | str | None
 def _state_dir(ctx: click.Context, local: str | None) -> Path | str:
     where = _given_state_dir(ctx, local) or Path("state")
     ctx.find_root().meta["rollout.state_dir"] = where  # where a crash report goes
+    return where
+
+
+def _local_state_dir(ctx: click.Context, local: str | None) -> Path:
+    """Return the state folder for what keeps files of its own there (pull hosts' tokens and
+    inbox): a postgresql:// state is refused (exit 2)."""
+    where = _state_dir(ctx, local)
+    if not isinstance(where, Path):
+        raise BadInput(f"--state: pull hosts are kept in a state folder, not on a server ({where})")
     return where
 
 
@@ -279,7 +288,7 @@ def validate(ctx: click.Context, playbook: str, state_dir: str | None, as_json: 
     from rollout.commands.inspect import validate as run
 
     _note_state_dir(ctx, state_dir)
-    _emit(run(playbook), as_json)
+    _emit(run(playbook, _given_state_dir(ctx, state_dir)), as_json)
 
 
 @cli.command()
@@ -846,3 +855,104 @@ def _crash_log(state_dir: Path | str | None) -> Path:
         click.echo(text, err=True)
         return Path("<stderr>")
     return path.resolve()
+
+
+# -- pull fleets (issue 15) ---------------------------------------------------------------------
+@cli.group()
+def hosts() -> None:
+    """The hosts of pull fleets and their tokens (`targets.transport: pull`).
+
+    \b
+    Example:
+      rollout hosts add dev-laptop-07 > dev-laptop-07.token
+      rollout hosts list
+      rollout hosts revoke dev-laptop-07
+    """
+
+
+@hosts.command("add")
+@click.argument("name")
+@state_dir_option
+@json_option
+@click.pass_context
+def hosts_add(ctx: click.Context, name: str, state_dir: str | None, as_json: bool) -> None:
+    """Add a pull host and print its new token on stdout, once (only its hash is kept).
+
+    \b
+    Example:
+      rollout hosts add dev-laptop-07 > dev-laptop-07.token   # give it to that laptop's agent
+    """
+    from rollout.commands.pullhosts import add
+
+    _emit(add(_local_state_dir(ctx, state_dir), name), as_json)
+
+
+@hosts.command("list")
+@state_dir_option
+@json_option
+@click.pass_context
+def hosts_list(ctx: click.Context, state_dir: str | None, as_json: bool) -> None:
+    """List pull hosts: when added, when last seen (never their tokens)."""
+    from rollout.commands.pullhosts import list_hosts
+
+    _emit(list_hosts(_local_state_dir(ctx, state_dir)), as_json)
+
+
+@hosts.command("revoke")
+@click.argument("name")
+@state_dir_option
+@json_option
+@click.pass_context
+def hosts_revoke(ctx: click.Context, name: str, state_dir: str | None, as_json: bool) -> None:
+    """Revoke a pull host's token: its agent is refused (401) from now on."""
+    from rollout.commands.pullhosts import revoke
+
+    _emit(revoke(_local_state_dir(ctx, state_dir), name), as_json)
+
+
+@cli.command()
+@click.option("--server", metavar="URL", help="The `rollout serve` URL, e.g. https://rollout.example:8470.")
+@click.option(
+    "--host", "host_name", metavar="NAME", help="This host's name (as `rollout hosts add` made it)."
+)
+@click.option("--token-file", type=click.Path(dir_okay=False), help="The file holding this host's token.")
+@click.option(
+    "--interval", callback=_duration, metavar="D", help="Poll every D (default: the server's, 60s)."
+)
+@click.option("--once", is_flag=True, help="Poll, apply and report once; exit 0, or 1 with the reason.")
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), help="A YAML file with these settings."
+)
+@click.option("--usage-log", type=click.Path(dir_okay=False), help="A usage log (JSON lines) to forward.")
+@click.option("--state-file", type=click.Path(dir_okay=False), help="Where the agent keeps its own state.")
+@json_option
+def agent(
+    server: str | None,
+    host_name: str | None,
+    token_file: str | None,
+    interval: float | None,
+    once: bool,
+    config_file: str | None,
+    usage_log: str | None,
+    state_file: str | None,
+    as_json: bool,
+) -> None:
+    """Keep this laptop's config in step with a pull rollout (run it as a user service).
+
+    \b
+    Fail static: when the server cannot be reached or answers garbage, nothing is written and
+    the last applied file stays. A file is replaced only over the bytes the server expects;
+    anything else is drift, reported and left alone.
+    \b
+    Example:
+      rollout agent --server https://rollout.example:8470 --host dev-07 --token-file ~/.rollout-agent.token
+    """
+    from rollout.commands.agent import agent as run
+    from rollout.commands.agent import make_config
+
+    cfg = make_config(server, host_name, token_file, interval, state_file, usage_log, config_file)
+
+    def say(line: str, bad: bool) -> None:
+        click.echo(line, err=bad or as_json)
+
+    _emit(run(cfg, once, say), as_json)

@@ -212,7 +212,7 @@ def test_reader_that_stops_after_one_line_ends_plan_quietly(tmp_path: Path) -> N
 def _crash_validate(monkeypatch: pytest.MonkeyPatch) -> None:
     import rollout.commands.inspect
 
-    def boom(playbook: str) -> None:
+    def boom(playbook: str, state_dir: object = None) -> None:
         raise RuntimeError("a bug in validate")
 
     monkeypatch.setattr(rollout.commands.inspect, "validate", boom)

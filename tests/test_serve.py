@@ -173,6 +173,7 @@ def test_api_lists_every_rollout_with_hosts_by_state(fleet: LocalFleet, served: 
         "candidate": 2,
         "drifted": 0,
         "unknown": 0,
+        "pending": 0,  # pull fleets' hosts not yet confirmed
     }
     assert listed["last_decision"] == "inconclusive"
 

@@ -8,18 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollout.commands.advance import advance_run, bake_left
-from rollout.commands.common import Report, finish_restore, open_run
+from rollout.commands.common import Report, build_transport, finish_restore, open_run
 from rollout.commands.holds import deadline_step, held_wait, keeps_measuring
 from rollout.commands.stage import report_verdict
 from rollout.commands.start import start
 from rollout.core import machine, playbook
 from rollout.core.machine import Phase
 from rollout.edges import journal
-from rollout.edges.backends import StateAt, open_store
+from rollout.edges.backends import StateAt, local_folder, open_store
 from rollout.edges.engine import Run, reconcile
 from rollout.edges.gate import evaluate, looked_before
 from rollout.edges.store import Rollout, Store
-from rollout.hosts import transports
 from rollout.hosts.fleet import Fleet, ProgressFn
 from rollout.util.durations import format_duration
 from rollout.util.errors import OK, REFUSED, Refused
@@ -62,7 +61,7 @@ def _start(
     playbook_path: str | Path, state_dir: StateAt, progress: ProgressFn | None, total: Report, emit: Say
 ) -> Fleet | None:
     """Start the rollout on a Fleet the stages go on using; return None when it stops there."""
-    fleet = _fleet_for(playbook_path, progress)
+    fleet = _fleet_for(playbook_path, state_dir, progress)
     try:
         first = start(playbook_path, state_dir, progress, fleet)
     except BaseException:
@@ -209,10 +208,11 @@ def _sample_bake(run: Run) -> Report | None:
     return report
 
 
-def _fleet_for(playbook_path: str | Path, progress: ProgressFn | None) -> Fleet:
-    """Return a Fleet to the playbook's hosts, for `start` and then every stage to share."""
+def _fleet_for(playbook_path: str | Path, state_dir: StateAt, progress: ProgressFn | None) -> Fleet:
+    """Return a Fleet to the playbook's hosts, for `start` and then every stage to share (a pull
+    transport bound to the state folder's inbox)."""
     pb = playbook.load(playbook_path)
-    return Fleet(transports.get(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts), progress)
+    return Fleet(build_transport(pb, local_folder(state_dir)), progress)
 
 
 def _relay(step: Report, total: Report, emit: Say, skip_reused: bool = False) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from rollout import configkinds
 from rollout.commands.report import Report, frozen_playbook
@@ -34,6 +35,7 @@ def load_checked(path: str | Path, state_dir: Path | None = None) -> tuple[Playb
     folder given, also a host path inside it)."""
     pb = playbook.load(path)
     check_paths(pb, state_dir)
+    check_pull_hosts(pb, state_dir)
     if is_bundle(pb):
         from rollout.commands import bundles
 
@@ -75,10 +77,37 @@ def open_run(rollout: Rollout, progress: ProgressFn | None = None, fleet: Fleet 
     """Return a Run over the rollout's frozen playbook with a Fleet to its hosts (or `fleet`, reused)."""
     pb = frozen_playbook(rollout)
     if fleet is None:
-        kind = transports.get(pb.transport)
-        transport = kind.build(pb.transport_options, pb.base_dir, pb.hosts)
-        fleet = Fleet(transport, progress)
+        fleet = Fleet(build_transport(pb, rollout.dir.parent), progress)
     return Run(rollout=rollout, playbook=pb, fleet=fleet)
+
+
+def build_transport(pb: Playbook, state_dir: Path | None) -> Any:
+    """Return the playbook's transport (a pull transport answers from `state_dir`'s inbox; it
+    needs a local state folder: None, a state server, is refused)."""
+    transport = transports.get(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
+    bind = getattr(transport, "bind_state_dir", None)
+    if bind is not None:
+        if state_dir is None:
+            raise BadInput(
+                f"{pb.file}: targets.transport: pull keeps its agents' reports in a local state "
+                "folder; --state must name a folder, not a server"
+            )
+        bind(state_dir)
+    return transport
+
+
+def check_pull_hosts(pb: Playbook, state_dir: Path | None) -> None:
+    """Refuse (exit 2) a pull playbook naming hosts not added with `rollout hosts add`."""
+    if pb.transport != "pull" or state_dir is None:
+        return
+    from rollout.hosts.pullstore import PullStore
+
+    missing = PullStore(state_dir).missing(pb.hosts)
+    if missing:
+        raise BadInput(
+            f"{pb.file}: targets.hosts: not added as pull hosts in {state_dir}: {', '.join(missing)} "
+            f"(`rollout hosts add NAME` gives each its token)"
+        )
 
 
 def finish_restore(run: Run, event: str, reason: str, report: Report) -> RestoreReport:
@@ -92,7 +121,13 @@ def finish_restore(run: Run, event: str, reason: str, report: Report) -> Restore
         names = ", ".join(f"{h} ({why})" for h, why in sorted(result.not_restored.items()))
         report.say(f"NOT restored: {names}")
         drifted = sorted(h for h in result.not_restored if run.hosts[h].state == HostState.DRIFTED)
-        if len(drifted) < len(result.not_restored):
+        pending = sorted(h for h in result.not_restored if run.hosts[h].state == HostState.PENDING)
+        if pending:  # pull fleets (issue 15)
+            report.say(
+                f"{', '.join(pending)}: the baseline is assigned; each agent takes it on its next poll. "
+                "`rollout status` shows who has not confirmed; `rollout abort` again finishes once they have."
+            )
+        if len(drifted) + len(pending) < len(result.not_restored):
             report.say("Run `rollout abort` again once they are reachable; nothing else was changed on them.")
         if drifted:
             hosts = " ".join(drifted)

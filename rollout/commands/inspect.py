@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout.commands import layers
-from rollout.commands.common import Report, load_checked
+from rollout.commands.common import Report, check_pull_hosts, load_checked
 from rollout.core import cohorts, diffing
 from rollout.core.playbook import Playbook
 from rollout.hosts import transports
@@ -15,9 +15,13 @@ from rollout.hosts.fleet import Fleet, ProgressFn
 from rollout.util.durations import format_duration
 
 
-def validate(playbook_path: str | Path) -> Report:
-    """Validate the playbook and its candidate config (BadInput, exit 2, lists every error)."""
+def validate(playbook_path: str | Path, state_dir: Path | str | None = None) -> Report:
+    """Validate the playbook and its candidate config (BadInput, exit 2, lists every error); a pull
+    playbook's hosts must have been added in the state folder (./state unless named; a state
+    server keeps no pull hosts, so build_transport refuses it at start)."""
     pb, _, problems = load_checked(playbook_path)
+    if not isinstance(state_dir, str):
+        check_pull_hosts(pb, state_dir if state_dir is not None else Path("state"))
     report = Report(data={"playbook": str(pb.file), "warnings": []})
     for p in problems:
         report.say(p.render(str(pb.config_source)))

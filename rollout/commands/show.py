@@ -45,6 +45,7 @@ def status_data(
                 **({"reason": rec.reason} if rec.reason else {}),
                 **({"switch_failed": rec.switch_failed} if rec.switch_failed else {}),
                 **({"files": _files_json(rec.files)} if rec.files else {}),
+                **({"assigned_at": rec.assigned_at} if rec.assigned_at is not None else {}),
             }
             for h, rec in s.hosts.items()
         },
@@ -82,9 +83,19 @@ def _files_json(files: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _pull_active(rollout: Rollout) -> bool:
+    """Return True for an active pull rollout: status folds its agents' reports first (issue 15)."""
+    hosts = list(rollout.state.hosts)
+    return (
+        rollout.state.phase in machine.ACTIVE
+        and bool(hosts)
+        and rollout.read_blob(f"pull/assign/{hosts[0]}.json") is not None
+    )
+
+
 def _reconcile_if_free(store: Store, rollout: Rollout) -> str | None:
     """Finish an interrupted intent so status tells the truth, unless an operation is running."""
-    if rollout.state.intent is None:
+    if rollout.state.intent is None and not _pull_active(rollout):
         return None
     from rollout.commands.common import open_run
     from rollout.edges.engine import reconcile
@@ -98,7 +109,7 @@ def _reconcile_if_free(store: Store, rollout: Rollout) -> str | None:
             finally:
                 run.fleet.close()
             rollout.state = fresh.state
-            return reconciled_text(found or {})
+            return reconciled_text(found) if found is not None else None
     except Refused:
         return "an operation is in progress; host states may be changing"
 
@@ -114,6 +125,10 @@ _HOLDS = {
     "drifted": (
         "holds neither the baseline nor the candidate (changed by someone else; left as it is)",
         "hold neither the baseline nor the candidate (changed by someone else; left as they are)",
+    ),
+    "pending": (
+        "was assigned new bytes its agent has not yet confirmed",
+        "were assigned new bytes their agents have not yet confirmed",
     ),
 }
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from rollout.commands import bundles, layers
 from rollout.commands.bundles import Snapshot
-from rollout.commands.common import Report, finish_restore, is_bundle, load_checked, sha256
+from rollout.commands.common import Report, build_transport, finish_restore, is_bundle, load_checked, sha256
 from rollout.commands.stage import go_live, report_verdict
 from rollout.configkinds.base import Problem
 from rollout.core import cohorts, diffing, machine
@@ -24,7 +24,6 @@ from rollout.edges.gate import evaluate, reset_counters
 from rollout.edges.journal import now_iso
 from rollout.edges.projection import project_for, typical_candidate
 from rollout.edges.store import backup_names
-from rollout.hosts import transports
 from rollout.hosts.fleet import Fleet, ProgressFn
 from rollout.models.cost import summary_lines
 from rollout.util.errors import REFUSED, BadInput, Refused
@@ -80,17 +79,16 @@ def start_from(
             )
         own = fleet is None
         if fleet is None:
-            transport = transports.get(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
-            fleet = Fleet(transport, progress)
+            fleet = Fleet(build_transport(pb, local_folder(state_dir)), progress)
         try:
             snapshot = _snapshot(fleet, pb)
             if inputs is None and is_bundle(pb):
                 inputs = bundles.read_inputs(pb)
             candidates = _candidates(pb, data, inputs, snapshot, report)
             first = pb.files[0]
-            first_candidates = {h: candidates[h][first.name] for h in pb.hosts}
+            first_candidates = {h: candidates[h][first.name] for h in pb.hosts if h in snapshot}
             _check_layers(pb, fleet, snapshot, first_candidates, report, allow_overridden)
-            live = {h: snapshot[h][first.name][0].data for h in pb.hosts}
+            live = {h: snapshot[h][first.name][0].data for h in pb.hosts if h in snapshot}
             projected = project_for(pb, typical_candidate(pb, data, live, first_candidates), live, fleet)
             frozen = {"playbook.yml": playbook_bytes, f"candidate/{pb.config_source.name}": data}
             initial = _initial_state(pb, data, inputs, snapshot, candidates)
@@ -129,7 +127,7 @@ def _check_layers(
     the change to the bundle's first file changes: every gate would pass while those hosts keep
     the old value."""
     first = pb.files[0].name
-    baselines = {h: snapshot[h][first][0].data for h in pb.hosts}
+    baselines = {h: snapshot[h][first][0].data for h in pb.hosts if h in snapshot}
     overridden = layers.report(pb, fleet, baselines, candidates)
     report.data["overridden"] = overridden
     if not overridden:
@@ -158,6 +156,15 @@ def _snapshot(fleet: Fleet, pb: Playbook) -> Snapshot:
 
     results = fleet.map(list(pb.hosts), read, "snapshot")
     failed = {h: r.error for h, r in results.items() if r.value is None}
+    if pb.transport == "pull":
+        # Issue 15: a pull host whose agent has not reported (or not uploaded its bytes) is unknown
+        # and gets nothing until it has; the rollout starts with the others.
+        return {
+            h: r.value
+            for h, r in results.items()
+            if r.value is not None
+            and all(live.sha256 is None or live.data is not None for live, _ in r.value.values())
+        }
     if failed:
         names = "; ".join(f"{h}: {why}" for h, why in failed.items())
         raise Refused(
@@ -203,6 +210,18 @@ def _initial_state(
     backups = backup_names(pb.hosts)
     bundle = is_bundle(pb)
     for host in pb.hosts:
+        if host not in snapshot:  # a pull host not heard from yet (issue 15): nothing assigned to it
+            hosts[host] = HostRecord(
+                state=HostState.UNKNOWN,
+                backup=backups[host],
+                sha256=None,
+                baseline_sha256=None,
+                baseline_mode=None,
+                shadow_before=None,
+                reason="its agent has not reported its file yet",
+                baseline_unread=True,
+            )
+            continue
         first_live, first_shadow = snapshot[host][pb.files[0].name]
         files: dict[str, FileRecord] = {}
         for i, f in enumerate(pb.files):
@@ -254,7 +273,7 @@ def _freeze(run: Run, candidates: dict[str, dict[str, bytes]], snapshot: Snapsho
     backups: dict[str, bytes] = {}
     for host, rec in r.state.hosts.items():
         for name, f in rec.files.items():
-            data = snapshot[host][name][0].data
+            data = snapshot[host][name][0].data if host in snapshot else None
             if data is not None and f.backup is not None:
                 backups[f.backup] = data
     r.write_backup_files(backups)
@@ -266,6 +285,10 @@ def _freeze(run: Run, candidates: dict[str, dict[str, bytes]], snapshot: Snapsho
                 if sha not in kept:
                     kept.add(sha)
                     r.write_blob(candidate_blob(sha), data)
+    if pb.transport == "pull":  # issue 15: every agent learns which file to report, before any stage
+        from rollout.edges.pull import publish
+
+        publish(r, pb)
     with r.writing("the diffs"):
         groups = _write_diffs(run, candidates, snapshot)
     r.log(
@@ -288,6 +311,8 @@ def _write_diffs(run: Run, candidates: dict[str, dict[str, bytes]], snapshot: Sn
     for f in pb.files:
         keys: dict[str, str | None] = {}
         for h in pb.hosts:
+            if h not in snapshot:  # a pull host not heard from yet: no baseline to diff against
+                continue
             base = snapshot[h][f.name][0].sha256
             keys[h] = f"{base}:{sha256(candidates[h][f.name])}" if bundle else base
         for _key, hosts in diffing.group_by_baseline(keys):

@@ -8,6 +8,7 @@ order, as `file:line: field: message`.
 
 from __future__ import annotations
 
+import math
 import posixpath
 import re
 from collections.abc import Callable
@@ -44,10 +45,20 @@ class Stage:
     name: str
     percent: int
     bake: float
+    min_exposed: int | str | None = None  # pull fleets: a count or "80%"; None: the whole cohort
 
     @property
     def is_shadow(self) -> bool:
         return self.percent == 0
+
+    def exposure_needed(self, cohort: int) -> int:
+        """Return how many of a `cohort`-host cohort must confirm the candidate (pull fleets)."""
+        wanted = self.min_exposed
+        if wanted is None:
+            return cohort
+        if isinstance(wanted, str):
+            return min(cohort, max(1, math.ceil(float(wanted.rstrip("%")) * cohort / 100 - 1e-9)))
+        return min(cohort, wanted)
 
 
 @dataclass(frozen=True)
@@ -338,6 +349,8 @@ def _build(found: _Found, data: dict[str, Any], file: Path, require_source: bool
         transport_options = found.guard("targets", parse_options, targets, str(file))
     files = _files(found, config, file, require_source, transport, hosts)
     activate, activate_timeout, ready = _activation(found, config)
+    if transport == "pull":
+        _pull_limits(found, config)
     layers: tuple[Any, ...] | None = None
     if "layers" in config and found.clean("config", "layers"):
         from rollout.configkinds import opencode_layers
@@ -561,6 +574,26 @@ def _activation(found: _Found, config: dict[str, Any]) -> tuple[str | None, floa
     return (str(activate) if activate is not None else None), timeout, ready
 
 
+def _pull_limits(found: _Found, config: dict[str, Any]) -> None:
+    """Refuse what transport `pull` does not do yet: a bundle of more than one file, a patch, and
+    `activate` / `ready` (nothing runs on a pull host; its agent applies what it is assigned)."""
+    why = "transport 'pull' moves one file with a plain source for now"
+    entries = config.get("files")
+    blocks: list[tuple[FieldPath, dict[str, Any]]] = [(("config",), config)]
+    if isinstance(entries, list):
+        if len(entries) > 1:
+            found.add(("config", "files", 1), f"{why}: give config.files one entry (or the one-file form)")
+        blocks += [(("config", "files", i), e) for i, e in enumerate(entries) if isinstance(e, dict)]
+    for at, block in blocks:
+        if "patch" in block:
+            found.add((*at, "patch"), f"{why}: give a source, not a patch")
+        for key in ("activate", "ready"):
+            if key in block:
+                found.add(
+                    (*at, key), f"{why}: {key} does not run on pull hosts (their agent applies the file)"
+                )
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -723,7 +756,8 @@ def _stages(found: _Found, value: list[Any]) -> tuple[Stage, ...] | None:
         if stages and stages[-1].percent >= percent:
             found.add(("stages", i), f"percents must increase: {percent} after {stages[-1].percent}")
         label = name if name is not None else f"{percent}%"
-        stages.append(Stage(found.label(label, f"{field}.name"), percent, bake))
+        exposed = item.get("min_exposed") if isinstance(item, dict) else None
+        stages.append(Stage(found.label(label, f"{field}.name"), percent, bake, exposed))
     if stages and stages[-1].percent != 100:
         found.add(("stages",), f"the last stage must be 100 (got {stages[-1].percent})")
     names = [s.name for s in stages]

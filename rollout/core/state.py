@@ -30,6 +30,7 @@ class HostState(StrEnum):
     CANDIDATE = "candidate"  # the candidate live
     DRIFTED = "drifted"  # someone else changed it: left alone, never clobbered
     UNKNOWN = "unknown"  # could not be read when last asked
+    PENDING = "pending"  # pull: assigned bytes its agent has not yet reported holding
 
 
 @dataclass
@@ -124,6 +125,12 @@ class HostRecord:
     drift_accepted: bool = False  # the operator chose to leave a drifted host as it is
     switch_failed: str | None = None  # why its last switch failed (its files were put back): gates fail
     files: dict[str, FileRecord] = field(default_factory=dict)  # by file name; empty before version 3
+    # Pull fleets: what the host was told to hold, when, and when its agent confirmed it; a host
+    # whose agent had not reported at start has no baseline yet (`baseline_unread`).
+    assigned_sha256: str | None = None
+    assigned_at: float | None = None
+    confirmed_at: float | None = None
+    baseline_unread: bool = False
     unknown_fields: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -147,6 +154,14 @@ class HostRecord:
             out["switch_failed"] = self.switch_failed
         if self.files and not all(f.derived for f in self.files.values()):
             out["files"] = {name: f.to_json() for name, f in self.files.items()}
+        if self.assigned_at is not None:
+            out.update(
+                assigned_sha256=self.assigned_sha256,
+                assigned_at=self.assigned_at,
+                confirmed_at=self.confirmed_at,
+            )
+        if self.baseline_unread:
+            out["baseline_unread"] = True
         out.update(self.unknown_fields)
         return out
 
@@ -167,6 +182,10 @@ class HostRecord:
             drift_accepted=bool(d.get("drift_accepted")),
             switch_failed=d.get("switch_failed"),
             files={name: FileRecord.from_json(f) for name, f in (d.get("files") or {}).items()},
+            assigned_sha256=d.get("assigned_sha256"),
+            assigned_at=d.get("assigned_at"),
+            confirmed_at=d.get("confirmed_at"),
+            baseline_unread=bool(d.get("baseline_unread")),
             unknown_fields={k: v for k, v in d.items() if k not in _HOST_KEYS},
         )
 
@@ -186,6 +205,10 @@ _HOST_KEYS = frozenset(
         "drift_accepted",
         "switch_failed",
         "files",
+        "assigned_sha256",
+        "assigned_at",
+        "confirmed_at",
+        "baseline_unread",
     }
 )
 

@@ -180,4 +180,18 @@ def build_app(state_dir: StateAt, token: str | None = None) -> ASGIApp:
             Route("/metrics", metrics, methods=["GET"]),
         ]
     )
-    return app if token is None else TokenGate(app, token)
+    dashboard: ASGIApp = app if token is None else TokenGate(app, token)
+    if folder is None:  # the pull API keeps its inbox in a state folder: none beside a state server
+        return dashboard
+    # The pull API (issue 15) sits beside the dashboard, behind the hosts' own tokens.
+    from rollout.dashboard.pull_api import build_pull_app
+
+    pull = build_pull_app(folder)
+
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path", "").startswith("/v1/"):
+            await pull(scope, receive, send)
+        else:
+            await dashboard(scope, receive, send)
+
+    return route

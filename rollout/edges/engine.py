@@ -15,7 +15,7 @@ from typing import Any
 from rollout.core.playbook import Playbook
 from rollout.core.state import FileRecord, HostRecord, HostState, Intent
 from rollout.edges import activation
-from rollout.edges.bundle import FilePlan, adopt, bundle_for, host_state, read_backup, sum_up
+from rollout.edges.bundle import FilePlan, adopt, bundle_for, bundle_sha, host_state, read_backup, sum_up
 from rollout.edges.store import Rollout
 from rollout.hosts.fleet import Fleet, HostResult
 from rollout.hosts.transports.base import FileState, SwapResult
@@ -109,6 +109,42 @@ def _begin(run: Run, action: str, hosts: list[str]) -> None:
 def _end(run: Run, event: str, **fields: Any) -> None:
     run.rollout.state.intent = None
     run.rollout.commit(event, **fields)
+    if _is_pull(run):  # pull fleets (issue 15): the effect is the assignment, published after the record
+        _pull().publish(run.rollout, run.playbook)
+
+
+# -- pull fleets (issue 15): a host is switched only when its agent reports the new hash --------
+def _is_pull(run: Run) -> bool:
+    return run.playbook.transport == "pull"
+
+
+def _pull() -> Any:
+    from rollout.edges import pull
+
+    return pull
+
+
+def sync_pull(run: Run) -> dict[str, str] | None:
+    """Fold what the agents reported into the state, finish an interrupted intent (its effect is
+    an assignment not yet published), switch cohort hosts that reported late, and publish."""
+    pull = _pull()
+    found: dict[str, str] = pull.fold_reports(run.rollout, run.playbook)
+    intent = run.rollout.state.intent
+    reconciled = None
+    if intent is not None:
+        reconciled = {h: str(run.hosts[h].state) for h in intent.hosts}
+        _end(run, "reconciled", action=intent.action, hosts=reconciled)
+    elif found:
+        run.rollout.commit("reports-folded", hosts=found)
+    late = pull.late_hosts(run.rollout)
+    if late:
+        activate(run, late)
+    else:
+        pull.publish(run.rollout, run.playbook)
+    return reconciled
+
+
+# -- end of the pull hooks -------------------------------------------------------------------
 
 
 def read_hosts(run: Run, hosts: list[str], *, sweep: bool = False) -> dict[str, HostResult[Read]]:
@@ -131,6 +167,8 @@ def reconcile(run: Run) -> dict[str, str] | None:
     """Finish an interrupted intent: read the hosts' real hashes and record what they hold. A host
     found part switched (killed between its files) has its switched files put back: a host holds
     all of its bundle or none of it."""
+    if _is_pull(run):  # issue 15
+        return sync_pull(run)
     intent = run.rollout.state.intent
     if intent is None:
         return None
@@ -187,7 +225,7 @@ def _put_back_partial(run: Run, hosts: list[str]) -> dict[str, str]:
 def refresh_unknown(run: Run) -> dict[str, str]:
     """Read hosts whose state is unknown (unreachable earlier) and record what they hold now."""
     hosts = run.rollout.state.hosts_in(HostState.UNKNOWN)
-    if not hosts:
+    if not hosts or _is_pull(run):  # issue 15: pull hosts are refreshed from their reports (sync_pull)
         return {}
     found: dict[str, str] = {}
     for host, r in read_hosts(run, hosts).items():
@@ -211,6 +249,7 @@ def refresh_unknown(run: Run) -> dict[str, str]:
 def stage_shadow(run: Run, hosts: list[str] | None = None) -> dict[str, str]:
     """Write each host's candidate files to their shadow paths; return hosts that could not take them."""
     hosts = list(run.playbook.hosts) if hosts is None else hosts
+    hosts = [h for h in hosts if not run.hosts[h].baseline_unread]  # issue 15: nothing for the unheard
     bundles = run.load(hosts)
     _begin(run, "shadow", hosts)
 
@@ -283,6 +322,7 @@ class HostSwitch:
     why: str = ""
     outcome: str = "switched"  # switched | drifted | failed (files put back) | partial (not all put back)
     actual_sha256: str | None = None
+    pending: bool = False  # pull (issue 15): assigned; the host's agent has not confirmed it yet
 
 
 def _switch_file(run: Run, s: Any, plan: FilePlan, f: FileRecord) -> SwapResult:
@@ -328,8 +368,13 @@ def _switch_host(
             undone = _undo(run, s, done, why, activated=False)
             undone.outcome = "drifted" if undone.outcome == "failed" else undone.outcome
             return undone
-        f.state, f.sha256, f.switched = HostState.CANDIDATE, plan.candidate_sha256, True
+        if result.pending:  # pull (issue 15): assigned, held once the host's agent confirms it
+            f.state, f.switched = HostState.PENDING, True
+        else:
+            f.state, f.sha256, f.switched = HostState.CANDIDATE, plan.candidate_sha256, True
         done.append(plan)
+    if _is_pull(run):  # activate and ready do not run on pull hosts (the playbook refuses them)
+        return HostSwitch(True, pending=any(rec.files[p.name].state == HostState.PENDING for p in plans))
     failed = activation.activate(run.rollout, run.playbook, s, plans, "switch", stage)
     if failed is None:
         failed = activation.wait_ready(run.rollout, run.playbook, s, plans, stage)
@@ -363,9 +408,13 @@ def _undo(
 
 def _put_back(run: Run, s: Any, f: FileRecord) -> bool:
     """Put a file's baseline bytes back (compare-and-swap against its candidate); return True
-    when it holds them (it may have held them already)."""
+    when it holds them (it may have held them already), or (pull) when they are assigned back:
+    the file is then `pending` until the host's agent confirms it."""
     data = read_backup(run.rollout, f)
     result: SwapResult = s.swap(f.path, data, f.candidate_sha256, f.baseline_mode)
+    if result.swapped and result.pending:
+        f.state = HostState.PENDING
+        return True
     if result.swapped or result.actual_sha256 == f.baseline_sha256:
         f.state, f.sha256, f.switched = HostState.BASELINE, f.baseline_sha256, False
         return True
@@ -402,7 +451,14 @@ def activate(run: Run, hosts: list[str], *, again: bool = False) -> dict[str, st
             continue
         sw = r.value
         rec.shadow_staged = all(f.shadow_staged for f in rec.files.values())
-        if sw.ok:
+        if sw.ok and _is_pull(run):  # issue 15: assigned; switched once its agent confirms
+            rec.assigned_sha256 = bundle_sha([(n, f.candidate_sha256) for n, f in rec.files.items()])
+            rec.assigned_at, rec.touched = now, True
+            rec.confirmed_at = None if sw.pending else now
+            rec.state = HostState.PENDING if sw.pending else HostState.CANDIDATE
+            rec.switched_at = None if sw.pending else now
+            rec.reason = rec.switch_failed = None
+        elif sw.ok:
             rec.state, rec.touched = HostState.CANDIDATE, True
             rec.switched_at = (rec.switched_at or now) if again else now
             rec.reason = rec.switch_failed = None
@@ -428,6 +484,7 @@ class HostRestore:
     ok: bool
     why: str = ""
     warning: str | None = None
+    pending: bool = False  # pull (issue 15): the baseline is assigned back, not yet confirmed
 
 
 def _restore_host(run: Run, s: Any, *, activate_after: bool) -> HostRestore:
@@ -444,6 +501,8 @@ def _restore_host(run: Run, s: Any, *, activate_after: bool) -> HostRestore:
             f"({_short(rec.files[changed[0]].sha256)}); it is left as it is"
         )
         return HostRestore(False, why)
+    if _is_pull(run):  # nothing runs on a pull host: its agent applies what it is assigned
+        return HostRestore(True, pending=any(f.state == HostState.PENDING for f in rec.files.values()))
     warning = None
     if activate_after:
         state = run.rollout.state
@@ -462,6 +521,7 @@ def restore(run: Run) -> RestoreReport:
         for h, rec in run.hosts.items()
         if (rec.state in (HostState.CANDIDATE, HostState.UNKNOWN) or rec.touched)
         and rec.state != HostState.BASELINE
+        and not rec.baseline_unread  # issue 15: a pull host that never reported was given nothing
     ]
     # A drifted host the operator chose to leave as it is is not retried, nor counted as lost.
     report.left = [h for h in live if run.hosts[h].drift_accepted and run.hosts[h].state == HostState.DRIFTED]
@@ -476,6 +536,16 @@ def restore(run: Run) -> RestoreReport:
             if r.value is None:
                 rec.state, rec.reason = HostState.UNKNOWN, r.error
                 report.not_restored[host] = f"unreachable: {r.error}"
+            elif r.value.ok and _is_pull(run):  # issue 15: the baseline is assigned back
+                if rec.assigned_at is None or rec.assigned_sha256 != rec.baseline_sha256:
+                    rec.assigned_sha256, rec.assigned_at = rec.baseline_sha256, time.time()
+                if r.value.pending:
+                    rec.state, rec.confirmed_at = HostState.PENDING, None
+                    report.not_restored[host] = "pending: its agent has not yet confirmed the rollback"
+                else:
+                    rec.state, rec.reason = HostState.BASELINE, None
+                    rec.confirmed_at = rec.assigned_at
+                    report.restored.append(host)
             elif r.value.ok:
                 rec.state, rec.reason = HostState.BASELINE, None
                 report.restored.append(host)

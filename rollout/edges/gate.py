@@ -76,7 +76,10 @@ def measure(run: Run, stage: Stage) -> list[Measurement]:
             if stage.is_shadow
             else cohorts.cohort_for(stage.percent, run.rollout.state.order)
         )
+        pull = run.playbook.transport == "pull"
         for host in cohort:
+            if pull:
+                break  # issue 15: a pull host that has not reported is not exposed (min_exposed), not an error
             if run.hosts[host].state == HostState.UNKNOWN and not run.hosts[host].switch_failed:
                 why = f"host unreachable: {run.hosts[host].reason or 'no answer'}"
                 out.append(Measurement("reachable", host, "error", why))
@@ -87,6 +90,8 @@ def measure(run: Run, stage: Stage) -> list[Measurement]:
             failed = run.hosts[host].switch_failed
             if failed:
                 out.append(Measurement("switch", host, "fail", f"switch failed: {failed}"))
+    if run.playbook.transport == "pull" and not stage.is_shadow:
+        out.extend(_exposure(run, stage))
     for check in run.playbook.health.checks:
         if not check.applies_to(stage.name):
             continue
@@ -101,6 +106,28 @@ def measure(run: Run, stage: Stage) -> list[Measurement]:
     return [
         dataclasses.replace(m, why=redact_text(m.why, known), details=redact(m.details, known)) for m in out
     ]
+
+
+def _exposure(run: Run, stage: Stage) -> list[Measurement]:
+    """Pull fleets (issue 15): the gate judges only hosts whose agent confirmed the candidate, and
+    cannot pass before `min_exposed` of the cohort have."""
+    from rollout.edges.pull import exposure
+
+    confirmed, size, missing = exposure(run.rollout, stage.percent)
+    needed = stage.exposure_needed(size)
+    details: dict[str, Any] = {"confirmed": confirmed, "cohort": size, "min_exposed": needed}
+    if confirmed >= needed:
+        return [
+            Measurement(
+                "exposure", None, "pass", f"{confirmed}/{size} cohort host(s) confirmed", details=details
+            )
+        ]
+    shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+    why = (
+        f"{confirmed}/{size} cohort host(s) confirmed the candidate, {needed} needed "
+        f"(min_exposed); not yet: {shown}"
+    )
+    return [Measurement("exposure", None, "inconclusive", why, details=details)]
 
 
 def _known_secrets(run: Run) -> frozenset[str]:

@@ -9,6 +9,7 @@ _KINDS: Registry[TransportKind] = Registry(
     {
         "local": "rollout.hosts.transports.local:KIND",
         "ssh": "rollout.hosts.transports.ssh:KIND",
+        "pull": "rollout.hosts.transports.pull:KIND",
     }
 )
 names = _KINDS.names

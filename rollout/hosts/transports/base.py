@@ -42,6 +42,7 @@ class SwapResult:
     actual_sha256: str | None
     reason: str = ""
     source_changed: bool = False  # promote only: the file to promote was not the expected bytes
+    pending: bool = False  # pull: accepted as an assignment; the host has not confirmed it yet
 
 
 @dataclass(frozen=True)

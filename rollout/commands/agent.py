@@ -1,0 +1,78 @@
+"""`rollout agent`: the laptop side of a pull fleet (poll, apply, report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rollout.commands.common import Report
+from rollout.hosts.agent import AgentConfig, poll_once, run_forever
+from rollout.util import yamlload
+from rollout.util.errors import UNEXPECTED, BadInput
+
+_KEYS = {"server", "host", "token_file", "interval", "state_file", "usage_log"}
+
+
+def read_config(path: str) -> dict[str, Any]:
+    """Return the agent's config file (YAML or JSON: server, host, token_file, interval, ...)."""
+    try:
+        data = yamlload.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise BadInput(f"--config: {path}: cannot read it ({e})") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"--config: {path}: must be a mapping of {', '.join(sorted(_KEYS))}")
+    extra = sorted(set(data) - _KEYS)
+    if extra:
+        raise BadInput(f"{path}: {extra[0]}: unknown key (expected: {', '.join(sorted(_KEYS))})")
+    return data
+
+
+def make_config(
+    server: str | None,
+    host: str | None,
+    token_file: str | None,
+    interval: float | None,
+    state_file: str | None,
+    usage_log: str | None,
+    config: str | None,
+) -> AgentConfig:
+    """Return the agent's settings from flags (which win) and the config file; raise BadInput."""
+    found = read_config(config) if config else {}
+    server = server or found.get("server")
+    host = host or found.get("host")
+    token_file = token_file or found.get("token_file")
+    for flag, value in (("--server", server), ("--host", host), ("--token-file", token_file)):
+        if not value:
+            raise BadInput(f"{flag} is required (or in --config)")
+    assert server and host and token_file
+    if not str(server).startswith(("http://", "https://")):
+        raise BadInput(f"--server: must start with http:// or https://, got {server!r}")
+    try:
+        token = Path(token_file).expanduser().read_text().strip()
+    except OSError as e:
+        raise BadInput(f"--token-file: {token_file}: cannot read it ({e})") from None
+    if not token:
+        raise BadInput(f"--token-file: {token_file}: empty")
+    usage = usage_log or found.get("usage_log")
+    state = state_file or found.get("state_file")
+    return AgentConfig(
+        server=str(server),
+        host=str(host),
+        token=token,
+        interval=interval if interval is not None else found.get("interval"),
+        state_file=Path(state).expanduser() if state else None,
+        usage_log=Path(usage).expanduser() if usage else None,
+    )
+
+
+def agent(cfg: AgentConfig, once: bool, say: Any) -> Report:
+    """Poll once (exit 0, or 1 with the reason) or forever."""
+    if not once:
+        run_forever(cfg, say)
+    result = poll_once(cfg)
+    report = Report(exit_code=0 if result.ok else UNEXPECTED, data={"ok": result.ok, "lines": result.lines})
+    for line in result.lines:
+        say(line, not result.ok)
+    if result.ok and not result.lines:
+        say(f"{cfg.host}: in step with the server", False)
+    return report

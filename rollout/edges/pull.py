@@ -1,0 +1,189 @@
+"""Pull fleets, the verbs' side: publish what each host should hold, and fold what agents report
+into the rollout's state (under the lock; the server only writes the inbox).
+
+The wire format of an assignment is a list of files, so a bundle of files fits it unchanged:
+`files_for(rollout, playbook, host)` is the one place that turns the host's bundle (its
+FileRecords) into that list. For now a pull playbook moves a bundle of one plain-source file
+(validate refuses more files, a patch, activate and ready), so a host's own fields and its one
+file's record say the same thing, and `fold_reports` keeps both.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from rollout.core import cohorts
+from rollout.core.machine import Phase
+from rollout.core.playbook import Playbook
+from rollout.core.state import FileRecord, HostRecord, HostState
+from rollout.edges.bundle import candidate_bytes, read_backup, sum_up
+from rollout.edges.store import Rollout
+from rollout.hosts.pullstore import PullStore
+
+WIRE_VERSION = 1
+
+
+def blob_name(host: str) -> str:
+    """Return the rollout blob holding `host`'s assignment."""
+    return f"pull/assign/{host}.json"
+
+
+def files_for(rollout: Rollout, playbook: Playbook, host: str) -> list[dict[str, Any]]:
+    """Return the files `host` should hold: path (on the laptop), the sha256 to hold, the sha256
+    the agent may replace (compare-and-swap), and the bytes (base64; null: no file)."""
+    rec = rollout.state.hosts[host]
+    if rec.assigned_at is None:
+        return []
+    to_candidate = rec.assigned_sha256 != rec.baseline_sha256
+    out = []
+    for f in rec.files.values():
+        data: bytes | None
+        target: str | None
+        if to_candidate:
+            data, target, expect = (
+                candidate_bytes(rollout, f.candidate_sha256),
+                f.candidate_sha256,
+                f.baseline_sha256,
+            )
+        else:
+            data, target, expect = read_backup(rollout, f), f.baseline_sha256, f.candidate_sha256
+        out.append(
+            {
+                "path": f.path,
+                "sha256": target,
+                "expect_sha256": expect,
+                "content_b64": base64.b64encode(data).decode() if data is not None else None,
+            }
+        )
+    return out
+
+
+def _file(rec: HostRecord) -> FileRecord:
+    """Return the host's one file record (a pull bundle is one file for now)."""
+    return next(iter(rec.files.values()))
+
+
+def assignment_for(rollout: Rollout, playbook: Playbook, host: str) -> dict[str, Any]:
+    """Return the assignment document `host`'s agent fetches."""
+    rec = rollout.state.hosts[host]
+    return {
+        "version": WIRE_VERSION,
+        "rollout": rollout.id,
+        "host": host,
+        "assigned_at": rec.assigned_at,
+        "files": files_for(rollout, playbook, host),
+        # Paths to report (and to upload, until something is assigned): the host's baseline.
+        "watch": [f.path for f in rec.files.values()] or [playbook.path_on(host)],
+        "poll_interval": getattr(playbook.transport_options, "poll_interval", 60.0),
+    }
+
+
+def publish(rollout: Rollout, playbook: Playbook) -> int:
+    """Write every host's assignment where the server reads it (only those that changed) and point
+    the server at this rollout; return how many were written."""
+    written = 0
+    for host in playbook.hosts:
+        data = json.dumps(assignment_for(rollout, playbook, host), sort_keys=True).encode()
+        if rollout.read_blob(blob_name(host)) != data:
+            rollout.write_blob(blob_name(host), data)
+            written += 1
+    PullStore(rollout.dir.parent).set_current(rollout.id)
+    return written
+
+
+def held_state(rec: HostRecord, reported: str | None, candidate: str) -> HostState:
+    """Return a pull host's state from the hash its agent reports and what it was assigned."""
+    if rec.assigned_at is None:
+        if reported == rec.baseline_sha256:
+            return HostState.SHADOW if rec.state == HostState.SHADOW else HostState.BASELINE
+        return HostState.CANDIDATE if reported == candidate else HostState.DRIFTED
+    if reported == rec.assigned_sha256:
+        return HostState.CANDIDATE if reported == candidate else HostState.BASELINE
+    if reported in (rec.baseline_sha256, candidate):
+        return HostState.PENDING
+    return HostState.DRIFTED
+
+
+def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
+    """Record what each host's agent reported since the last fold; return hosts whose state
+    changed (host -> new state). A host with no baseline yet gets the bytes its agent uploaded."""
+    store = PullStore(rollout.dir.parent)
+    changed: dict[str, str] = {}
+    backups: dict[str, bytes] = {}
+    for host, rec in rollout.state.hosts.items():
+        report = store.read_report(host)
+        if not rec.files:
+            continue
+        f = _file(rec)
+        path = f.path
+        if report is None or path not in report.files:
+            continue
+        reported = report.files[path]
+        cand = f.candidate_sha256
+        before = rec.state
+        if rec.baseline_unread:
+            data = report.uploaded.get(path)
+            if reported is not None and data is None:
+                continue  # its bytes are not uploaded yet: still unknown
+            if data is not None and f.backup is not None:
+                backups[f.backup] = data
+            rec.baseline_sha256, rec.baseline_unread = reported, False
+            f.baseline_sha256, f.sha256, f.state, f.switched = reported, reported, HostState.BASELINE, False
+            rec.state, rec.reason = HostState.BASELINE, None
+            sum_up(rec)
+            changed[host] = rec.state
+            continue
+        if rec.state == HostState.UNKNOWN and rec.assigned_at is None and rec.baseline_sha256 != reported:
+            continue
+        state = held_state(rec, reported, cand)
+        f.sha256, f.state = reported, state
+        if state == HostState.CANDIDATE:
+            f.switched = True
+        elif state in (HostState.BASELINE, HostState.SHADOW):
+            f.switched = False
+        if state == HostState.DRIFTED:
+            why = (
+                report.drift.get(path)
+                or "its agent reports other bytes than the assigned or the recorded ones"
+            )
+            rec.reason = f"drifted: {why}"
+        elif state != HostState.PENDING:
+            rec.reason = None
+        confirmed = state in (HostState.CANDIDATE, HostState.BASELINE) and rec.assigned_at is not None
+        if confirmed and (before != state or rec.confirmed_at is None):
+            rec.confirmed_at = report.time
+        if state == HostState.CANDIDATE:
+            rec.touched = True
+            if before != HostState.CANDIDATE:
+                rec.switched_at = report.time  # exposure starts when the agent confirmed it
+        rec.state = state
+        sum_up(rec)  # the host's hash from its file's (the one just reported)
+        if before != state:
+            changed[host] = state
+    if backups:
+        rollout.write_backup_files(backups)
+    return changed
+
+
+def late_hosts(rollout: Rollout) -> list[str]:
+    """Return hosts of the live cohort still on the baseline with nothing assigned (their agent
+    reported only after the stage was entered): they are switched now."""
+    state = rollout.state
+    if state.phase != Phase.LIVE or state.percent <= 0:
+        return []
+    cohort = cohorts.cohort_for(state.percent, state.order)
+    return [
+        h
+        for h in cohort
+        if state.hosts[h].state in (HostState.BASELINE, HostState.SHADOW)
+        and state.hosts[h].assigned_at is None
+    ]
+
+
+def exposure(rollout: Rollout, percent: int) -> tuple[int, int, list[str]]:
+    """Return (confirmed, cohort size, hosts not confirmed) of the cohort at `percent`."""
+    cohort = cohorts.cohort_for(percent, rollout.state.order)
+    on = [h for h in cohort if rollout.state.hosts[h].state == HostState.CANDIDATE]
+    return len(on), len(cohort), [h for h in cohort if h not in on]

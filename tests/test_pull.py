@@ -1,0 +1,425 @@
+"""Pull fleets (issue 15), through the real CLI: a real `rollout serve` on loopback and real
+`rollout agent --once` processes, each host a folder standing for its laptop's home."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import subprocess
+import sys
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_serve import Served, start_serve, stop
+
+CANDIDATE = b'{"model": "anthropic/claude-sonnet-4"}\n'
+HOSTS = ("lap-a", "lap-b", "lap-c", "lap-d")
+
+
+def baseline_of(host: str) -> bytes:
+    return json.dumps({"model": f"openai/gpt-4o-{host}"}).encode() + b"\n"
+
+
+@dataclass
+class PullFleet:
+    root: Path
+    hosts: tuple[str, ...] = HOSTS
+    server: Served | None = None
+    tokens: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def playbook(self) -> Path:
+        return self.root / "pb.yml"
+
+    def home(self, host: str) -> Path:
+        return self.root / "homes" / host
+
+    def file(self, host: str) -> Path:
+        return self.home(host) / ".config" / "opencode" / "opencode.json"
+
+    def rollout(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "rollout", "--state-dir", str(self.state), *args],
+            capture_output=True,
+            text=True,
+            cwd=self.root,
+            timeout=120,
+        )
+
+    def agent(self, host: str, *extra: str, server: str | None = None, token: Path | None = None) -> Any:
+        url = server or (self.server.url if self.server else "http://127.0.0.1:9")
+        env = {**_env(), "HOME": str(self.home(host))}
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rollout",
+                "agent",
+                "--server",
+                url,
+                "--host",
+                host,
+                "--token-file",
+                str(token or self.tokens[host]),
+                "--once",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+
+    def poll(self, *hosts: str) -> None:
+        for host in hosts or self.hosts:
+            done = self.agent(host)
+            assert done.returncode == 0, (host, done.stdout, done.stderr)
+
+    def status(self) -> dict[str, Any]:
+        done = self.rollout("status", "--json")
+        assert done.returncode == 0, done.stderr
+        data: dict[str, Any] = json.loads(done.stdout)
+        return data
+
+    def states(self) -> dict[str, str]:
+        return {h: v["state"] for h, v in self.status()["hosts"].items()}
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def make(tmp_path: Path, stages: str = "[shadow, 25, 50, 100]", hosts: tuple[str, ...] = HOSTS) -> PullFleet:
+    fleet = PullFleet(tmp_path, hosts)
+    (tmp_path / "candidate.json").write_bytes(CANDIDATE)
+    fleet.playbook.write_text(
+        "name: laptops\n"
+        "config:\n  source: candidate.json\n  path: ~/.config/opencode/opencode.json\n"
+        f"targets:\n  transport: pull\n  hosts: [{', '.join(hosts)}]\n"
+        f"stages: {stages}\n"
+        "health:\n  checks:\n    - name: control\n      on: local\n      run: 'true'\n"
+    )
+    for host in hosts:
+        fleet.file(host).parent.mkdir(parents=True)
+        fleet.file(host).write_bytes(baseline_of(host))
+        added = fleet.rollout("hosts", "add", host)
+        assert added.returncode == 0, added.stderr
+        token = added.stdout.strip()
+        assert len(token) >= 32 and "\n" not in token
+        fleet.tokens[host] = tmp_path / f"{host}.token"
+        fleet.tokens[host].write_text(token + "\n")
+    return fleet
+
+
+@pytest.fixture
+def pull(tmp_path: Path) -> Iterator[PullFleet]:
+    fleet = make(tmp_path)
+    fleet.server = start_serve(fleet.state)
+    yield fleet
+    if fleet.server.proc.poll() is None:
+        assert stop(fleet.server) == 0
+
+
+def test_pull_shadow_to_100_counts_a_host_only_when_its_agent_confirms(pull: PullFleet) -> None:
+    started = pull.rollout("start", str(pull.playbook))
+    assert started.returncode == 0, started.stdout + started.stderr
+    # Nobody reported yet: every host is unknown and was given nothing.
+    assert set(pull.states().values()) == {"unknown"}
+    pull.poll()  # each agent uploads its baseline with its first report
+    for host in pull.hosts:
+        assert pull.file(host).read_bytes() == baseline_of(host)
+    advanced = pull.rollout("advance")  # shadow -> 25%: one host assigned
+    assert advanced.returncode == 0, advanced.stdout + advanced.stderr
+    states = pull.states()
+    (first,) = [h for h, s in states.items() if s == "pending"]
+    assert pull.file(first).read_bytes() == baseline_of(first)  # offered, not yet taken
+    # Not confirmed: the gate cannot pass (exit 5, naming it), nothing changes.
+    held = pull.rollout("advance")
+    assert held.returncode == 5 and first in held.stdout and "0/1" in held.stdout, held.stdout
+    for _ in range(8):
+        if pull.status()["state"] == "complete":
+            break
+        pull.poll()
+        step = pull.rollout("advance")
+        assert step.returncode in (0, 5), step.stdout + step.stderr
+    for host in pull.hosts:
+        assert pull.file(host).read_bytes() == CANDIDATE
+    assert set(pull.states().values()) == {"candidate"}
+    # Only a confirmation switches a host: each was pending first.
+    rollout_dir = Path(pull.status()["folder"])
+    events = [json.loads(line) for line in (rollout_dir / "events.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "reports-folded" for e in events)
+    state = json.loads((rollout_dir / "state.json").read_text())
+    for host in pull.hosts:
+        rec = state["hosts"][host]
+        assert rec["confirmed_at"] >= rec["assigned_at"]
+
+
+def _to_25(pull: PullFleet) -> str:
+    assert pull.rollout("start", str(pull.playbook)).returncode == 0
+    pull.poll()
+    assert pull.rollout("advance").returncode == 0
+    (first,) = [h for h, s in pull.states().items() if s == "pending"]
+    return first
+
+
+def test_rollback_over_pull_finishes_when_the_agents_confirm_the_baseline(pull: PullFleet) -> None:
+    first = _to_25(pull)
+    pull.poll(first)
+    assert pull.file(first).read_bytes() == CANDIDATE
+    aborted = pull.rollout("abort", "--reason", "cost")
+    assert aborted.returncode == 4, aborted.stdout + aborted.stderr
+    assert first in aborted.stdout and "not yet confirmed the rollback" in aborted.stdout
+    assert pull.states()[first] == "pending"  # status names who has not confirmed
+    assert pull.file(first).read_bytes() == CANDIDATE
+    pull.poll(first)
+    assert pull.file(first).read_bytes() == baseline_of(first)
+    done = pull.rollout("abort", "--reason", "cost")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert pull.status()["state"] == "aborted"
+    for host in pull.hosts:
+        assert pull.file(host).read_bytes() == baseline_of(host)
+
+
+def test_an_agent_offline_during_its_stage_confirms_later_and_is_rolled_back_with_the_rest(
+    pull: PullFleet,
+) -> None:
+    late = pull.hosts[-1]
+    assert pull.rollout("start", str(pull.playbook)).returncode == 0
+    pull.poll(*pull.hosts[:-1])  # the last laptop is asleep: it never reported
+    assert pull.rollout("advance").returncode == 0
+    assert pull.states()[late] == "unknown"
+    for _ in range(8):  # bounded: a stage the sleeping laptop blocks must fail here, not hang
+        if pull.status()["percent"] >= 100:
+            break
+        pull.poll(*pull.hosts[:-1])
+        step = pull.rollout("advance")
+        assert step.returncode in (0, 5), step.stdout + step.stderr
+    held = pull.rollout("advance")  # 100%: the sleeping laptop is not exposed
+    assert held.returncode == 5 and late in held.stdout, held.stdout
+    assert pull.file(late).read_bytes() == baseline_of(late)
+    pull.poll(late)  # wakes: reports its baseline, then is assigned the candidate
+    assert pull.rollout("advance").returncode == 5
+    assert pull.states()[late] == "pending"
+    pull.poll(late)
+    assert pull.file(late).read_bytes() == CANDIDATE
+    pull.rollout("status")
+    assert pull.states()[late] == "candidate"
+    # A late confirmer is tracked: the rollback takes it back too.
+    assert pull.rollout("abort").returncode == 4
+    pull.poll()
+    assert pull.rollout("abort").returncode == 0
+    for host in pull.hosts:
+        assert pull.file(host).read_bytes() == baseline_of(host)
+
+
+def test_a_stopped_server_leaves_every_laptop_with_its_last_file(pull: PullFleet) -> None:
+    first = _to_25(pull)
+    pull.poll(first)
+    assert pull.server is not None
+    assert stop(pull.server) == 0
+    for host in pull.hosts:
+        done = pull.agent(host)
+        assert done.returncode != 0
+        assert "unreachable" in done.stderr and "nothing written" in done.stderr, done.stderr
+    assert pull.file(first).read_bytes() == CANDIDATE
+    for host in pull.hosts:
+        if host != first:
+            assert pull.file(host).read_bytes() == baseline_of(host)
+
+
+def _request(url: str, path: str, token: str, method: str = "GET", body: bytes | None = None) -> int:
+    import http.client
+
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers={"Authorization": f"Bearer {token}"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_a_wrong_token_is_refused_and_a_host_cannot_act_for_another(pull: PullFleet) -> None:
+    _to_25(pull)
+    assert pull.server is not None
+    url = pull.server.url
+    a, b = pull.hosts[0], pull.hosts[1]
+    token_a = pull.tokens[a].read_text().strip()
+    assert _request(url, f"/v1/hosts/{a}/assignment", token_a) == 200
+    assert _request(url, f"/v1/hosts/{a}/assignment", "x" * 43) == 401
+    assert _request(url, f"/v1/hosts/{b}/assignment", token_a) == 403
+    report_state = pull.state / ".pull" / "hosts" / b / "report.json"
+    before = report_state.read_bytes()
+    forged = json.dumps({"report_id": "forged-1", "files": []}).encode()
+    assert _request(url, f"/v1/hosts/{b}/report", token_a, "POST", forged) == 403
+    assert report_state.read_bytes() == before  # the forgery changed nothing
+    big = json.dumps({"report_id": "big", "usage": [{"x": "y" * 1000}] * 5000}).encode()
+    assert _request(url, f"/v1/hosts/{a}/report", token_a, "POST", big) == 413
+    wrong = tmp = pull.root / "wrong.token"
+    tmp.write_text("not-the-token-of-anyone-here\n")
+    done = pull.agent(a, token=wrong)
+    assert done.returncode != 0 and "401" in done.stderr, done.stderr
+
+
+def test_a_retried_report_is_kept_once(pull: PullFleet) -> None:
+    _to_25(pull)
+    assert pull.server is not None
+    a = pull.hosts[0]
+    token = pull.tokens[a].read_text().strip()
+    record = {"time": "2026-01-01T00:00:00Z", "agent": "build", "model": "x/y", "cost_usd": 0.01}
+    body = json.dumps({"report_id": "r-1", "files": [], "usage": [record]}).encode()
+    for _ in range(3):
+        assert _request(pull.server.url, f"/v1/hosts/{a}/report", token, "POST", body) == 200
+    usage = (pull.state / ".pull" / "hosts" / a / "usage.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in usage] == [record]
+
+
+class _Bad(http.server.BaseHTTPRequestHandler):
+    body = b""
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(self.body) + 100))  # promises more than it sends
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.send_response(500)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"files": [{"path": "~/.config/opencode/opencode.json", "sha256": "ab',  # truncated
+        b"<html>garbage</html>",
+        json.dumps(
+            {
+                "files": [
+                    {
+                        "path": "~/.config/opencode/opencode.json",
+                        "sha256": hashlib.sha256(b"other").hexdigest(),
+                        "expect_sha256": None,
+                        "content_b64": "aGFja2Vk",  # "hacked": not the bytes of that hash
+                    }
+                ]
+            }
+        ).encode(),
+    ],
+    ids=["truncated", "garbage", "hash-mismatch"],
+)
+def test_a_broken_assignment_is_never_written(tmp_path: Path, body: bytes) -> None:
+    fleet = make(tmp_path, hosts=("lap-a",))
+    handler = type("Bad", (_Bad,), {"body": body})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        done = fleet.agent("lap-a", server=url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode != 0
+    assert "nothing written" in done.stderr, done.stderr
+    assert fleet.file("lap-a").read_bytes() == baseline_of("lap-a")
+    leftovers = [p.name for p in fleet.file("lap-a").parent.iterdir()]
+    assert leftovers == ["opencode.json"]
+
+
+def test_drift_on_a_laptop_is_reported_and_left_alone(pull: PullFleet) -> None:
+    first = _to_25(pull)
+    mine = b'{"model": "my/own"}\n'
+    pull.file(first).write_bytes(mine)  # the developer edited it before the agent ran
+    done = pull.agent(first)
+    assert done.returncode != 0 and "drift" in done.stderr, done.stderr
+    assert pull.file(first).read_bytes() == mine
+    pull.rollout("status")
+    status = pull.status()["hosts"][first]
+    assert status["state"] == "drifted" and "neither" in status["reason"]
+
+
+def test_hosts_add_list_revoke(tmp_path: Path) -> None:
+    fleet = make(tmp_path, hosts=("lap-a", "lap-b"))
+    token = fleet.tokens["lap-a"].read_text().strip()
+    listed = fleet.rollout("hosts", "list")
+    assert listed.returncode == 0 and "lap-a" in listed.stdout and "lap-b" in listed.stdout
+    assert token not in listed.stdout
+    stored = (fleet.state / ".pull" / "hosts.json").read_text()
+    assert token not in stored
+    assert (fleet.state / ".pull" / "hosts.json").stat().st_mode & 0o777 == 0o600
+    again = fleet.rollout("hosts", "add", "lap-a")
+    assert again.returncode == 2 and "already" in again.stderr
+    assert fleet.rollout("hosts", "revoke", "lap-b").returncode == 0
+    assert "lap-b" not in fleet.rollout("hosts", "list").stdout
+    # A pull playbook naming a host that is not added: validate and start refuse (2), naming it.
+    for verb in ("validate", "start"):
+        refused = fleet.rollout(verb, str(fleet.playbook))
+        assert refused.returncode == 2 and "lap-b" in refused.stderr, refused.stderr
+    assert fleet.rollout("status").returncode == 5  # start created nothing
+    served = start_serve(fleet.state)
+    try:
+        revoked = fleet.tokens["lap-b"].read_text().strip()
+        assert _request(served.url, "/v1/hosts/lap-b/assignment", revoked) == 401
+    finally:
+        assert stop(served) == 0
+
+
+PULL_LIMITS = {
+    "two files": (
+        "config:\n  files:\n"
+        "    - {name: a, source: candidate.json, path: ~/.config/opencode/opencode.json}\n"
+        "    - {name: b, source: candidate.json, path: ~/.config/opencode/other.json}\n",
+        "config.files[1]",
+        ":5:",
+    ),
+    "a patch": (
+        "config:\n  patch: candidate.json\n  patch_format: merge\n  path: ~/.config/opencode/opencode.json\n",
+        "config.patch",
+        ":3:",
+    ),
+    "activate": (
+        "config:\n  source: candidate.json\n  path: ~/.config/opencode/opencode.json\n  activate: 'true'\n",
+        "config.activate",
+        ":5:",
+    ),
+    "ready": (
+        "config:\n  source: candidate.json\n  path: ~/.config/opencode/opencode.json\n  ready: 'true'\n",
+        "config.ready",
+        ":5:",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PULL_LIMITS))
+def test_a_pull_playbook_moves_one_plain_file_for_now(tmp_path: Path, case: str) -> None:
+    fleet = make(tmp_path, hosts=("lap-a",))
+    config, field_name, line = PULL_LIMITS[case]
+    text = fleet.playbook.read_text()
+    head, rest = text.split("config:\n", 1)
+    fleet.playbook.write_text(head + config + rest[rest.index("targets:") :])
+    for verb in ("validate", "start"):
+        done = fleet.rollout(verb, str(fleet.playbook))
+        assert done.returncode == 2, (verb, done.stdout, done.stderr)
+        out = done.stdout + done.stderr
+        assert "Traceback" not in out
+        assert f"{fleet.playbook}{line} {field_name}: transport 'pull' moves one file" in out, out
+        assert "transport 'pull' moves one file" in out
+    assert not list(fleet.state.glob("*/state.json"))

@@ -463,3 +463,31 @@ def test_status_lists_each_file_under_its_host(tmp_path: Path) -> None:
     assert lines[at + 1].split()[:2] == ["opencode.json", "candidate"]
     assert lines[at + 2].split()[:2] == ["oh-my-opencode.json", "candidate"]
     assert lines[at + 2].endswith(f"fleet/{live}/oh-my-opencode.json")
+
+
+def test_checks_see_every_file_of_the_bundle_in_rollout_files(tmp_path: Path) -> None:
+    b = Bundle(tmp_path, ["shadow", 100])
+    book = yaml.safe_load(b.playbook.read_text())
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    book["health"]["checks"].append(
+        {
+            "name": "every-file-parses",
+            "run": (
+                "python3 -c 'import json,os,pathlib; fs=os.environ[\"ROLLOUT_FILES\"].splitlines(); "
+                "[json.load(open(f)) for f in fs]; "
+                f"pathlib.Path(\"{seen}\", os.environ[\"ROLLOUT_HOST\"] + \"-\" + os.environ[\"ROLLOUT_STAGE\"])"
+                ".write_text(chr(10).join(fs))'"
+            ),
+        }
+    )
+    b.playbook.write_text(yaml.safe_dump(book, sort_keys=False))
+    assert b.cli("start", str(b.playbook)).returncode == 0
+    shadow = (seen / "dev-01-shadow").read_text().splitlines()  # in shadow: the shadow copies
+    assert shadow == [str(b.file("dev-01", "opencode.json.rollout-shadow")), str(b.file("dev-01", "oh-my-opencode.json.rollout-shadow"))]
+    result = b.cli("advance")
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = b.cli("advance")
+    assert result.returncode == 0, result.stdout + result.stderr
+    live = (seen / "dev-01-100%").read_text().splitlines()
+    assert live == [str(b.file("dev-01", "opencode.json")), str(b.file("dev-01", "oh-my-opencode.json"))]

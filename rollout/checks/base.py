@@ -114,6 +114,7 @@ class GateContext:
     bake_s: float = 0.0  # the stage's bake
     extension_s: float = 0.0  # how long past its bake an inconclusive gate may keep sampling
     blobs: BlobStore | None = None  # the rollout's named bytes (metric cursors across processes)
+    file_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # host -> every file of its bundle
 
     def env_for(self, host: str | None, hosts_file: str | None = None) -> dict[str, str]:
         """Return the ROLLOUT_* variables for a check on `host` (None: the control machine);
@@ -129,6 +130,8 @@ class GateContext:
         if host is not None:
             env["ROLLOUT_HOST"] = host
             env["ROLLOUT_CONFIG_PATH"] = self.config_paths[host]
+            if host in self.file_paths:
+                env["ROLLOUT_FILES"] = "\n".join(self.file_paths[host])
         return env
 
 

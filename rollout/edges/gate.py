@@ -24,10 +24,12 @@ def context(run: Run, stage: Stage) -> GateContext:
     if stage.is_shadow:
         canary = tuple(h for h in pb.hosts if hosts[h].state == HostState.SHADOW)
         paths = {h: transport.resolve_path(pb.shadow_on(h), h) for h in pb.hosts}
+        files = {h: tuple(transport.resolve_path(f.shadow_on(h), h) for f in pb.files) for h in pb.hosts}
         baseline: tuple[str, ...] = tuple(pb.hosts)
     else:
         canary = tuple(h for h in pb.hosts if hosts[h].state == HostState.CANDIDATE)
         paths = {h: transport.resolve_path(pb.path_on(h), h) for h in pb.hosts}
+        files = {h: tuple(transport.resolve_path(f.path_on(h), h) for f in pb.files) for h in pb.hosts}
         baseline = tuple(h for h in pb.hosts if hosts[h].state in (HostState.BASELINE, HostState.SHADOW))
     switched = {h: float(at) for h in canary if (at := hosts[h].switched_at)}
     counters = run.rollout.state.gate
@@ -38,6 +40,7 @@ def context(run: Run, stage: Stage) -> GateContext:
         canary=canary,
         baseline_hosts=baseline,
         config_paths=paths,
+        file_paths=files,
         switched_at=switched,
         fleet=run.fleet,
         state_dir=run.rollout.dir,

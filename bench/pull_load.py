@@ -37,8 +37,7 @@ def main() -> None:
     hosts = [f"h{i:05d}" for i in range(a.agents)]
     tokens = {}
     t0 = time.time()
-    for h in hosts:  # direct: `rollout hosts add` 10,000 times would rewrite the file each time
-        tokens[h] = store.add(h)
+    tokens.update(store.add_many(hosts))  # one write (`rollout hosts add` per host writes each time)
     print(f"added {len(hosts)} hosts in {time.time() - t0:.1f}s")
     (root / "c.json").write_text('{"model": "x/y"}\n')
     (root / "pb.yml").write_text(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rollout.checks.metrics.stats import RatioEstimate, ratio_estimate
+from rollout.checks.metrics.stats import RatioEstimate, quantile_variance, ratio_estimate
 from rollout.util.durations import period_label
 
 if TYPE_CHECKING:
@@ -70,23 +70,6 @@ def quantile(values: Any, q: float) -> float:
     high = min(low + 1, len(ordered) - 1)
     a, b = float(ordered[low]), float(ordered[high])
     return a + (b - a) * (pos - low)
-
-
-def quantile_variance(values: Any, q: float) -> float:
-    """Return the variance of the sample q-quantile (as stats.quantile_variance)."""
-    import numpy as np
-    ordered = np.sort(np.asarray(values, dtype=np.float64))
-    n = len(ordered)
-    if n < 4:
-        return math.inf
-    span = max(1, int(round(n ** (2 / 3) / 2)))
-    k = int(q * (n - 1))
-    lo, hi = max(0, k - span), min(n - 1, k + span)
-    width = float(ordered[hi]) - float(ordered[lo])
-    if width <= 0:
-        return 0.0
-    density = (hi - lo) / (n * width)
-    return q * (1 - q) / (n * density * density)
 
 
 # Not a metric a check names: the per-call half of cost_per_day_usd (spend rate = calls per

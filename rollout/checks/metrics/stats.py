@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 def normal_sf(z: float) -> float:
@@ -283,17 +284,23 @@ def ratio_estimate(
     return RatioEstimate(value, max(model_variance, spread))
 
 
-def quantile_variance(values: Sequence[float], q: float) -> float:
+def quantile_variance(values: Sequence[float] | Any, q: float) -> float:
     """Return the variance of the sample q-quantile: q(1 - q) / (n f^2), with the density f
-    estimated from the order statistics around it (Siddiqui-Bloch-Gastwirth)."""
-    ordered = sorted(values)
+    estimated from the order statistics around it (Siddiqui-Bloch-Gastwirth). `values` may be a
+    numpy array (a gate's columns), sorted by numpy then."""
+    if hasattr(values, "dtype"):
+        import numpy as np  # already loaded: the values are its array
+
+        ordered: Any = np.sort(np.asarray(values, dtype=np.float64))
+    else:
+        ordered = sorted(values)
     n = len(ordered)
     if n < 4:
         return math.inf
     span = max(1, int(round(n ** (2 / 3) / 2)))
     k = int(q * (n - 1))
     lo, hi = max(0, k - span), min(n - 1, k + span)
-    width = ordered[hi] - ordered[lo]
+    width = float(ordered[hi]) - float(ordered[lo])
     if width <= 0:
         return 0.0
     density = (hi - lo) / (n * width)

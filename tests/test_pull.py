@@ -383,13 +383,6 @@ def test_hosts_add_list_revoke(tmp_path: Path) -> None:
 
 
 PULL_LIMITS = {
-    "two files": (
-        "config:\n  files:\n"
-        "    - {name: a, source: candidate.json, path: ~/.config/opencode/opencode.json}\n"
-        "    - {name: b, source: candidate.json, path: ~/.config/opencode/other.json}\n",
-        "config.files[1]",
-        ":5:",
-    ),
     "a patch": (
         "config:\n  patch: candidate.json\n  patch_format: merge\n  path: ~/.config/opencode/opencode.json\n",
         "config.patch",
@@ -409,7 +402,7 @@ PULL_LIMITS = {
 
 
 @pytest.mark.parametrize("case", sorted(PULL_LIMITS))
-def test_a_pull_playbook_moves_one_plain_file_for_now(tmp_path: Path, case: str) -> None:
+def test_a_pull_playbook_refuses_a_patch_and_ready(tmp_path: Path, case: str) -> None:
     fleet = make(tmp_path, hosts=("lap-a",))
     config, field_name, line = PULL_LIMITS[case]
     text = fleet.playbook.read_text()
@@ -420,6 +413,123 @@ def test_a_pull_playbook_moves_one_plain_file_for_now(tmp_path: Path, case: str)
         assert done.returncode == 2, (verb, done.stdout, done.stderr)
         out = done.stdout + done.stderr
         assert "Traceback" not in out
-        assert f"{fleet.playbook}{line} {field_name}: transport 'pull' moves one file" in out, out
-        assert "transport 'pull' moves one file" in out
+        assert f"{fleet.playbook}{line} {field_name}: transport 'pull' moves plain-source files" in out, out
     assert not list(fleet.state.glob("*/state.json"))
+
+
+# -- bundles over pull: every file of a laptop's bundle, applied all or none -------------------
+CANDIDATE_B = b'{"agent": {"review": {"model": "anthropic/claude-haiku-4"}}}\n'
+
+
+def baseline_b(host: str) -> bytes:
+    return json.dumps({"agent": {"review": {"model": f"openai/gpt-4o-mini-{host}"}}}).encode() + b"\n"
+
+
+def second(fleet: PullFleet, host: str) -> Path:
+    return fleet.home(host) / ".config" / "opencode" / "agents.json"
+
+
+def make_bundle(tmp_path: Path, extra: str = "") -> PullFleet:
+    """A pull fleet moving two files per laptop (config.files), each with a plain source."""
+    fleet = make(tmp_path)
+    (tmp_path / "agents.json").write_bytes(CANDIDATE_B)
+    text = fleet.playbook.read_text()
+    head, rest = text.split("config:\n", 1)
+    fleet.playbook.write_text(
+        head
+        + "config:\n  files:\n"
+        + "    - {name: main, source: candidate.json, path: ~/.config/opencode/opencode.json}\n"
+        + "    - {name: agents, source: agents.json, path: ~/.config/opencode/agents.json}\n"
+        + extra
+        + rest[rest.index("targets:") :]
+    )
+    for host in fleet.hosts:
+        second(fleet, host).write_bytes(baseline_b(host))
+    return fleet
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Iterator[PullFleet]:
+    fleet = make_bundle(tmp_path)
+    fleet.server = start_serve(fleet.state)
+    yield fleet
+    if fleet.server.proc.poll() is None:
+        assert stop(fleet.server) == 0
+
+
+def _run_to_100(fleet: PullFleet) -> None:
+    for _ in range(10):
+        if fleet.status()["state"] == "complete":
+            return
+        fleet.poll()
+        step = fleet.rollout("advance")
+        assert step.returncode in (0, 5), step.stdout + step.stderr
+    raise AssertionError(f"not complete: {fleet.status()}")
+
+
+def test_a_bundle_of_two_files_moves_over_pull_to_100(bundle: PullFleet) -> None:
+    started = bundle.rollout("start", str(bundle.playbook))
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert set(bundle.states().values()) == {"unknown"}
+    bundle.poll()  # each agent uploads the baseline of both files
+    assert set(bundle.states().values()) == {"baseline"}
+    rollout_dir = Path(bundle.status()["folder"])
+    state = json.loads((rollout_dir / "state.json").read_text())
+    for host in bundle.hosts:
+        files = state["hosts"][host]["files"]
+        assert files["main"]["baseline_sha256"] == hashlib.sha256(baseline_of(host)).hexdigest()
+        assert files["agents"]["baseline_sha256"] == hashlib.sha256(baseline_b(host)).hexdigest()
+    assert bundle.rollout("advance").returncode == 0
+    (first,) = [h for h, s in bundle.states().items() if s == "pending"]
+    token = bundle.tokens[first].read_text().strip()
+    assert bundle.server is not None
+    with _open(bundle.server.url, f"/v1/hosts/{first}/assignment", token) as resp:
+        doc = json.loads(resp.read())
+    paths = {f["path"]: f for f in doc["files"]}
+    assert set(paths) == {"~/.config/opencode/opencode.json", "~/.config/opencode/agents.json"}
+    assert paths["~/.config/opencode/agents.json"]["sha256"] == hashlib.sha256(CANDIDATE_B).hexdigest()
+    assert paths["~/.config/opencode/agents.json"]["expect_sha256"] == hashlib.sha256(baseline_b(first)).hexdigest()
+    _run_to_100(bundle)
+    for host in bundle.hosts:
+        assert bundle.file(host).read_bytes() == CANDIDATE
+        assert second(bundle, host).read_bytes() == CANDIDATE_B
+    assert set(bundle.states().values()) == {"candidate"}
+
+
+def _open(url: str, path: str, token: str) -> Any:
+    import urllib.request
+
+    req = urllib.request.Request(url.rstrip("/") + path, headers={"Authorization": f"Bearer {token}"})
+    return urllib.request.urlopen(req, timeout=10)  # noqa: S310 - loopback test server
+
+
+def test_a_rollback_over_pull_restores_both_files(bundle: PullFleet) -> None:
+    first = _to_25(bundle)
+    bundle.poll(first)
+    assert bundle.file(first).read_bytes() == CANDIDATE
+    assert second(bundle, first).read_bytes() == CANDIDATE_B
+    assert bundle.states()[first] == "candidate"
+    aborted = bundle.rollout("abort", "--reason", "cost")
+    assert aborted.returncode == 4 and first in aborted.stdout, aborted.stdout + aborted.stderr
+    bundle.poll(first)
+    done = bundle.rollout("abort", "--reason", "cost")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for host in bundle.hosts:
+        assert bundle.file(host).read_bytes() == baseline_of(host)
+        assert second(bundle, host).read_bytes() == baseline_b(host)
+
+
+def test_drift_of_the_second_file_leaves_both_files_of_that_laptop_untouched(bundle: PullFleet) -> None:
+    first = _to_25(bundle)
+    mine = b'{"agent": "my own"}\n'
+    second(bundle, first).write_bytes(mine)
+    done = bundle.agent(first)
+    assert done.returncode != 0 and "drift" in done.stderr and "agents.json" in done.stderr, done.stderr
+    assert bundle.file(first).read_bytes() == baseline_of(first)  # all or none: the first is not written
+    assert second(bundle, first).read_bytes() == mine
+    bundle.rollout("status")
+    status = bundle.status()["hosts"][first]
+    assert status["state"] == "drifted" and "agents.json" in status["reason"], status
+    held = bundle.rollout("advance")
+    assert held.returncode != 0, held.stdout
+    assert bundle.file(first).read_bytes() == baseline_of(first)

@@ -221,6 +221,18 @@ def _initial_state(
                 reason="its agent has not reported its file yet",
                 baseline_unread=True,
             )
+            if bundle:  # each file gets its record now; its baseline comes with the agent's report
+                hosts[host].files = {
+                    f.name: FileRecord(
+                        path=f.path_on(host),
+                        shadow_path=f.shadow_on(host),
+                        baseline_sha256=None,
+                        baseline_mode=None,
+                        candidate_sha256=sha256(candidates[host][f.name]),
+                        backup=backups[host] if i == 0 else f".file-{i + 1}/{backups[host]}",
+                    )
+                    for i, f in enumerate(pb.files)
+                }
             continue
         first_live, first_shadow = snapshot[host][pb.files[0].name]
         files: dict[str, FileRecord] = {}

@@ -575,23 +575,24 @@ def _activation(found: _Found, config: dict[str, Any]) -> tuple[str | None, floa
 
 
 def _pull_limits(found: _Found, config: dict[str, Any]) -> None:
-    """Refuse what transport `pull` does not do yet: a bundle of more than one file, a patch, and
-    `activate` / `ready` (nothing runs on a pull host; its agent applies what it is assigned)."""
-    why = "transport 'pull' moves one file with a plain source for now"
+    """Refuse what transport `pull` does not do: a patch (the server would need each laptop's
+    own file to patch, before it has it) and `ready` (nothing on the server can wait on a laptop).
+    A bundle of files with plain sources moves, and `activate` runs on the laptop (its agent)."""
+    why = "transport 'pull' moves plain-source files"
     entries = config.get("files")
     blocks: list[tuple[FieldPath, dict[str, Any]]] = [(("config",), config)]
     if isinstance(entries, list):
-        if len(entries) > 1:
-            found.add(("config", "files", 1), f"{why}: give config.files one entry (or the one-file form)")
         blocks += [(("config", "files", i), e) for i, e in enumerate(entries) if isinstance(e, dict)]
     for at, block in blocks:
         if "patch" in block:
             found.add((*at, "patch"), f"{why}: give a source, not a patch")
-        for key in ("activate", "ready"):
-            if key in block:
-                found.add(
-                    (*at, key), f"{why}: {key} does not run on pull hosts (their agent applies the file)"
-                )
+        if "activate" in block:  # ACTIVATE-PULL
+            found.add((*at, "activate"), f"{why}: activate does not run on pull hosts yet")
+        if "ready" in block:
+            found.add(
+                (*at, "ready"),
+                f"{why}: ready does not run on pull hosts (their agent applies the files and runs activate)",
+            )
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -3,9 +3,9 @@ into the rollout's state (under the lock; the server only writes the inbox).
 
 The wire format of an assignment is a list of files, so a bundle of files fits it unchanged:
 `files_for(rollout, playbook, host)` is the one place that turns the host's bundle (its
-FileRecords) into that list. For now a pull playbook moves a bundle of one plain-source file
-(validate refuses more files, a patch, activate and ready), so a host's own fields and its one
-file's record say the same thing, and `fold_reports` keeps both.
+FileRecords) into that list, every file with its own hashes and bytes. A pull playbook moves a
+bundle of plain-source files (validate refuses a patch and ready); the agent applies all of them
+or none, and `fold_reports` folds each file's reported hash into its FileRecord.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from rollout.core import cohorts
 from rollout.core.machine import Phase
 from rollout.core.playbook import Playbook
 from rollout.core.state import FileRecord, HostRecord, HostState
-from rollout.edges.bundle import candidate_bytes, read_backup, sum_up
+from rollout.edges.bundle import bundle_sha, candidate_bytes, host_state, read_backup, sum_up
 from rollout.edges.store import Rollout
-from rollout.hosts.pullstore import PullStore
+from rollout.hosts.pullstore import PullStore, Report
 
 WIRE_VERSION = 1
 
@@ -60,11 +60,6 @@ def files_for(rollout: Rollout, playbook: Playbook, host: str) -> list[dict[str,
     return out
 
 
-def _file(rec: HostRecord) -> FileRecord:
-    """Return the host's one file record (a pull bundle is one file for now)."""
-    return next(iter(rec.files.values()))
-
-
 def assignment_for(rollout: Rollout, playbook: Playbook, host: str) -> dict[str, Any]:
     """Return the assignment document `host`'s agent fetches."""
     rec = rollout.state.hosts[host]
@@ -93,62 +88,90 @@ def publish(rollout: Rollout, playbook: Playbook) -> int:
     return written
 
 
-def held_state(rec: HostRecord, reported: str | None, candidate: str) -> HostState:
-    """Return a pull host's state from the hash its agent reports and what it was assigned."""
+def file_state(rec: HostRecord, f: FileRecord, reported: str | None) -> HostState:
+    """Return the state of one file of a pull host from the hash its agent reports and what the
+    host was assigned (the candidate bundle, or its baseline back)."""
     if rec.assigned_at is None:
-        if reported == rec.baseline_sha256:
+        if reported == f.baseline_sha256:
             return HostState.SHADOW if rec.state == HostState.SHADOW else HostState.BASELINE
-        return HostState.CANDIDATE if reported == candidate else HostState.DRIFTED
-    if reported == rec.assigned_sha256:
-        return HostState.CANDIDATE if reported == candidate else HostState.BASELINE
-    if reported in (rec.baseline_sha256, candidate):
+        return HostState.CANDIDATE if reported == f.candidate_sha256 else HostState.DRIFTED
+    to_candidate = rec.assigned_sha256 != rec.baseline_sha256
+    target = f.candidate_sha256 if to_candidate else f.baseline_sha256
+    if reported == target:
+        return HostState.CANDIDATE if to_candidate else HostState.BASELINE
+    if reported in (f.baseline_sha256, f.candidate_sha256):
         return HostState.PENDING
     return HostState.DRIFTED
 
 
+def _bundle_state(states: list[HostState]) -> HostState:
+    """Return a pull host's state from its files': confirmed only when every file is."""
+    if HostState.DRIFTED in states:
+        return HostState.DRIFTED
+    whole = host_state(states)
+    return whole if whole is not None else HostState.PENDING
+
+
+def _take_baseline(rec: HostRecord, report: Report, backups: dict[str, bytes]) -> bool:
+    """Record the bytes a host's agent uploaded as its baseline (every file of its bundle);
+    return False while one of them is not uploaded yet (the host stays unknown)."""
+    files = list(rec.files.values())
+    if any(report.files[f.path] is not None and report.uploaded.get(f.path) is None for f in files):
+        return False
+    for f in files:
+        reported, data = report.files[f.path], report.uploaded.get(f.path)
+        if data is not None and f.backup is not None:
+            backups[f.backup] = data
+        f.baseline_sha256, f.sha256, f.state, f.switched = reported, reported, HostState.BASELINE, False
+        if reported is None:
+            f.backup = None  # no such file on the laptop: a rollback removes it
+    rec.baseline_sha256 = bundle_sha([(n, f.baseline_sha256) for n, f in rec.files.items()])
+    rec.baseline_unread, rec.state, rec.reason = False, HostState.BASELINE, None
+    sum_up(rec)
+    return True
+
+
 def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
     """Record what each host's agent reported since the last fold; return hosts whose state
-    changed (host -> new state). A host with no baseline yet gets the bytes its agent uploaded."""
+    changed (host -> new state). A host with no baseline yet gets the bytes its agent uploaded.
+    Each file of the host's bundle is folded into its FileRecord; the host is confirmed only
+    when every file reports its assigned hash."""
     store = PullStore(rollout.dir.parent)
     changed: dict[str, str] = {}
     backups: dict[str, bytes] = {}
     for host, rec in rollout.state.hosts.items():
         report = store.read_report(host)
-        if not rec.files:
+        if not rec.files or report is None:
             continue
-        f = _file(rec)
-        path = f.path
-        if report is None or path not in report.files:
+        if any(f.path not in report.files for f in rec.files.values()):
             continue
-        reported = report.files[path]
-        cand = f.candidate_sha256
         before = rec.state
         if rec.baseline_unread:
-            data = report.uploaded.get(path)
-            if reported is not None and data is None:
-                continue  # its bytes are not uploaded yet: still unknown
-            if data is not None and f.backup is not None:
-                backups[f.backup] = data
-            rec.baseline_sha256, rec.baseline_unread = reported, False
-            f.baseline_sha256, f.sha256, f.state, f.switched = reported, reported, HostState.BASELINE, False
-            rec.state, rec.reason = HostState.BASELINE, None
-            sum_up(rec)
-            changed[host] = rec.state
+            if _take_baseline(rec, report, backups):
+                changed[host] = rec.state
             continue
-        if rec.state == HostState.UNKNOWN and rec.assigned_at is None and rec.baseline_sha256 != reported:
+        held = bundle_sha([(n, report.files[f.path]) for n, f in rec.files.items()])
+        if rec.state == HostState.UNKNOWN and rec.assigned_at is None and rec.baseline_sha256 != held:
             continue
-        state = held_state(rec, reported, cand)
-        f.sha256, f.state = reported, state
-        if state == HostState.CANDIDATE:
-            f.switched = True
-        elif state in (HostState.BASELINE, HostState.SHADOW):
-            f.switched = False
+        states = []
+        drifted = []
+        for f in rec.files.values():
+            reported = report.files[f.path]
+            state = file_state(rec, f, reported)
+            f.sha256, f.state = reported, state
+            if state == HostState.CANDIDATE:
+                f.switched = True
+            elif state in (HostState.BASELINE, HostState.SHADOW):
+                f.switched = False
+            elif state == HostState.DRIFTED:
+                drifted.append(
+                    report.drift.get(f.path)
+                    or f"{f.path}: its agent reports other bytes than the assigned or the recorded ones"
+                )
+            states.append(state)
+        state = _bundle_state(states)
         if state == HostState.DRIFTED:
-            why = (
-                report.drift.get(path)
-                or "its agent reports other bytes than the assigned or the recorded ones"
-            )
-            rec.reason = f"drifted: {why}"
+            rec.reason = f"drifted: {'; '.join(drifted)}"
         elif state != HostState.PENDING:
             rec.reason = None
         confirmed = state in (HostState.CANDIDATE, HostState.BASELINE) and rec.assigned_at is not None
@@ -159,7 +182,7 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
             if before != HostState.CANDIDATE:
                 rec.switched_at = report.time  # exposure starts when the agent confirmed it
         rec.state = state
-        sum_up(rec)  # the host's hash from its file's (the one just reported)
+        sum_up(rec)  # the host's hash from its files' (the ones just reported)
         if before != state:
             changed[host] = state
     if backups:

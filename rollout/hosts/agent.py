@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import random
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -117,11 +116,14 @@ def fetch(cfg: AgentConfig) -> dict[str, Any] | None:
 
 
 def apply(cfg: AgentConfig, doc: dict[str, Any]) -> tuple[list[str], dict[str, str], list[str]]:
-    """Apply each assigned file (compare-and-swap over its expected bytes); return lines to say,
-    drift (path -> why) and errors."""
+    """Apply the assigned files, all of them or none: each is compare-and-swapped over the bytes
+    it is expected to hold; a file holding anything else is drift, and then nothing is written;
+    a swap that fails part way puts back the files already written. Return lines to say, drift
+    (path -> why) and errors."""
     said: list[str] = []
     drift: dict[str, str] = {}
     errors: list[str] = []
+    todo: list[tuple[dict[str, Any], Path, Any]] = []
     for f in doc["files"]:
         path = expand(f["path"], cfg.host)
         current = read_file(path)
@@ -133,30 +135,33 @@ def apply(cfg: AgentConfig, doc: dict[str, Any]) -> tuple[list[str], dict[str, s
             )
             said.append(f"drift: {drift[f['path']]}")
             continue
+        todo.append((f, path, current))
+    if drift:
+        if todo:
+            said.append(f"nothing written: {len(todo)} other assigned file(s) left as they are")
+        return said, drift, errors
+    written: list[tuple[dict[str, Any], Path, Any]] = []
+    for f, path, current in todo:
         mode = current.mode if current.mode is not None else NEW_FILE_MODE
         result = swap_checked(path, f["_data"], current.sha256, mode)
         if not result.swapped:
             drift[f["path"]] = f"{path} changed during the swap; left as it is"
             said.append(f"drift: {drift[f['path']]}")
-            continue
+            said.extend(_put_back(written))
+            return said, drift, errors
+        written.append((f, path, current))
         said.append(f"applied {path} ({str(f['sha256'])[:12]})")
-        command = f.get("activate")
-        if isinstance(command, str) and command.strip():
-            try:
-                done = subprocess.run(  # noqa: S602 - the playbook's own activate command
-                    command,
-                    shell=True,
-                    timeout=ACTIVATE_TIMEOUT,
-                    capture_output=True,
-                    env={**os.environ, "ROLLOUT_CONFIG_PATH": str(path), "ROLLOUT_HOST": cfg.host},
-                )
-                if done.returncode != 0:
-                    errors.append(
-                        f"activate exited {done.returncode}: {done.stderr[-300:].decode(errors='replace')}"
-                    )
-            except subprocess.TimeoutExpired:
-                errors.append(f"activate timed out after {ACTIVATE_TIMEOUT:g}s")
     return said, drift, errors
+
+
+def _put_back(written: list[tuple[dict[str, Any], Path, Any]]) -> list[str]:
+    """Put back the bytes each written file held before (last first); return lines to say."""
+    said = []
+    for f, path, before in reversed(written):
+        mode = before.mode if before.mode is not None else NEW_FILE_MODE
+        back = swap_checked(path, before.data, f["sha256"], mode)
+        said.append(f"put back {path}" if back.swapped else f"could not put back {path}: it changed")
+    return said
 
 
 def _load_state(path: Path) -> dict[str, Any]:

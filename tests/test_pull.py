@@ -388,11 +388,6 @@ PULL_LIMITS = {
         "config.patch",
         ":3:",
     ),
-    "activate": (
-        "config:\n  source: candidate.json\n  path: ~/.config/opencode/opencode.json\n  activate: 'true'\n",
-        "config.activate",
-        ":5:",
-    ),
     "ready": (
         "config:\n  source: candidate.json\n  path: ~/.config/opencode/opencode.json\n  ready: 'true'\n",
         "config.ready",
@@ -533,3 +528,71 @@ def test_drift_of_the_second_file_leaves_both_files_of_that_laptop_untouched(bun
     held = bundle.rollout("advance")
     assert held.returncode != 0, held.stdout
     assert bundle.file(first).read_bytes() == baseline_of(first)
+
+
+# -- activate over pull: the agent runs it after it applied the files -------------------------
+ACTIVATE = (
+    "  activate: 'echo \"$ROLLOUT_ACTION $ROLLOUT_HOST $(printf \"%s\\\\n\" \"$ROLLOUT_FILES\" | wc -l)\""
+    " >> activate.log; [ \"$ROLLOUT_ACTION\" = restore ] || [ ! -e fail-activate ]'\n"
+    "  activate_timeout: 30s\n"
+)
+
+
+def _log(fleet: PullFleet, host: str) -> list[str]:
+    path = fleet.home(host) / "activate.log"
+    return path.read_text().split("\n")[:-1] if path.exists() else []
+
+
+@pytest.fixture
+def activated(tmp_path: Path) -> Iterator[PullFleet]:
+    fleet = make_bundle(tmp_path, ACTIVATE)
+    fleet.server = start_serve(fleet.state)
+    yield fleet
+    if fleet.server.proc.poll() is None:
+        assert stop(fleet.server) == 0
+
+
+def test_the_agent_activates_after_it_applied_the_files_and_after_a_rollback(activated: PullFleet) -> None:
+    fleet = activated
+    first = _to_25(fleet)
+    assert all(_log(fleet, h) == [] for h in fleet.hosts)  # a baseline upload applies nothing
+    fleet.poll(first)
+    assert fleet.file(first).read_bytes() == CANDIDATE
+    assert second(fleet, first).read_bytes() == CANDIDATE_B
+    assert _log(fleet, first) == [f"switch {first} 2"]
+    fleet.poll(first)  # nothing new to apply: not activated again
+    assert _log(fleet, first) == [f"switch {first} 2"]
+    assert fleet.states()[first] == "candidate"
+    assert fleet.rollout("abort").returncode == 4
+    fleet.poll()
+    assert fleet.rollout("abort").returncode == 0
+    assert _log(fleet, first) == [f"switch {first} 2", f"restore {first} 2"]
+    assert all(_log(fleet, h) == [] for h in fleet.hosts if h != first)
+    for host in fleet.hosts:
+        assert fleet.file(host).read_bytes() == baseline_of(host)
+        assert second(fleet, host).read_bytes() == baseline_b(host)
+
+
+def test_a_failed_activation_puts_the_files_back_and_fails_the_gate(activated: PullFleet) -> None:
+    fleet = activated
+    first = _to_25(fleet)
+    (fleet.home(first) / "fail-activate").write_text("")
+    done = fleet.agent(first)
+    assert done.returncode != 0 and "activation failed" in done.stderr, done.stdout + done.stderr
+    assert fleet.file(first).read_bytes() == baseline_of(first)  # put back, both files
+    assert second(fleet, first).read_bytes() == baseline_b(first)
+    assert _log(fleet, first) == [f"switch {first} 2", f"restore {first} 2"]
+    again = fleet.agent(first)  # the same assignment is not tried again
+    assert again.returncode != 0 and "not applied again" in again.stderr, again.stderr
+    assert len(_log(fleet, first)) == 2
+    host = fleet.status()["hosts"][first]
+    assert host["state"] == "baseline", host
+    assert "activation failed on the laptop" in host["reason"], host
+    assert "activation failed on the laptop" in host["switch_failed"], host
+    gated = fleet.rollout("advance")
+    assert gated.returncode != 0, gated.stdout
+    assert "switch failed" in gated.stdout, gated.stdout
+    assert fleet.status()["state"] == "rolled-back"
+    for h in fleet.hosts:
+        assert fleet.file(h).read_bytes() == baseline_of(h)
+        assert second(fleet, h).read_bytes() == baseline_b(h)

@@ -586,8 +586,6 @@ def _pull_limits(found: _Found, config: dict[str, Any]) -> None:
     for at, block in blocks:
         if "patch" in block:
             found.add((*at, "patch"), f"{why}: give a source, not a patch")
-        if "activate" in block:  # ACTIVATE-PULL
-            found.add((*at, "activate"), f"{why}: activate does not run on pull hosts yet")
         if "ready" in block:
             found.add(
                 (*at, "ready"),

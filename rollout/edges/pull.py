@@ -18,11 +18,29 @@ from rollout.core import cohorts
 from rollout.core.machine import Phase
 from rollout.core.playbook import Playbook
 from rollout.core.state import FileRecord, HostRecord, HostState
-from rollout.edges.bundle import bundle_sha, candidate_bytes, host_state, read_backup, sum_up
+from rollout.edges import activation
+from rollout.edges.bundle import (
+    FilePlan,
+    bundle_sha,
+    candidate_bytes,
+    host_state,
+    read_backup,
+    spec_of,
+    sum_up,
+)
 from rollout.edges.store import Rollout
 from rollout.hosts.pullstore import PullStore, Report
 
 WIRE_VERSION = 1
+# How an agent reports that the candidate's activation failed (it put the files back first).
+ACTIVATION_FAILED = "activation failed on the laptop: "
+
+
+class _NoSpec:
+    activate: str | None = None
+
+
+_NO_SPEC = _NoSpec()
 
 
 def blob_name(host: str) -> str:
@@ -72,7 +90,27 @@ def assignment_for(rollout: Rollout, playbook: Playbook, host: str) -> dict[str,
         # Paths to report (and to upload, until something is assigned): the host's baseline.
         "watch": [f.path for f in rec.files.values()] or [playbook.path_on(host)],
         "poll_interval": getattr(playbook.transport_options, "poll_interval", 60.0),
+        **activation_for(rollout, playbook, host),
     }
+
+
+def activation_for(rollout: Rollout, playbook: Playbook, host: str) -> dict[str, Any]:
+    """Return what the agent runs after it applied the files: the bundle's activate commands in
+    order (each file's own, then config.activate; `file`: the path a file's own one is for), the
+    action (switch: the candidate was assigned; restore: the baseline back) and the timeout."""
+    rec = rollout.state.hosts[host]
+    if rec.assigned_at is None or not rec.files:
+        return {}
+    plans = [
+        FilePlan(n, f.path, f.shadow_path, "text", f.baseline_sha256, f.baseline_mode,
+                 f.candidate_sha256, b"", (spec_of(playbook, n) or _NO_SPEC).activate)
+        for n, f in rec.files.items()
+    ]  # fmt: skip
+    run = [{"run": command, "file": path} for command, path in activation.commands(playbook, plans)]
+    if not run:
+        return {}
+    action = "switch" if rec.assigned_sha256 != rec.baseline_sha256 else "restore"
+    return {"activate": run, "action": action, "activate_timeout": playbook.activate_timeout}
 
 
 def publish(rollout: Rollout, playbook: Playbook) -> int:
@@ -131,6 +169,30 @@ def _take_baseline(rec: HostRecord, report: Report, backups: dict[str, bytes]) -
     return True
 
 
+def _activation_failed(rec: HostRecord, report: Report) -> str | None:
+    """Return why the candidate's activation failed on the laptop, when its agent says so for the
+    assignment in force (it then put the files back: every file reports its baseline)."""
+    if rec.assigned_at is None or rec.assigned_sha256 == rec.baseline_sha256 or report.time < rec.assigned_at:
+        return None
+    why = next((e for e in report.errors if e.startswith(ACTIVATION_FAILED)), None)
+    if why is None:
+        return None
+    if any(report.files[f.path] != f.baseline_sha256 for f in rec.files.values()):
+        return None  # not (all) put back: folded as it is (pending or drifted)
+    return why
+
+
+def _switch_failed(rec: HostRecord, why: str, when: float) -> None:
+    """A failed activation is a failed switch (as for a pushed host): the host holds its baseline
+    again, the gate of its stage fails, and the server assigns it its baseline (nothing to do)."""
+    for f in rec.files.values():
+        f.sha256, f.state, f.switched = f.baseline_sha256, HostState.BASELINE, False
+    rec.state, rec.reason, rec.switch_failed, rec.touched = HostState.BASELINE, why, why, True
+    rec.assigned_sha256, rec.assigned_at, rec.confirmed_at = rec.baseline_sha256, when, when
+    rec.switched_at = None
+    sum_up(rec)
+
+
 def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
     """Record what each host's agent reported since the last fold; return hosts whose state
     changed (host -> new state). A host with no baseline yet gets the bytes its agent uploaded.
@@ -153,6 +215,11 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
         held = bundle_sha([(n, report.files[f.path]) for n, f in rec.files.items()])
         if rec.state == HostState.UNKNOWN and rec.assigned_at is None and rec.baseline_sha256 != held:
             continue
+        failed = _activation_failed(rec, report)
+        if failed is not None:
+            _switch_failed(rec, failed, report.time)
+            changed[host] = rec.state
+            continue
         states = []
         drifted = []
         for f in rec.files.values():
@@ -173,7 +240,7 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
         if state == HostState.DRIFTED:
             rec.reason = f"drifted: {'; '.join(drifted)}"
         elif state != HostState.PENDING:
-            rec.reason = None
+            rec.reason = rec.switch_failed  # a failed activation keeps saying so
         confirmed = state in (HostState.CANDIDATE, HostState.BASELINE) and rec.assigned_at is not None
         if confirmed and (before != state or rec.confirmed_at is None):
             rec.confirmed_at = report.time

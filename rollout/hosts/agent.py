@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import random
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +32,10 @@ AGENT_VERSION = "1"
 MAX_USAGE_LINES = 2000
 MAX_USAGE_BYTES = 1 << 20
 ACTIVATE_TIMEOUT = 60.0
+TAIL = 200  # characters of a failing activate command's output in the report
+# How the report says the candidate's activation failed (the files were put back): the server
+# counts it as a failed switch (rollout/edges/pull.py keeps the same words).
+ACTIVATION_FAILED = "activation failed on the laptop: "
 
 
 class FetchError(Exception):
@@ -115,6 +120,9 @@ def fetch(cfg: AgentConfig) -> dict[str, Any] | None:
     return doc
 
 
+Written = list[tuple[dict[str, Any], Path, Any]]  # (assigned file, laptop path, what it held before)
+
+
 def apply(cfg: AgentConfig, doc: dict[str, Any]) -> tuple[list[str], dict[str, str], list[str]]:
     """Apply the assigned files, all of them or none: each is compare-and-swapped over the bytes
     it is expected to hold; a file holding anything else is drift, and then nothing is written;
@@ -151,7 +159,56 @@ def apply(cfg: AgentConfig, doc: dict[str, Any]) -> tuple[list[str], dict[str, s
             return said, drift, errors
         written.append((f, path, current))
         said.append(f"applied {path} ({str(f['sha256'])[:12]})")
+    if written:
+        failed = activate(cfg, doc, str(doc.get("action") or "switch"))
+        if failed is not None and doc.get("action", "switch") == "switch":
+            said.append(f"activation failed: {failed}")
+            said.extend(_put_back(written))
+            again = activate(cfg, doc, "restore")
+            errors.append(
+                ACTIVATION_FAILED
+                + failed
+                + (f"; files put back, but {again}" if again else "; files put back")
+            )
+        elif failed is not None:
+            said.append(f"activation failed: {failed}")
+            errors.append(f"activation after the rollback failed: {failed}")
     return said, drift, errors
+
+
+def activate(cfg: AgentConfig, doc: dict[str, Any], action: str) -> str | None:
+    """Run the assignment's activate commands in order (in the home folder); return why one
+    failed (None: all ran, or there are none)."""
+    commands = doc.get("activate")
+    if not isinstance(commands, list) or not commands:
+        return None
+    timeout = doc.get("activate_timeout")
+    limit = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else ACTIVATE_TIMEOUT
+    paths = [str(expand(f["path"], cfg.host)) for f in doc["files"]]
+    env = {
+        **os.environ,
+        "ROLLOUT_HOST": cfg.host,
+        "ROLLOUT_ROLLOUT_ID": str(doc.get("rollout") or ""),
+        "ROLLOUT_ACTION": action,
+        "ROLLOUT_FILES": "\n".join(paths),
+    }
+    for entry in commands:
+        if not isinstance(entry, dict) or not isinstance(entry.get("run"), str):
+            continue
+        command = entry["run"]
+        extra = dict(env)
+        if isinstance(entry.get("file"), str):
+            extra["ROLLOUT_FILE"] = str(expand(entry["file"], cfg.host))
+        try:
+            done = subprocess.run(  # noqa: S602 - the playbook's own activate command
+                command, shell=True, timeout=limit, capture_output=True, env=extra, cwd=Path.home()
+            )
+        except subprocess.TimeoutExpired:
+            return f"`{command}` ({action}) timed out after {limit:g}s"
+        if done.returncode != 0:
+            tail = (done.stdout + done.stderr).decode(errors="replace").strip()[-TAIL:]
+            return f"`{command}` ({action}) exited {done.returncode}" + (f": {tail}" if tail else "")
+    return None
 
 
 def _put_back(written: list[tuple[dict[str, Any], Path, Any]]) -> list[str]:
@@ -218,9 +275,21 @@ def poll_once(cfg: AgentConfig) -> PollResult:
         result.lines.append(f"{e}; nothing written, the last applied files are kept ({kept})")
         errors.append(str(e))
     if doc is not None:
-        said, drift, errs = apply(cfg, doc)
+        key = f"{doc.get('rollout')}:{doc.get('assigned_at')}"
+        kept = state.get("failed")
+        earlier: dict[str, Any] = kept if isinstance(kept, dict) else {}
+        if earlier.get("key") == key:
+            # This assignment's activation failed here already: not applied (nor run) again.
+            said, drift, errs = [f"not applied again: {earlier.get('why')}"], {}, [str(earlier.get("why"))]
+        else:
+            said, drift, errs = apply(cfg, doc)
+            why = next((e for e in errs if e.startswith(ACTIVATION_FAILED)), None)
+            if why is not None:
+                state["failed"] = {"key": key, "why": why}
         result.lines.extend(said)
         errors.extend(errs)
+        if errs:
+            result.ok = False
         if isinstance(doc.get("poll_interval"), int | float):
             result.interval = float(doc["poll_interval"])
     assigned = {f["path"] for f in doc["files"]} if doc else set()

@@ -373,7 +373,7 @@ def _switch_host(
         else:
             f.state, f.sha256, f.switched = HostState.CANDIDATE, plan.candidate_sha256, True
         done.append(plan)
-    if _is_pull(run):  # activate and ready do not run on pull hosts (the playbook refuses them)
+    if _is_pull(run):  # a pull host's agent runs activate itself, after it applied the files (ready is refused)
         return HostSwitch(True, pending=any(rec.files[p.name].state == HostState.PENDING for p in plans))
     failed = activation.activate(run.rollout, run.playbook, s, plans, "switch", stage)
     if failed is None:
@@ -501,7 +501,7 @@ def _restore_host(run: Run, s: Any, *, activate_after: bool) -> HostRestore:
             f"({_short(rec.files[changed[0]].sha256)}); it is left as it is"
         )
         return HostRestore(False, why)
-    if _is_pull(run):  # nothing runs on a pull host: its agent applies what it is assigned
+    if _is_pull(run):  # nothing runs from here on a pull host: its agent applies (and activates) what it is assigned
         return HostRestore(True, pending=any(f.state == HostState.PENDING for f in rec.files.values()))
     warning = None
     if activate_after:

@@ -596,3 +596,28 @@ def test_a_failed_activation_puts_the_files_back_and_fails_the_gate(activated: P
     for h in fleet.hosts:
         assert fleet.file(h).read_bytes() == baseline_of(h)
         assert second(fleet, h).read_bytes() == baseline_b(h)
+
+
+def test_a_stage_deadline_decides_on_a_pull_cohort_whose_agent_never_confirms(tmp_path: Path) -> None:
+    import time
+
+    fleet = make(tmp_path, stages="[shadow, {percent: 25, deadline: 1s, on_deadline: rollback}, 50, 100]")
+    fleet.server = start_serve(fleet.state)
+    try:
+        first = _to_25(fleet)  # assigned; its laptop sleeps from now on
+        held = fleet.rollout("advance")
+        assert held.returncode == 5 and first in held.stdout, held.stdout
+        time.sleep(1.2)  # the stage's deadline passes with its cohort unconfirmed
+        decided = fleet.rollout("advance")
+        assert decided.returncode == 3, decided.stdout + decided.stderr
+        assert "deadline: stage 25% not promoted within its deadline of 1s" in decided.stdout, decided.stdout
+        status = fleet.status()
+        assert status["state"] == "rolled-back", status
+        assert status["reason"].startswith("stage 25% not promoted within its deadline of 1s")
+        events = [json.loads(x) for x in (Path(status["folder"]) / "events.jsonl").read_text().splitlines()]
+        assert [e["action"] for e in events if e["event"] == "deadline"] == ["rollback"]
+        fleet.poll()  # the sleeper wakes after the rollback: it is assigned its baseline, nothing to do
+        for host in fleet.hosts:
+            assert fleet.file(host).read_bytes() == baseline_of(host)
+    finally:
+        assert stop(fleet.server) == 0

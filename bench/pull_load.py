@@ -91,6 +91,12 @@ def main() -> None:
         rss = int(Path(f"/proc/{srv.pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         return (int(stat[13]) + int(stat[14])) / os.sysconf("SC_CLK_TCK"), rss
 
+    def status_once() -> float:
+        t = time.perf_counter()
+        subprocess.run([*cli, "status"], env=env, capture_output=True, check=False)
+        return time.perf_counter() - t
+
+    idle = sorted(status_once() for _ in range(7))  # the same state, the server up but not polled
     cpu0, _ = cpu_rss()
     start = time.monotonic()
     threads = [threading.Thread(target=worker) for _ in range(a.workers)]
@@ -98,9 +104,7 @@ def main() -> None:
         t.start()
     status_times = []
     while time.monotonic() < stop:
-        t = time.perf_counter()
-        subprocess.run([*cli, "status"], env=env, capture_output=True, check=False)
-        status_times.append(time.perf_counter() - t)
+        status_times.append(status_once())
         time.sleep(1)
     for t in threads:
         t.join()
@@ -114,7 +118,12 @@ def main() -> None:
     print(f"requests {n} in {elapsed:.1f}s: {n / elapsed:.0f} req/s, errors {errors[0]}")
     print(f"latency p50 {lat[n // 2] * 1000:.1f} ms, p99 {lat[int(n * 0.99)] * 1000:.1f} ms")
     print(f"server CPU {100 * (cpu1 - cpu0) / elapsed:.0f}% of one core, RSS {rss / 2**20:.0f} MiB")
-    print(f"rollout status meanwhile: median {sorted(status_times)[len(status_times) // 2] * 1000:.0f} ms over {len(status_times)} runs")
+    busy = sorted(status_times)[len(status_times) // 2]
+    print(f"rollout status with no polls: median {idle[len(idle) // 2] * 1000:.0f} ms over {len(idle)} runs")
+    print(
+        f"rollout status meanwhile: median {busy * 1000:.0f} ms over {len(status_times)} runs "
+        f"({busy / idle[len(idle) // 2]:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

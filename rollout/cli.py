@@ -924,6 +924,11 @@ def hosts_revoke(ctx: click.Context, name: str, state_dir: str | None, as_json: 
     "--config", "config_file", type=click.Path(dir_okay=False), help="A YAML file with these settings."
 )
 @click.option("--usage-log", type=click.Path(dir_okay=False), help="A usage log (JSON lines) to forward.")
+@click.option(
+    "--opencode-db",
+    metavar="PATH",
+    help="OpenCode's SQLite store on this laptop (read-only): its finished calls are forwarded as usage.",
+)
 @click.option("--state-file", type=click.Path(dir_okay=False), help="Where the agent keeps its own state.")
 @json_option
 def agent(
@@ -934,6 +939,7 @@ def agent(
     once: bool,
     config_file: str | None,
     usage_log: str | None,
+    opencode_db: str | None,
     state_file: str | None,
     as_json: bool,
 ) -> None:
@@ -950,7 +956,7 @@ def agent(
     from rollout.commands.agent import agent as run
     from rollout.commands.agent import make_config
 
-    cfg = make_config(server, host_name, token_file, interval, state_file, usage_log, config_file)
+    cfg = make_config(server, host_name, token_file, interval, state_file, usage_log, config_file, opencode_db)
 
     def say(line: str, bad: bool) -> None:
         click.echo(line, err=bad or as_json)

@@ -621,3 +621,154 @@ def test_a_stage_deadline_decides_on_a_pull_cohort_whose_agent_never_confirms(tm
             assert fleet.file(host).read_bytes() == baseline_of(host)
     finally:
         assert stop(fleet.server) == 0
+
+
+# OpenCode's store on the laptop, forwarded by the agent (--opencode-db) as usage records.
+
+STORE = "~/.local/share/opencode/opencode.db"
+
+
+def store_of(fleet: PullFleet, host: str) -> Path:
+    path = fleet.home(host) / ".local" / "share" / "opencode" / "opencode.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def forwarded(fleet: PullFleet, host: str) -> list[dict[str, Any]]:
+    path = fleet.state / ".pull" / "hosts" / host / "usage.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _insert(conn: Any, msg_id: str, data: dict[str, Any]) -> None:
+    created = data["time"]["created"]
+    conn.execute("INSERT INTO message VALUES (?, 'ses_1', ?, ?, ?)", (msg_id, created, created, json.dumps(data)))
+    conn.commit()
+
+
+def test_a_metric_gate_passes_on_the_opencode_calls_the_agent_forwards_once(tmp_path: Path) -> None:
+    import time
+
+    from tests import opencode_db
+
+    fleet = make(tmp_path, stages="[shadow, 50, 100]", hosts=("lap-a", "lap-b"))
+    with fleet.playbook.open("a") as f:
+        f.write(
+            "    - name: errors\n      metric: error_rate\n"
+            "      source: {type: usage-log, path: 'pull:usage'}\n"
+            "      window: 1h\n      max: 0.5\n      min_samples: 3\n"
+        )
+    fleet.server = start_serve(fleet.state)
+    try:
+        assert fleet.rollout("start", str(fleet.playbook)).returncode == 0
+        for host in fleet.hosts:  # a laptop whose store is still empty forwards nothing
+            opencode_db.create(store_of(fleet, host), []).close()
+            done = fleet.agent(host, "--opencode-db", STORE)
+            assert done.returncode == 0, done.stdout + done.stderr
+        went = fleet.rollout("advance")  # shadow -> 50%
+        assert went.returncode == 0, went.stdout + went.stderr
+        (canary,) = [h for h, s in fleet.states().items() if s == "pending"]
+        done = fleet.agent(canary, "--opencode-db", STORE)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert fleet.states()[canary] == "candidate"
+        assert forwarded(fleet, canary) == []
+        # The canary's OpenCode makes four good calls after it switched, and one more is streaming.
+        now = int(time.time() * 1000) + 1000
+        store_of(fleet, canary).unlink()
+        live = opencode_db.create(store_of(fleet, canary), [], wal=True)  # OpenCode holds it open
+        try:
+            _insert(live, "msg_u", opencode_db.user(now))
+            for i in range(12):
+                _insert(live, f"msg_{i:02d}", opencode_db.assistant(now + i * 10, agent="build"))
+            _insert(live, "msg_s", opencode_db.assistant(now + 1, duration_ms=None))
+            assert (store_of(fleet, canary).parent / "opencode.db-wal").exists()
+            before = store_of(fleet, canary).read_bytes()
+            for _ in range(2):  # polled twice: the records arrive once
+                done = fleet.agent(canary, "--opencode-db", STORE)
+                assert done.returncode == 0, done.stdout + done.stderr
+            assert store_of(fleet, canary).read_bytes() == before  # read-only
+            got = forwarded(fleet, canary)
+            assert len(got) == 12, got
+            assert {r["outcome"] for r in got} == {"success"}
+            assert got[0]["gen_ai.request.model"] == "anthropic/claude-sonnet-4"
+            assert got[0]["gen_ai.agent.name"] == "build" and got[0]["duration_s"] == 2.0
+            assert sorted(r["ts"] for r in got) == [(now + i * 10) / 1000 for i in range(12)]
+            # The streaming call finishes: forwarded once, at the next poll.
+            finished = opencode_db.assistant(now + 1, duration_ms=5000, model="claude-opus-4")
+            live.execute("UPDATE message SET data = ? WHERE id = 'msg_s'", (json.dumps(finished),))
+            live.commit()
+            for _ in range(2):
+                done = fleet.agent(canary, "--opencode-db", STORE)
+                assert done.returncode == 0, done.stdout + done.stderr
+            got = forwarded(fleet, canary)
+            assert len(got) == 13, got
+            assert [r["duration_s"] for r in got].count(5.0) == 1
+            # A later call past the held cursor comes once too.
+            _insert(live, "msg_late", opencode_db.assistant(now + 100))
+            for _ in range(2):
+                assert fleet.agent(canary, "--opencode-db", STORE).returncode == 0
+            assert len(forwarded(fleet, canary)) == 14
+        finally:
+            live.close()
+        # error_rate 0/14 against max 0.5 (min_samples 3): the gate passes.
+        advanced = fleet.rollout("advance")
+        assert advanced.returncode == 0, advanced.stdout + advanced.stderr
+        assert "errors" in advanced.stdout, advanced.stdout
+    finally:
+        assert stop(fleet.server) == 0
+
+
+def test_a_metric_gate_fails_on_the_failing_opencode_calls_forwarded(tmp_path: Path) -> None:
+    import time
+
+    from tests import opencode_db
+
+    fleet = make(tmp_path, stages="[shadow, 50, 100]", hosts=("lap-a", "lap-b"))
+    with fleet.playbook.open("a") as f:
+        f.write(
+            "    - name: errors\n      metric: error_rate\n"
+            "      source: {type: usage-log, path: 'pull:usage'}\n"
+            "      window: 1h\n      max: 0.2\n      min_samples: 3\n"
+        )
+    fleet.server = start_serve(fleet.state)
+    try:
+        assert fleet.rollout("start", str(fleet.playbook)).returncode == 0
+        fleet.poll()
+        went = fleet.rollout("advance")  # shadow -> 50%
+        assert went.returncode == 0, went.stdout + went.stderr
+        (canary,) = [h for h, s in fleet.states().items() if s == "pending"]
+        fleet.poll(canary)
+        now = int(time.time() * 1000) + 1000
+        bad = {"name": "APIError", "data": {"message": "overloaded", "statusCode": 529}}
+        calls = [opencode_db.assistant(now + i, error=bad if i % 4 else None) for i in range(20)]
+        opencode_db.create(store_of(fleet, canary), list(calls)).close()
+        assert fleet.agent(canary, "--opencode-db", STORE).returncode == 0
+        assert [r["outcome"] for r in forwarded(fleet, canary)].count("error") == 15
+        advanced = fleet.rollout("advance")
+        # Rolled back (exit 4 until the canary's agent confirms its baseline).
+        assert advanced.returncode == 4, advanced.stdout + advanced.stderr
+        assert "error_rate 75.0% on canary (15/20 calls" in advanced.stdout, advanced.stdout
+        fleet.poll(canary)
+        assert fleet.file(canary).read_bytes() == baseline_of(canary)
+    finally:
+        assert stop(fleet.server) == 0
+
+
+def test_an_opencode_store_that_cannot_be_opened_is_reported_not_fatal(pull: PullFleet) -> None:
+    assert pull.rollout("start", str(pull.playbook)).returncode == 0
+    host = pull.hosts[0]
+    missing = pull.agent(host, "--opencode-db", STORE)  # no store there
+    assert missing.returncode == 1, missing.stdout + missing.stderr
+    assert "Traceback" not in missing.stderr
+    assert "opencode store" in missing.stderr and "cannot open it" in missing.stderr, missing.stderr
+    report = json.loads((pull.state / ".pull" / "hosts" / host / "report.json").read_text())
+    assert any("cannot open it" in e for e in report["errors"]), report
+    store_of(pull, host).write_bytes(b"not a database at all" * 100)
+    garbage = pull.agent(host, "--opencode-db", STORE)
+    assert garbage.returncode == 1 and "Traceback" not in garbage.stderr, garbage.stderr
+    assert "opencode store" in garbage.stderr, garbage.stderr
+    assert pull.file(host).read_bytes() == baseline_of(host)  # the rest of the poll went on
+    assert pull.states()[host] != "unknown"  # its baseline was uploaded with the report all the same
+    config = pull.root / "agent.yml"
+    config.write_text("opencode_db: ~/elsewhere/opencode.db\n")  # the setting in the agent's config file
+    configured = pull.agent(host, "--config", str(config))
+    assert configured.returncode == 1 and "elsewhere/opencode.db: cannot open it" in configured.stderr

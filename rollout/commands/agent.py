@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from rollout.hosts.agent import AgentConfig, poll_once, run_forever
 from rollout.util import yamlload
 from rollout.util.errors import UNEXPECTED, BadInput
 
-_KEYS = {"server", "host", "token_file", "interval", "state_file", "usage_log"}
+_KEYS = {"server", "host", "token_file", "interval", "state_file", "usage_log", "opencode_db"}
 
 
 def read_config(path: str) -> dict[str, Any]:
@@ -35,6 +36,7 @@ def make_config(
     state_file: str | None,
     usage_log: str | None,
     config: str | None,
+    opencode_db: str | None = None,
 ) -> AgentConfig:
     """Return the agent's settings from flags (which win) and the config file; raise BadInput."""
     found = read_config(config) if config else {}
@@ -55,6 +57,12 @@ def make_config(
         raise BadInput(f"--token-file: {token_file}: empty")
     usage = usage_log or found.get("usage_log")
     state = state_file or found.get("state_file")
+    store = opencode_db or found.get("opencode_db")
+    if store is not None and not isinstance(store, str):
+        raise BadInput(f"{config}: opencode_db: must be a path, got {store!r}")
+    reader: Callable[[Path, Any, int], Any] | None = None
+    if store:
+        from rollout.checks.metrics.opencode_forward import new_records as reader
     return AgentConfig(
         server=str(server),
         host=str(host),
@@ -62,6 +70,8 @@ def make_config(
         interval=interval if interval is not None else found.get("interval"),
         state_file=Path(state).expanduser() if state else None,
         usage_log=Path(usage).expanduser() if usage else None,
+        opencode_db=Path(store).expanduser() if store else None,
+        read_opencode=reader,
     )
 
 

@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,10 @@ class AgentConfig:
     state_file: Path | None = None
     usage_log: Path | None = None
     timeout: float = 15.0
+    opencode_db: Path | None = None
+    # Reads the OpenCode store on from a cursor: (path, cursor kept, at most n) -> an object with
+    # `records`, `cursor` (None: keep it) and `error`. Given by the command (hosts import no checks).
+    read_opencode: Callable[[Path, Any, int], Any] | None = None
 
     def state_path(self) -> Path:
         if self.state_file is not None:
@@ -306,6 +311,17 @@ def poll_once(cfg: AgentConfig) -> PollResult:
             entry["content_b64"] = base64.b64encode(held.data).decode()
         files.append(entry)
     usage, offset = _usage(cfg, state)
+    opencode_cursor = state.get("opencode_cursor")
+    if cfg.opencode_db is not None and cfg.read_opencode is not None:
+        found = cfg.read_opencode(cfg.opencode_db, opencode_cursor, max(MAX_USAGE_LINES - len(usage), 0))
+        if found.error:
+            errors.append(found.error)
+            result.ok = False
+            result.lines.append(f"usage not forwarded: {found.error}")
+        else:
+            usage.extend(found.records)
+            if found.cursor is not None:
+                opencode_cursor = found.cursor
     applied = ", ".join(f"{f['path']}@{str(f['sha256'])[:12]}" for f in files) or None
     report = {
         "report_id": uuid.uuid4().hex,
@@ -340,6 +356,8 @@ def poll_once(cfg: AgentConfig) -> PollResult:
             if "content_b64" in f:
                 uploaded[f["path"]] = f["sha256"]
         state.update(usage_offset=offset, uploaded=uploaded, watch=watch)
+        if opencode_cursor is not None:
+            state["opencode_cursor"] = opencode_cursor
     if doc is not None or sent:
         state["applied"] = applied if doc is not None else state.get("applied")
     state_path.parent.mkdir(parents=True, exist_ok=True)

@@ -45,8 +45,6 @@ def load_checked(path: str | Path, state_dir: Path | None = None) -> tuple[Playb
         data = pb.config_source.read_bytes()
     except OSError as e:
         raise BadInput(f"{pb.file}: config.source: cannot read {pb.config_source} ({e})") from None
-    if pb.is_patch:
-        return pb, data, []  # a patch is no config: each host's patched file is checked (plan, start)
     problems = check_candidate(pb, data)
     errors = [p for p in problems if p.severity == "error"]
     if errors:

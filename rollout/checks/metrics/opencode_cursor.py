@@ -13,9 +13,7 @@ are let go; when the host's first call was is kept. The cursors live in this pro
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
-import tempfile
 import threading
 import zlib
 from collections import OrderedDict
@@ -23,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollout.checks.metrics.opencode_store import record_from_message
+from rollout.checks.metrics.opencode_store import CREATED_SQL, is_streaming, private_copy, record_from_message
 from rollout.models.calls import Calls, CallsBuilder
 
 _KEEP = 4096  # stores remembered (LRU)
-_CREATED = "json_extract(data, '$.time.created')"
 
 
 @dataclass(frozen=True)
@@ -56,30 +53,12 @@ def forget_all() -> None:
         _memory.clear()
 
 
-def _streaming(data: Any) -> bool:
-    """An assistant message that has not finished yet (no completion time, no error)."""
-    if not isinstance(data, dict) or data.get("role") != "assistant" or data.get("error"):
-        return False
-    times = data.get("time")
-    return isinstance(times, dict) and not isinstance(times.get("completed"), int | float)
-
-
-def _open_copy(db: bytes, wal: bytes | None) -> tuple[Path, sqlite3.Connection]:
-    folder = Path(tempfile.mkdtemp(prefix="rollout-opencode-"))
-    target = folder / "opencode.db"
-    target.write_bytes(db)
-    if wal:
-        (folder / "opencode.db-wal").write_bytes(wal)
-        conn = sqlite3.connect(target)  # a WAL file is only replayed by a writable connection
-        try:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            conn.close()
+def _connect(target: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
     # A checksum of the messages before the cursor (in C per row, a Python call each: far less
     # than decoding them): one changed in place, or another store, is read again from its start.
     conn.create_function("crc32", 1, _crc32, deterministic=True)
-    return folder, conn
+    return conn
 
 
 def _crc32(data: Any) -> int:
@@ -89,30 +68,31 @@ def _crc32(data: Any) -> int:
 def read_store(db: bytes, wal: bytes | None, seen: StoreCursor | None, horizon: float) -> StoreCursor:
     """Return the host's calls after decoding the messages of the fetched store that are new
     since `seen` (all of them when `seen` is None or no longer holds)."""
-    folder, conn = _open_copy(db, wal)
     try:
-        holds = seen is not None and _before(conn, seen.after_ms) == (seen.before, seen.before_sum)
-        return _read_on(conn, seen if holds else None, horizon)
+        with private_copy(db, wal) as target:
+            conn = _connect(target)
+            try:
+                holds = seen is not None and _before(conn, seen.after_ms) == (seen.before, seen.before_sum)
+                return _read_on(conn, seen if holds else None, horizon)
+            finally:
+                conn.close()
     except sqlite3.Error as e:
         raise ValueError(f"cannot read the fetched database: {e}") from None
-    finally:
-        conn.close()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _before(conn: sqlite3.Connection, after_ms: float) -> tuple[int, int]:
     if after_ms == float("-inf"):
         return 0, 0
-    row = conn.execute(f"SELECT count(*), total(crc32(data)) FROM message WHERE {_CREATED} < ?", (after_ms,)).fetchone()
+    row = conn.execute(f"SELECT count(*), total(crc32(data)) FROM message WHERE {CREATED_SQL} < ?", (after_ms,)).fetchone()
     return int(row[0]), int(row[1])
 
 
 def _read_on(conn: sqlite3.Connection, seen: StoreCursor | None, horizon: float) -> StoreCursor:
     after = seen.after_ms if seen is not None else float("-inf")
     counted = dict(seen.counted) if seen is not None else {}
-    query = f"SELECT rowid, {_CREATED}, data FROM message"
+    query = f"SELECT rowid, {CREATED_SQL}, data FROM message"
     if seen is not None:
-        rows = conn.execute(query + f" WHERE {_CREATED} >= ?", (after,))
+        rows = conn.execute(query + f" WHERE {CREATED_SQL} >= ?", (after,))
     else:
         rows = conn.execute(query)
     builder = CallsBuilder()
@@ -129,7 +109,7 @@ def _read_on(conn: sqlite3.Connection, seen: StoreCursor | None, horizon: float)
             data = json.loads(raw)
         except (TypeError, ValueError):
             data = None
-        if _streaming(data):
+        if is_streaming(data):
             oldest_open = min(oldest_open, float(created))
             continue
         got = record_from_message(data) if data is not None else "invalid JSON in data"

@@ -17,20 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollout.checks.metrics.opencode_store import record_from_message
+from rollout.checks.metrics.opencode_store import CREATED_SQL, is_streaming, record_from_message
 
-_CREATED = "json_extract(data, '$.time.created')"
 # The cursor stays this far behind the newest message seen: a message written a little after a
 # newer one (another session of the same store) is still found; the ids keep it from counting twice.
 SLACK_MS = 60_000.0
-
-
-def _streaming(data: Any) -> bool:
-    """An assistant message that has not finished yet (no completion time, no error)."""
-    if not isinstance(data, dict) or data.get("role") != "assistant" or data.get("error"):
-        return False
-    times = data.get("time")
-    return isinstance(times, dict) and not isinstance(times.get("completed"), int | float)
 
 
 @dataclass
@@ -60,11 +51,11 @@ def new_records(path: Path, kept: Any, limit: int) -> Forward:
     except sqlite3.Error as e:
         return Forward(error=f"opencode store {path}: cannot open it ({e})")
     try:
-        query = f"SELECT id, {_CREATED}, data FROM message"
+        query = f"SELECT id, {CREATED_SQL}, data FROM message"
         if after == float("-inf"):
-            rows = conn.execute(query + f" ORDER BY {_CREATED}, id")
+            rows = conn.execute(query + f" ORDER BY {CREATED_SQL}, id")
         else:
-            rows = conn.execute(query + f" WHERE {_CREATED} >= ? ORDER BY {_CREATED}, id", (after,))
+            rows = conn.execute(query + f" WHERE {CREATED_SQL} >= ? ORDER BY {CREATED_SQL}, id", (after,))
         return _walk(rows, after, done, limit)
     except sqlite3.Error as e:
         return Forward(error=f"opencode store {path}: cannot read its message table ({e})")
@@ -89,7 +80,7 @@ def _walk(rows: Any, after: float, done: set[str], limit: int) -> Forward:
             data = json.loads(raw)
         except (TypeError, ValueError):
             data = None
-        if _streaming(data):
+        if is_streaming(data):
             stop = min(stop, when)
             continue
         got = record_from_message(data) if data is not None else "invalid JSON in data"

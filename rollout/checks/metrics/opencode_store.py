@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,25 +102,46 @@ def read_opencode_db(path: str | Path) -> UsageBatch:
     return batch
 
 
-def read_opencode_bytes(db: bytes, wal: bytes | None = None) -> UsageBatch:
-    """Read a database fetched from a host (with its -wal file, if any) through a private copy."""
+# The creation time of a message, in SQL (cursors read on from it).
+CREATED_SQL = "json_extract(data, '$.time.created')"
+
+
+def is_streaming(data: Any) -> bool:
+    """An assistant message that has not finished yet (no completion time, no error): skipped by
+    `record_from_message` now, counted once it finishes (cursors hold at it)."""
+    if not isinstance(data, dict) or data.get("role") != "assistant" or data.get("error"):
+        return False
+    times = data.get("time")
+    return isinstance(times, dict) and not isinstance(times.get("completed"), int | float)
+
+
+@contextlib.contextmanager
+def private_copy(db: bytes, wal: bytes | None = None) -> Iterator[Path]:
+    """Yield the path of a private copy of a database fetched from a host, its -wal folded in
+    (a WAL file is only replayed by a writable connection); the copy is removed afterwards."""
     folder = Path(tempfile.mkdtemp(prefix="rollout-opencode-"))
     try:
         target = folder / "opencode.db"
         target.write_bytes(db)
         if wal:
             (folder / "opencode.db-wal").write_bytes(wal)
-            # A WAL file is only replayed by a writable connection; fold it in first.
             conn = sqlite3.connect(target)
             try:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 conn.close()
-        return read_opencode_db(target)
-    except sqlite3.Error as e:
-        return UsageBatch(bad_lines=[(0, f"cannot read the fetched database: {e}")])
+        yield target
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def read_opencode_bytes(db: bytes, wal: bytes | None = None) -> UsageBatch:
+    """Read a database fetched from a host (with its -wal file, if any) through a private copy."""
+    try:
+        with private_copy(db, wal) as target:
+            return read_opencode_db(target)
+    except sqlite3.Error as e:
+        return UsageBatch(bad_lines=[(0, f"cannot read the fetched database: {e}")])
 
 
 def _is_number(value: Any) -> bool:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from rollout.checks.base import BlobStore
 from rollout.checks.metrics.opencode_cursor import store_usage
@@ -17,10 +17,12 @@ from rollout.checks.metrics.source_spec import (
     parse_source,
 )
 from rollout.checks.metrics.stream import Look, host_usage, memory_key
-from rollout.hosts.fleet import Fleet
+from rollout.hosts.fleet import Fleet, HostResult
 from rollout.hosts.transports.base import HostSession
 from rollout.models.calls import Calls
 from rollout.models.usage import UsageBatch, read_usage_bytes
+
+T = TypeVar("T")
 
 __all__ = ["SOURCE_TYPES", "HostFileSource", "PrometheusSource", "Source", "parse_source"]
 
@@ -51,12 +53,7 @@ def fetch_looks(
             return Look(Calls.empty(), None, 1)
         return Look(usage.calls, usage.first_ts, usage.bad)
 
-    results = fleet.map(hosts, one, label=f"read {source.type}")
-    out: dict[str, Look | str] = {}
-    for host in hosts:
-        r = results[host]
-        out[host] = r.value if r.value is not None else f"cannot read {source.type} on {host}: {r.error}"
-    return out
+    return _per_host(fleet.map(hosts, one, label=f"read {source.type}"), hosts, source.type)
 
 
 def fetch_batches(
@@ -70,46 +67,20 @@ def fetch_batches(
         if found.sha256 is None or found.data is None:
             return UsageBatch()  # no traffic recorded yet on this host
         if source.type == "usage-log":
-            return _parsed(found.sha256, lambda: _grown(session.host, path, found.data or b""))
+            return _parsed(found.sha256, lambda: read_usage_bytes(found.data or b""))
         wal = session.read(path + "-wal")
         key = f"{found.sha256}+{wal.sha256}"
         return _parsed(key, lambda: read_opencode_bytes(found.data or b"", wal.data))
 
-    results = fleet.map(hosts, one, label=f"read {source.type}")
-    out: dict[str, UsageBatch | str] = {}
-    for host in hosts:
-        r = results[host]
-        out[host] = r.value if r.value is not None else f"cannot read {source.type} on {host}: {r.error}"
-    return out
+    return _per_host(fleet.map(hosts, one, label=f"read {source.type}"), hosts, source.type)
 
 
-# A usage log grows by appending: keep each host's parsed prefix (up to its last whole line) and
-# parse only what was added since, so a gate sampled every second does not re-read the whole log.
-_prefixes: dict[tuple[str, str], tuple[int, bytes, UsageBatch]] = {}
-
-
-def _grown(host: str, path: str, data: bytes) -> UsageBatch:
-    """Parse a usage log's bytes, reusing the parse of a prefix seen before on this host."""
-    key = (host, path)
-    with _cache_lock:
-        seen = _prefixes.get(key)
-    end = data.rfind(b"\n") + 1
-    if seen is not None and seen[0] <= end and hashlib.sha256(data[: seen[0]]).digest() == seen[1]:
-        size, _, before = seen
-        added = read_usage_bytes(data[size:end])
-        lines = data[:size].count(b"\n")
-        batch = UsageBatch(
-            before.records + added.records,
-            before.bad_lines + [(n + lines, why) for n, why in added.bad_lines],
-        )
-    else:
-        batch = read_usage_bytes(data[:end])
-    with _cache_lock:
-        if len(_prefixes) >= 4 * _CACHE_SIZE:
-            _prefixes.pop(next(iter(_prefixes)))
-        _prefixes[key] = (end, hashlib.sha256(data[:end]).digest(), batch)
-    tail = read_usage_bytes(data[end:]) if end < len(data) else UsageBatch()
-    return UsageBatch(batch.records + tail.records, batch.bad_lines + tail.bad_lines)
+def _per_host(results: dict[str, HostResult[T]], hosts: tuple[str, ...], kind: str) -> dict[str, T | str]:
+    """Return each host's value, or why the host could not be read."""
+    return {
+        h: v if (v := results[h].value) is not None else f"cannot read {kind} on {h}: {results[h].error}"
+        for h in hosts
+    }
 
 
 def _parsed(key: str, parse: Callable[[], UsageBatch]) -> UsageBatch:

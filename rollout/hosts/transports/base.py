@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from rollout.util.errors import BadInput
+
 # A file the rollout creates on a host that had none may hold secrets: owner-only unless the
 # host's own file said otherwise.
 NEW_FILE_MODE = 0o600
@@ -110,3 +112,12 @@ class TransportKind(Protocol):
 
     def build(self, options: Any, base_dir: Path, hosts: tuple[str, ...]) -> Transport:
         """Return a Transport for these hosts."""
+
+
+def refuse_unknown_targets(targets: dict[str, Any], allowed: tuple[str, ...], kind: str, where: str) -> None:
+    """Raise BadInput naming the first key of `targets` transport `kind` does not take."""
+    extra = sorted(set(targets) - {"transport", "hosts", *allowed})
+    if extra:
+        expected = ", ".join(("transport", "hosts", *allowed))
+        raise BadInput(f"{where}: targets.{extra[0]}: unknown key for transport '{kind}' (expected: {expected})")
+

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from rollout.hosts import orphans
-from rollout.hosts.transports.base import NEW_FILE_MODE, CommandResult, FileState, FileTail, SwapResult
+from rollout.hosts.transports.base import (
+    NEW_FILE_MODE,
+    CommandResult,
+    FileState,
+    FileTail,
+    SwapResult,
+    refuse_unknown_targets,
+)
 from rollout.util.atomic import TEMP_SUFFIX, exchange, fsync_dir, write_temp
 from rollout.util.errors import BadInput
 
@@ -263,13 +270,7 @@ class LocalKind:
     name = "local"
 
     def parse_options(self, targets: dict[str, Any], where: str) -> LocalOptions:
-        extra = set(targets) - {"transport", "hosts", "concurrency"}
-        if extra:
-            key = sorted(extra)[0]
-            raise BadInput(
-                f"{where}: targets.{key}: unknown key for transport 'local' "
-                "(expected: transport, hosts, concurrency)"
-            )
+        refuse_unknown_targets(targets, ("concurrency",), "local", where)
         conc = targets.get("concurrency", 8)
         if not isinstance(conc, int) or isinstance(conc, bool) or conc < 1:
             raise BadInput(f"{where}: targets.concurrency: must be a whole number >= 1, got {conc!r}")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout.hosts.pullstore import PullStore, Report
-from rollout.hosts.transports.base import CommandResult, FileState, SwapResult
+from rollout.hosts.transports.base import CommandResult, FileState, SwapResult, refuse_unknown_targets
 from rollout.util.errors import BadInput, TransportError
 
 USAGE_PATH = "pull:usage"
@@ -124,12 +124,7 @@ class PullKind:
     name = "pull"
 
     def parse_options(self, targets: dict[str, Any], where: str) -> PullOptions:
-        extra = set(targets) - {"transport", "hosts", "poll_interval"}
-        if extra:
-            key = sorted(extra)[0]
-            raise BadInput(
-                f"{where}: targets.{key}: unknown key for transport 'pull' (expected: transport, hosts, poll_interval)"
-            )
+        refuse_unknown_targets(targets, ("poll_interval",), "pull", where)
         interval = targets.get("poll_interval", 60)
         if not isinstance(interval, int | float) or isinstance(interval, bool) or not 1 <= interval <= 86400:
             raise BadInput(

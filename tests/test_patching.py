@@ -230,3 +230,27 @@ def test_playbook_patch_keys_are_checked_together(tmp_path) -> None:  # type: ig
     fleet.playbook.write_text(yaml.safe_dump(doc, sort_keys=False))
     result = fleet.cli("validate", str(fleet.playbook))
     assert "config.patch: needs patch_format: merge (RFC 7386) or json-patch (RFC 6902)" in result.output
+
+
+def test_the_shipped_assignment_as_a_merge_patch_keeps_each_developers_settings() -> None:
+    from pathlib import Path
+
+    from rollout import configkinds
+    from rollout.configkinds.base import ConfigContext
+    from rollout.configkinds.jsonc import load_jsonc
+
+    plan = Path(__file__).resolve().parents[1] / "playbooks" / "model-assignment" / "opencode.json"
+    assignment = json.loads(plan.read_bytes())
+    for host, base in (("dev-01", DEV01), ("dev-02", DEV02), ("dev-03", DEV03), ("dev-04", None)):
+        out = apply_patch(base, plan.read_bytes(), "merge", "opencode", where=f"{host}: opencode.json")
+        doc = load_jsonc(out)[0]
+        problems = configkinds.check_candidate(out, "opencode", ConfigContext(base_dir=plan.parent))
+        assert [p for p in problems if p.severity == "error"] == [], host
+        for key in ("model", "small_model", "default_agent"):
+            assert doc[key] == assignment[key]
+        for name, agent in assignment["agent"].items():
+            assert {k: doc["agent"][name][k] for k in agent} == agent
+        before = load_jsonc(base)[0] if base else {}
+        for key in set(before) - {"agent", "model", "small_model", "default_agent"}:
+            assert doc[key] == before[key]  # providers, keys, MCP servers, permissions, theme
+    assert b"// my own proxy" in apply_patch(DEV01, plan.read_bytes(), "merge", "opencode", where="dev-01: x")

@@ -207,11 +207,20 @@ def test_a_patch_that_does_not_apply_on_one_host_names_that_host(tmp_path) -> No
     fleet = _patch_fleet(tmp_path, patch, "json-patch")
     result = fleet.cli("plan", str(fleet.playbook))
     assert result.exit_code == 2
-    assert "does not give a valid opencode file on 2 host(s): dev-02, dev-03" in result.output
+    assert "the patch gives an invalid opencode file on 2 host(s): dev-02, dev-03" in result.output
     assert (
         "dev-03: fleet/dev-03/opencode.json: json-patch op 1 (replace /agent/build/model): path not found"
         in result.output
     )
+
+
+def test_a_problem_the_host_file_already_had_is_said_to_be_its_own(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    fleet = _patch_fleet(tmp_path, b'{"theme": "opencode"}', "merge")
+    fleet.file("dev-02").write_bytes(b'{"agent": {"build": {"model": "nope"}}}\n')
+    result = fleet.cli("plan", str(fleet.playbook))
+    assert result.exit_code == 2
+    assert "on 1 host(s): dev-02" in result.output
+    assert "model must be 'provider/model', got 'nope' (so already in the host's file)" in result.output
 
 
 def test_playbook_patch_keys_are_checked_together(tmp_path) -> None:  # type: ignore[no-untyped-def]

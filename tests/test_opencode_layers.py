@@ -87,6 +87,16 @@ def test_start_refuses_when_a_change_cannot_take_effect_and_touches_nothing(tmp_
     assert "warning: dev-02: model is set by OPENCODE_CONFIG_CONTENT" in allowed.stdout
 
 
+def test_run_auto_refuses_too_unless_allowed(tmp_path: Path) -> None:
+    fleet = _layered(tmp_path)
+    result = fleet.cli("run", str(fleet.playbook), "--auto")
+    assert result.exit_code == 2
+    assert "would not take effect on 2 host(s): dev-02, dev-03" in result.output
+    result = fleet.cli("run", str(fleet.playbook), "--auto", "--allow-overridden", "--json")
+    assert result.exit_code == 0, result.output
+    assert fleet.status()["state"] == "complete"
+
+
 def test_a_fleet_with_no_higher_layer_setting_the_keys_starts(tmp_path: Path) -> None:
     fleet = _layered(tmp_path)
     (fleet.root / "fleet/dev-03/etc/opencode/opencode.json").write_text(

@@ -58,7 +58,8 @@ def report(
     kind = get(pb.config_kind)
     changes = {}
     for host, candidate in candidates.items():
-        old = parse_lenient(baselines.get(host), pb.config_kind) or {}
+        old = parse_lenient(baselines.get(host), pb.config_kind)
+        old = old if isinstance(old, dict) else {}  # no file, or one that does not parse: all is new
         changes[host] = opencode_layers.changed_paths(old, kind.parse(candidate))
     hosts = [h for h in candidates if changes[h]]
     results = fleet.map(hosts, lambda s: _read(s, specs), "read-layers")

@@ -309,16 +309,19 @@ def plan(ctx: click.Context, playbook: str, state_dir: str | None, as_json: bool
     _emit(run(playbook, _progress(as_json)), as_json)
 
 
+allow_overridden_option = click.option(
+    "--allow-overridden",
+    is_flag=True,
+    help="Start even where a higher OpenCode layer sets keys this change changes (warned, not refused).",
+)
+
+
 @cli.command()
 @click.argument("playbook", type=click.Path())
 @state_dir_option
 @json_option
 @operator_option
-@click.option(
-    "--allow-overridden",
-    is_flag=True,
-    help="Start even where a higher OpenCode layer sets keys this change changes (warned, not refused).",
-)
+@allow_overridden_option
 @click.pass_context
 def start(
     ctx: click.Context, playbook: str, state_dir: str | None, as_json: bool, allow_overridden: bool
@@ -645,6 +648,7 @@ def history(
 @json_option
 @operator_option
 @force_option
+@allow_overridden_option
 @click.pass_context
 def run_cmd(
     ctx: click.Context,
@@ -653,6 +657,7 @@ def run_cmd(
     state_dir: str | None,
     as_json: bool,
     force: bool,
+    allow_overridden: bool,
 ) -> None:
     """Start (given a playbook) and drive the rollout through every stage.
 
@@ -668,7 +673,14 @@ def run_cmd(
     from rollout.edges.driver import driving
 
     with driving():
-        report = run_auto(_state_dir(ctx, state_dir), playbook, _progress(as_json), say, force=force)
+        report = run_auto(
+            _state_dir(ctx, state_dir),
+            playbook,
+            _progress(as_json),
+            say,
+            force=force,
+            allow_overridden=allow_overridden,
+        )
     if not as_json:
         report.lines = []
     _emit(report, as_json)

@@ -87,6 +87,16 @@ def test_start_refuses_when_a_change_cannot_take_effect_and_touches_nothing(tmp_
     assert "warning: dev-02: model is set by OPENCODE_CONFIG_CONTENT" in allowed.stdout
 
 
+def test_run_auto_refuses_too_unless_allowed(tmp_path: Path) -> None:
+    fleet = _layered(tmp_path)
+    result = fleet.cli("run", str(fleet.playbook), "--auto")
+    assert result.exit_code == 2
+    assert "would not take effect on 2 host(s): dev-02, dev-03" in result.output
+    result = fleet.cli("run", str(fleet.playbook), "--auto", "--allow-overridden", "--json")
+    assert result.exit_code == 0, result.output
+    assert fleet.status()["state"] == "complete"
+
+
 def test_a_fleet_with_no_higher_layer_setting_the_keys_starts(tmp_path: Path) -> None:
     fleet = _layered(tmp_path)
     (fleet.root / "fleet/dev-03/etc/opencode/opencode.json").write_text(
@@ -158,3 +168,33 @@ def test_layer_report_over_the_real_sshd(tmp_path: Path, sshd: Sshd) -> None:
     assert result.exit_code == 2
     assert f"would not take effect on 1 host(s): {host}" in result.output
     assert fleet.bytes_on() == before and fleet.leftovers() == []
+
+
+def test_plan_of_a_patch_over_the_real_sshd_reads_each_hosts_own_file(tmp_path: Path, sshd: Sshd) -> None:
+    from tests.test_ssh_rollout import make_fleet as make_ssh_fleet
+
+    fleet = make_ssh_fleet(tmp_path, [sshd], ["shadow", 100], name="patch-ssh")
+    doc = yaml.safe_load(fleet.playbook.read_text())
+    doc["config"] = {
+        "patch": "changes.yml",
+        "patch_format": "merge",
+        "path": doc["config"]["path"],
+        "kind": "opencode",
+        "layers": [],
+    }
+    fleet.playbook.write_text(yaml.safe_dump(doc, sort_keys=False))
+    (tmp_path / "changes.yml").write_text("model: openai/gpt-5.2\n")
+    personal = b'{\n  // mine\n  "theme": "gruvbox",\n  "model": "anthropic/claude-sonnet-4-5"\n}\n'
+    fleet.file(fleet.hosts[0]).write_bytes(personal)
+    before = fleet.bytes_on()
+    result = fleet.cli("plan", str(fleet.playbook), "--json")
+    assert result.exit_code == 0, result.output
+    diffs = json.loads(result.stdout)["diffs"]
+    assert sorted(len(d["hosts"]) for d in diffs) == [1, len(fleet.hosts) - 1]
+    assert all("openai/gpt-5.2" in d["text"] and "gruvbox" not in d["text"] for d in diffs)
+    assert fleet.bytes_on() == before
+    from rollout.core.patching import apply_patch
+
+    assert apply_patch(
+        personal, b"model: openai/gpt-5.2\n", "merge", "opencode", where="x"
+    ) == personal.replace(b"anthropic/claude-sonnet-4-5", b"openai/gpt-5.2")

@@ -207,11 +207,20 @@ def test_a_patch_that_does_not_apply_on_one_host_names_that_host(tmp_path) -> No
     fleet = _patch_fleet(tmp_path, patch, "json-patch")
     result = fleet.cli("plan", str(fleet.playbook))
     assert result.exit_code == 2
-    assert "does not give a valid opencode file on 2 host(s): dev-02, dev-03" in result.output
+    assert "the patch gives an invalid opencode file on 2 host(s): dev-02, dev-03" in result.output
     assert (
         "dev-03: fleet/dev-03/opencode.json: json-patch op 1 (replace /agent/build/model): path not found"
         in result.output
     )
+
+
+def test_a_problem_the_host_file_already_had_is_said_to_be_its_own(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    fleet = _patch_fleet(tmp_path, b'{"theme": "opencode"}', "merge")
+    fleet.file("dev-02").write_bytes(b'{"agent": {"build": {"model": "nope"}}}\n')
+    result = fleet.cli("plan", str(fleet.playbook))
+    assert result.exit_code == 2
+    assert "on 1 host(s): dev-02" in result.output
+    assert "model must be 'provider/model', got 'nope' (so already in the host's file)" in result.output
 
 
 def test_playbook_patch_keys_are_checked_together(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -230,3 +239,27 @@ def test_playbook_patch_keys_are_checked_together(tmp_path) -> None:  # type: ig
     fleet.playbook.write_text(yaml.safe_dump(doc, sort_keys=False))
     result = fleet.cli("validate", str(fleet.playbook))
     assert "config.patch: needs patch_format: merge (RFC 7386) or json-patch (RFC 6902)" in result.output
+
+
+def test_the_shipped_assignment_as_a_merge_patch_keeps_each_developers_settings() -> None:
+    from pathlib import Path
+
+    from rollout import configkinds
+    from rollout.configkinds.base import ConfigContext
+    from rollout.configkinds.jsonc import load_jsonc
+
+    plan = Path(__file__).resolve().parents[1] / "playbooks" / "model-assignment" / "opencode.json"
+    assignment = json.loads(plan.read_bytes())
+    for host, base in (("dev-01", DEV01), ("dev-02", DEV02), ("dev-03", DEV03), ("dev-04", None)):
+        out = apply_patch(base, plan.read_bytes(), "merge", "opencode", where=f"{host}: opencode.json")
+        doc = load_jsonc(out)[0]
+        problems = configkinds.check_candidate(out, "opencode", ConfigContext(base_dir=plan.parent))
+        assert [p for p in problems if p.severity == "error"] == [], host
+        for key in ("model", "small_model", "default_agent"):
+            assert doc[key] == assignment[key]
+        for name, agent in assignment["agent"].items():
+            assert {k: doc["agent"][name][k] for k in agent} == agent
+        before = load_jsonc(base)[0] if base else {}
+        for key in set(before) - {"agent", "model", "small_model", "default_agent"}:
+            assert doc[key] == before[key]  # providers, keys, MCP servers, permissions, theme
+    assert b"// my own proxy" in apply_patch(DEV01, plan.read_bytes(), "merge", "opencode", where="dev-01: x")

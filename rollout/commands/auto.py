@@ -34,6 +34,7 @@ def run_auto(
     sleep: Callable[[float], None] = time.sleep,
     *,
     force: bool = False,
+    allow_overridden: bool = False,
 ) -> Report:
     """Start (when given a playbook) and advance until complete, rolled back or stopped.
     Waits out bake times, measuring the gate every `health.interval` meanwhile (a failure rolls
@@ -43,7 +44,7 @@ def run_auto(
     total = Report()
     fleet: Fleet | None = None
     if playbook_path is not None:
-        fleet = _start(playbook_path, state_dir, progress, total, emit)
+        fleet = _start(playbook_path, state_dir, progress, total, emit, allow_overridden)
         if fleet is None:
             return total
     drive = _Drive(open_store(state_dir), total, emit, progress, force, fleet, total.data.get("id"))
@@ -58,12 +59,17 @@ def run_auto(
 
 
 def _start(
-    playbook_path: str | Path, state_dir: StateAt, progress: ProgressFn | None, total: Report, emit: Say
+    playbook_path: str | Path,
+    state_dir: StateAt,
+    progress: ProgressFn | None,
+    total: Report,
+    emit: Say,
+    allow_overridden: bool = False,
 ) -> Fleet | None:
     """Start the rollout on a Fleet the stages go on using; return None when it stops there."""
     fleet = _fleet_for(playbook_path, state_dir, progress)
     try:
-        first = start(playbook_path, state_dir, progress, fleet)
+        first = start(playbook_path, state_dir, progress, fleet, allow_overridden=allow_overridden)
     except BaseException:
         fleet.close()
         raise

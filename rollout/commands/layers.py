@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from rollout.configkinds import get, opencode_layers, parse_lenient
@@ -57,7 +58,8 @@ def report(
     kind = get(pb.config_kind)
     changes = {}
     for host, candidate in candidates.items():
-        old = parse_lenient(baselines.get(host), pb.config_kind) or {}
+        old = parse_lenient(baselines.get(host), pb.config_kind)
+        old = old if isinstance(old, dict) else {}  # no file, or one that does not parse: all is new
         changes[host] = opencode_layers.changed_paths(old, kind.parse(candidate))
     hosts = [h for h in candidates if changes[h]]
     results = fleet.map(hosts, lambda s: _read(s, specs), "read-layers")
@@ -81,27 +83,47 @@ def host_candidates(pb: Playbook, data: bytes, baselines: dict[str, bytes | None
     own bytes; raise BadInput naming every host where the patch does not apply or breaks the file."""
     if not pb.is_patch:
         return {h: data for h in baselines}
-    from rollout.commands.common import check_candidate
-
-    assert pb.config_patch_format is not None
     out: dict[str, bytes] = {}
     problems: list[str] = []
+    valid: dict[bytes | None, bytes] = {}  # hosts with the same bytes get the same candidate: patch once
     for host, baseline in baselines.items():
-        where = f"{host}: {pb.path_on(host)}"
-        try:
-            out[host] = patching.apply_patch(
-                baseline, data, pb.config_patch_format, pb.config_kind, where=where
-            )
-        except BadInput as e:
-            problems.append(str(e))
+        if baseline in valid:
+            out[host] = valid[baseline]
             continue
-        errors = [p for p in check_candidate(pb, out[host]) if p.severity == "error"]
-        problems += [redact_text(p.render(where)) for p in errors]
+        found = _patched_on(pb, data, host, baseline)
+        if isinstance(found, list):
+            problems += found
+        else:
+            out[host] = valid[baseline] = found
     if problems:
         hosts = hosts_named(pb.hosts, problems)
         raise BadInput(
-            f"{pb.config_source}: the patch does not give a valid {pb.config_kind} file on "
-            f"{len(hosts)} host(s): {', '.join(hosts)}",
+            f"{pb.config_source}: applied to each host's own file, the patch gives an invalid "
+            f"{pb.config_kind} file on {len(hosts)} host(s): {', '.join(hosts)}",
             problems,
         )
     return out
+
+
+def _patched_on(pb: Playbook, data: bytes, host: str, baseline: bytes | None) -> bytes | list[str]:
+    """The host's candidate, or the lines saying why there is none."""
+    from rollout.commands.common import check_candidate
+
+    assert pb.config_patch_format is not None
+    where = f"{host}: {pb.path_on(host)}"
+    try:
+        candidate = patching.apply_patch(baseline, data, pb.config_patch_format, pb.config_kind, where=where)
+    except BadInput as e:
+        return [str(e)]
+    errors = [p for p in check_candidate(pb, candidate) if p.severity == "error"]
+    if not errors:
+        return candidate
+    before = {(p.path, p.message) for p in check_candidate(pb, baseline)} if baseline is not None else set()
+    return [
+        redact_text(
+            replace(p, message=f"{p.message} (so already in the host's file)").render(where)
+            if (p.path, p.message) in before
+            else p.render(where)
+        )
+        for p in errors
+    ]

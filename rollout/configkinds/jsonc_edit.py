@@ -123,10 +123,14 @@ class _Editor:
     def __init__(self, text: str, unit: str) -> None:
         self.text = text
         self.unit = unit
+        self.newline = "\r\n" if "\r\n" in text else "\n"  # new lines end the way the file's do
         self.edits: list[tuple[int, int, str]] = []
 
     def line_start(self, i: int) -> int:
         return self.text.rfind("\n", 0, i) + 1
+
+    def dump(self, value: Any, margin: str, compact: bool) -> str:
+        return dump(value, self.unit, margin, compact).replace("\n", self.newline)
 
     def margin(self, i: int) -> str:
         """The whitespace that starts the line holding position i."""
@@ -140,24 +144,31 @@ class _Editor:
         return not self.text[self.line_start(i) : i].strip()
 
     def line_rest_end(self, i: int) -> int | None:
-        """Where the line after i ends when only blanks and a // or /* */ comment follow; else None."""
+        """Where the line break after i starts when only blanks and a // or /* */ comment come
+        before it; else None."""
         j, n = i, len(self.text)
         while j < n and self.text[j] in " \t\r":
             j += 1
         if self.text.startswith("//", j):
             end = self.text.find("\n", j)
-            return n if end < 0 else end
-        if self.text.startswith("/*", j):
+            j = n if end < 0 else end
+        elif self.text.startswith("/*", j):
             end = self.text.index("*/", j) + 2
             if "\n" in self.text[j:end]:
                 return None
             return self.line_rest_end(end)
-        return j if j == n or self.text[j] == "\n" else None
+        if j < n and self.text[j] != "\n":
+            return None
+        return j - 1 if j > i and self.text[j - 1] == "\r" else j
+
+    def break_end(self, i: int) -> int:
+        """The index after the line break starting at i (CRLF or LF; the end of the text)."""
+        return min(i + (2 if self.text.startswith("\r\n", i) else 1), len(self.text))
 
     def replace(self, node: _Node, new: Any) -> None:
         compact = "\n" not in self.text[node.start : node.end]
         margin = self.margin(node.start)
-        self.edits.append((node.start, node.end, dump(new, self.unit, margin, compact)))
+        self.edits.append((node.start, node.end, self.dump(new, margin, compact)))
 
     def reconcile(self, node: _Node, old: Any, new: Any) -> bool:
         if old == new and type(old) is type(new):
@@ -186,7 +197,7 @@ class _Editor:
                 return False
         last = kept[-1]
         trailing = node.commas[-1] is not None  # the file's style: a comma after the last member
-        if last != len(node.keys) - 1 and node.commas[last] is not None and not trailing:
+        if last != len(node.keys) - 1 and node.commas[last] is not None and not trailing and not added:
             comma = node.commas[last]
             assert comma is not None
             self.edits.append((comma, comma + 1, ""))
@@ -202,7 +213,7 @@ class _Editor:
             rest = self.line_rest_end(end)
             if rest is not None:
                 start = self.line_start(start)
-                end = min(rest + 1, len(self.text))
+                end = self.break_end(rest)
         self.edits.append((start, end, ""))
 
     def append_members(
@@ -214,8 +225,7 @@ class _Editor:
         inline = "\n" not in self.text[node.start : node.end]
         margin = self.margin(node.key_starts[last])
         members = [
-            f"{json.dumps(key, ensure_ascii=False)}: {dump(new[key], self.unit, margin, inline)}"
-            for key in added
+            f"{json.dumps(key, ensure_ascii=False)}: {self.dump(new[key], margin, inline)}" for key in added
         ]
         if comma is None:
             self.edits.append((value_end, value_end, ","))
@@ -225,7 +235,7 @@ class _Editor:
             return
         rest = self.line_rest_end(after)
         at = rest if rest is not None else after
-        body = "".join(f"\n{margin}{m}," for m in members)
+        body = "".join(f"{self.newline}{margin}{m}," for m in members)
         if not trailing or comma is None:
             body = body[:-1]
         if comma is None and trailing:

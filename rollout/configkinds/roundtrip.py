@@ -27,7 +27,7 @@ class CannotWrite(Exception):
 def write(kind: str, baseline: bytes | None, old: Any, new: Any) -> bytes:
     """Return bytes of `kind` that parse to `new`, edited from `baseline` (which parses to `old`)."""
     if kind in JSON_KINDS:
-        out = _json(baseline, old, new)
+        out = _json(kind, baseline, old, new)
     elif kind in YAML_KINDS:
         out = _yaml(baseline, old, new)
     elif kind in TOML_KINDS:
@@ -53,12 +53,19 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _json(baseline: bytes | None, old: Any, new: Any) -> str:
+def _parses_to(kind: str, text: str, new: Any) -> bool:
+    try:
+        return _same(parse_bounded(get(kind), text.encode("utf-8")), new)
+    except ConfigParseError:
+        return False
+
+
+def _json(kind: str, baseline: bytes | None, old: Any, new: Any) -> str:
     if baseline is None:
         return jsonc_edit.fresh(new)
     text = baseline.decode("utf-8")
     edited = jsonc_edit.rewrite(text, old, new)
-    if edited is not None:
+    if edited is not None and _parses_to(kind, edited, new):
         return edited
     ending = "\n" if text.endswith("\n") else ""
     return jsonc_edit.fresh(new, jsonc_edit.detect_indent(text)).rstrip("\n") + ending
@@ -71,6 +78,7 @@ def _yaml(baseline: bytes | None, old: Any, new: Any) -> str:
     yaml = YAML()  # round-trip
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap a long line
+    yaml.brace_single_entry_mapping_in_flow_sequence = True  # keep [{a: [b]}] (LiteLLM's fallbacks)
     if baseline is None:
         yaml.indent(mapping=2, sequence=4, offset=2)
         tree: Any = None
@@ -80,7 +88,7 @@ def _yaml(baseline: bytes | None, old: Any, new: Any) -> str:
         mapping = _yaml_mapping_indent(text)
         yaml.indent(mapping=mapping, sequence=sequence or mapping, offset=offset or 0)
         tree = yaml.load(text)
-    tree = _reconcile_mapping_tree(tree, old, new)
+    tree = _edited(tree, old, new)
     out = io.StringIO()
     yaml.dump(tree, out)
     return out.getvalue()
@@ -103,8 +111,7 @@ def _toml(baseline: bytes | None, old: Any, new: Any) -> str:
         raise CannotWrite("TOML has no null: a patch cannot set a TOML value to null")
     if baseline is None:
         return tomlkit.dumps(new)
-    tree = tomlkit.parse(baseline.decode("utf-8"))
-    tree = _reconcile_mapping_tree(tree, old, new)
+    tree = _edited(tomlkit.parse(baseline.decode("utf-8")), old, new)
     return tomlkit.dumps(tree)
 
 
@@ -118,11 +125,18 @@ def _has_null(value: Any) -> bool:
     return False
 
 
-def _reconcile_mapping_tree(tree: Any, old: Any, new: Any) -> Any:
+def _edited(tree: Any, old: Any, new: Any) -> Any:
     """Edit a round-trip tree (ruamel or tomlkit) in place toward `new`; return the tree to dump."""
     if tree is None or not isinstance(old, dict) or not isinstance(new, dict):
         return new
-    _reconcile(tree, old, new)
+    try:
+        _reconcile(tree, old, new)
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        # The round-trip reader saw another document than the kind's parser (YAML 1.2 reads
+        # `on:` as a string key where PyYAML's 1.1 reads true): editing it could change other keys.
+        raise CannotWrite(
+            f"cannot edit this file in place ({type(e).__name__} at a key the two YAML readers see differently)"
+        ) from None
     return tree
 
 

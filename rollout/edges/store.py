@@ -59,9 +59,7 @@ class Rollout:
         """Open the rollout in `folder`; `state` is its state.json already read (else it is read)."""
         self.dir = folder
         self.id = folder.name
-        self.state: RolloutState = (
-            state if state is not None else decode((folder / "state.json").read_bytes())
-        )
+        self.state: RolloutState = state if state is not None else decode((folder / "state.json").read_bytes())
         self._journal_lock = threading.Lock()  # a fleet's worker threads log too
 
     # -- state and journal -------------------------------------------------------------

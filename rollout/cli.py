@@ -931,7 +931,11 @@ def hosts_revoke(ctx: click.Context, name: str, state_dir: str | None, as_json: 
 @click.option(
     "--interval", callback=_duration, metavar="D", help="Poll every D (default: the server's, 60s)."
 )
-@click.option("--once", is_flag=True, help="Poll, apply and report once; exit 0, or 1 with the reason.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Poll, apply and report once; exit 0, 1 (server, report), 3 (switch failed, put back), 4 (not put back), 5 (drift).",
+)
 @click.option(
     "--config", "config_file", type=click.Path(dir_okay=False), help="A YAML file with these settings."
 )

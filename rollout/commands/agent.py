@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rollout.commands.common import Report
-from rollout.hosts.agent import AgentConfig, poll_once, run_forever
+from rollout.hosts.agent import AgentConfig, PollResult, poll_once, run_forever
 from rollout.util import yamlload
-from rollout.util.errors import UNEXPECTED, BadInput
+from rollout.util.errors import OK, REFUSED, ROLLBACK_INCOMPLETE, ROLLED_BACK, UNEXPECTED, BadInput
 
 _KEYS = {"server", "host", "token_file", "interval", "state_file", "usage_log", "opencode_db"}
 
@@ -26,6 +28,29 @@ def read_config(path: str) -> dict[str, Any]:
     if extra:
         raise BadInput(f"{path}: {extra[0]}: unknown key (expected: {', '.join(sorted(_KEYS))})")
     return data
+
+
+def read_token(path: Path, shown: str) -> str:
+    """Return the host's token from its file; refuse (as ssh refuses a private key file open to
+    others) a file that other users can read or write: the token is the host's password."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as e:
+        raise BadInput(f"--token-file: {shown}: cannot read it ({e.strerror})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        data = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise BadInput(
+            f"--token-file: {shown}: other users can read or write it (mode {stat.S_IMODE(mode):04o}); "
+            f"it is this host's password: `chmod 600 {shown}`"
+        )
+    token = data.decode(errors="replace").strip()
+    if not token:
+        raise BadInput(f"--token-file: {shown}: empty")
+    return token
 
 
 def make_config(
@@ -49,12 +74,7 @@ def make_config(
     assert server and host and token_file
     if not str(server).startswith(("http://", "https://")):
         raise BadInput(f"--server: must start with http:// or https://, got {server!r}")
-    try:
-        token = Path(token_file).expanduser().read_text().strip()
-    except OSError as e:
-        raise BadInput(f"--token-file: {token_file}: cannot read it ({e})") from None
-    if not token:
-        raise BadInput(f"--token-file: {token_file}: empty")
+    token = read_token(Path(token_file).expanduser(), str(token_file))
     usage = usage_log or found.get("usage_log")
     state = state_file or found.get("state_file")
     store = opencode_db or found.get("opencode_db")
@@ -75,12 +95,25 @@ def make_config(
     )
 
 
+def exit_code(result: PollResult) -> int:
+    """Return `--once`'s exit code, the most serious outcome first: 4 a file could not be put back,
+    3 the switch failed here (activate, ready) and the files were put back, 5 drift (nothing
+    written), 1 anything else that went wrong (server unreachable, report not confirmed), 0 done."""
+    if result.lost:
+        return ROLLBACK_INCOMPLETE
+    if result.switch_failed:
+        return ROLLED_BACK
+    if result.drift:
+        return REFUSED
+    return OK if result.ok else UNEXPECTED
+
+
 def agent(cfg: AgentConfig, once: bool, say: Any) -> Report:
-    """Poll once (exit 0, or 1 with the reason) or forever."""
+    """Poll once (exit code: see `exit_code`) or forever."""
     if not once:
         run_forever(cfg, say)
     result = poll_once(cfg)
-    report = Report(exit_code=0 if result.ok else UNEXPECTED, data={"ok": result.ok, "lines": result.lines})
+    report = Report(exit_code=exit_code(result), data={"ok": result.ok, "lines": result.lines})
     for line in result.lines:
         say(line, not result.ok)
     if result.ok and not result.lines:

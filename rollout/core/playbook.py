@@ -576,8 +576,8 @@ def _activation(found: _Found, config: dict[str, Any]) -> tuple[str | None, floa
 
 def _pull_limits(found: _Found, config: dict[str, Any]) -> None:
     """Refuse what transport `pull` does not do: a patch (the server would need each laptop's
-    own file to patch, before it has it) and `ready` (nothing on the server can wait on a laptop).
-    A bundle of files with plain sources moves, and `activate` runs on the laptop (its agent)."""
+    own file to patch, before it has it). A bundle of files with plain sources moves; `activate`
+    and `ready` run on the laptop (its agent)."""
     why = "transport 'pull' moves plain-source files"
     entries = config.get("files")
     blocks: list[tuple[FieldPath, dict[str, Any]]] = [(("config",), config)]
@@ -586,11 +586,6 @@ def _pull_limits(found: _Found, config: dict[str, Any]) -> None:
     for at, block in blocks:
         if "patch" in block:
             found.add((*at, "patch"), f"{why}: give a source, not a patch")
-        if "ready" in block:
-            found.add(
-                (*at, "ready"),
-                f"{why}: ready does not run on pull hosts (their agent applies the files and runs activate)",
-            )
 
 
 def _mapping(value: Any) -> dict[str, Any]:

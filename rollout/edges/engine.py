@@ -373,7 +373,7 @@ def _switch_host(
         else:
             f.state, f.sha256, f.switched = HostState.CANDIDATE, plan.candidate_sha256, True
         done.append(plan)
-    if _is_pull(run):  # a pull host's agent runs activate itself, after it applied the files (ready is refused)
+    if _is_pull(run):  # a pull host's agent runs activate and ready itself, after it applied the files
         return HostSwitch(True, pending=any(rec.files[p.name].state == HostState.PENDING for p in plans))
     failed = activation.activate(run.rollout, run.playbook, s, plans, "switch", stage)
     if failed is None:

@@ -4,8 +4,9 @@ into the rollout's state (under the lock; the server only writes the inbox).
 The wire format of an assignment is a list of files, so a bundle of files fits it unchanged:
 `files_for(rollout, playbook, host)` is the one place that turns the host's bundle (its
 FileRecords) into that list, every file with its own hashes and bytes. A pull playbook moves a
-bundle of plain-source files (validate refuses a patch and ready); the agent applies all of them
-or none, and `fold_reports` folds each file's reported hash into its FileRecord.
+bundle of plain-source files (validate refuses a patch); the agent applies all of them or none,
+runs activate and ready itself, and `fold_reports` folds each file's reported hash into its
+FileRecord.
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ from rollout.edges.bundle import (
 )
 from rollout.edges.store import Rollout
 from rollout.hosts.pullstore import PullStore, Report
+from rollout.hosts.pullwire import failed_switch
 
 WIRE_VERSION = 1
-# How an agent reports that the candidate's activation failed (it put the files back first).
-ACTIVATION_FAILED = "activation failed on the laptop: "
 
 
 class _NoSpec:
@@ -96,8 +96,10 @@ def assignment_for(rollout: Rollout, playbook: Playbook, host: str) -> dict[str,
 
 def activation_for(rollout: Rollout, playbook: Playbook, host: str) -> dict[str, Any]:
     """Return what the agent runs after it applied the files: the bundle's activate commands in
-    order (each file's own, then config.activate; `file`: the path a file's own one is for), the
-    action (switch: the candidate was assigned; restore: the baseline back) and the timeout."""
+    order (each file's own, then config.activate; `file`: the path a file's own one is for) and
+    their timeout, after a switch `config.ready` (run, timeout, interval, deadline: as the engine
+    waits for a pushed host), the action (switch: the candidate was assigned; restore: the
+    baseline back) and the stage being entered (ROLLOUT_STAGE / ROLLOUT_PERCENT)."""
     rec = rollout.state.hosts[host]
     if rec.assigned_at is None or not rec.files:
         return {}
@@ -107,10 +109,18 @@ def activation_for(rollout: Rollout, playbook: Playbook, host: str) -> dict[str,
         for n, f in rec.files.items()
     ]  # fmt: skip
     run = [{"run": command, "file": path} for command, path in activation.commands(playbook, plans)]
-    if not run:
-        return {}
     action = "switch" if rec.assigned_sha256 != rec.baseline_sha256 else "restore"
-    return {"activate": run, "action": action, "activate_timeout": playbook.activate_timeout}
+    ready = playbook.ready if action == "switch" else None  # as for a pushed host: not after a restore
+    if not run and ready is None:
+        return {}
+    out: dict[str, Any] = {"action": action, "stage": rollout.state.stage, "percent": rollout.state.percent}
+    if run:
+        out.update(activate=run, activate_timeout=playbook.activate_timeout)
+    if ready is not None:
+        out["ready"] = {
+            "run": ready.run, "timeout": ready.timeout, "interval": ready.interval, "deadline": ready.deadline,
+        }  # fmt: skip
+    return out
 
 
 def publish(rollout: Rollout, playbook: Playbook) -> int:
@@ -170,11 +180,12 @@ def _take_baseline(rec: HostRecord, report: Report, backups: dict[str, bytes]) -
 
 
 def _activation_failed(rec: HostRecord, report: Report) -> str | None:
-    """Return why the candidate's activation failed on the laptop, when its agent says so for the
-    assignment in force (it then put the files back: every file reports its baseline)."""
+    """Return why the candidate's switch failed on the laptop (its activate failed, or it was not
+    ready in time), when its agent says so for the assignment in force (it then put the files
+    back: every file reports its baseline)."""
     if rec.assigned_at is None or rec.assigned_sha256 == rec.baseline_sha256 or report.time < rec.assigned_at:
         return None
-    why = next((e for e in report.errors if e.startswith(ACTIVATION_FAILED)), None)
+    why = failed_switch(report.errors)
     if why is None:
         return None
     if any(report.files[f.path] != f.baseline_sha256 for f in rec.files.values()):
@@ -183,7 +194,7 @@ def _activation_failed(rec: HostRecord, report: Report) -> str | None:
 
 
 def _switch_failed(rec: HostRecord, why: str, when: float) -> None:
-    """A failed activation is a failed switch (as for a pushed host): the host holds its baseline
+    """A failed activation or ready is a failed switch (as for a pushed host): the host holds its baseline
     again, the gate of its stage fails, and the server assigns it its baseline (nothing to do)."""
     for f in rec.files.values():
         f.sha256, f.state, f.switched = f.baseline_sha256, HostState.BASELINE, False

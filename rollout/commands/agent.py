@@ -32,11 +32,12 @@ def read_config(path: str) -> dict[str, Any]:
 
 def read_token(path: Path, shown: str) -> str:
     """Return the host's token from its file; refuse (as ssh refuses a private key file open to
-    others) a file that other users can read or write: the token is the host's password."""
+    others) a file that other users can read or write: the token is the host's password. (The
+    messages say "--token-file F", never "token-file: F", which redaction would mask.)"""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as e:
-        raise BadInput(f"--token-file: {shown}: cannot read it ({e.strerror})") from None
+        raise BadInput(f"--token-file {shown} cannot be read ({e.strerror})") from None
     try:
         mode = os.fstat(fd).st_mode
         data = os.read(fd, 4096)
@@ -44,12 +45,12 @@ def read_token(path: Path, shown: str) -> str:
         os.close(fd)
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise BadInput(
-            f"--token-file: {shown}: other users can read or write it (mode {stat.S_IMODE(mode):04o}); "
-            f"it is this host's password: `chmod 600 {shown}`"
+            f"--token-file {shown} can be read or written by other users (mode {stat.S_IMODE(mode):04o}); "
+            f"the token is this host's secret, run chmod 600 {shown}"
         )
     token = data.decode(errors="replace").strip()
     if not token:
-        raise BadInput(f"--token-file: {shown}: empty")
+        raise BadInput(f"--token-file {shown} is empty")
     return token
 
 

@@ -65,7 +65,7 @@ def run(command: str, env: dict[str, str], timeout: float) -> Ran:
 
 def _why(ran: Ran, what: str) -> str:
     if ran.exit_code is None:
-        return f"{what} timed out after {ran.timeout:g}s"
+        return f"{what} timed out after {ran.timeout:.3g}s"
     return f"{what} exited {ran.exit_code}" + (f": {ran.tail}" if ran.tail else "")
 
 

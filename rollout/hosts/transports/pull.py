@@ -49,6 +49,8 @@ class PullSession:
             data = report.uploaded.get(path)
             return FileState(sha, None, data if data is not None and _sha(data) == sha else None)
         if path != USAGE_PATH:
+            if not report.files:  # it polled before a rollout named its files: not read yet
+                raise TransportError("its agent has not reported its files yet")
             return FileState(None)  # the shadow path: kept on the server, never on the laptop
         try:
             usage = self.store.usage_file(self.host).read_bytes()

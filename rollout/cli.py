@@ -892,7 +892,8 @@ def hosts_add(ctx: click.Context, name: str, state_dir: str | None, as_json: boo
 
     \b
     Example:
-      rollout hosts add dev-laptop-07 > dev-laptop-07.token   # give it to that laptop's agent
+      (umask 077; rollout hosts add dev-laptop-07 > dev-laptop-07.token)   # give it to that laptop's agent
+      (the agent refuses a token file other users can read: keep it 0600)
     """
     from rollout.commands.pullhosts import add
 

@@ -362,3 +362,25 @@ def test_once_exit_codes(tmp_path: Path) -> None:
         assert drift.returncode == 5 and "drift" in drift.stderr, drift.stderr
     finally:
         assert stop(served.server) == 0  # type: ignore[arg-type]
+
+
+def test_a_host_whose_agent_does_not_run_ready_is_never_confirmed_by_it(ready: PullFleet) -> None:
+    import hashlib
+
+    from tests.test_pull import _request
+
+    fleet = ready
+    first = _to_25(fleet)
+    assert fleet.server is not None
+    files = [
+        {"path": "~/.config/opencode/opencode.json", "sha256": hashlib.sha256(CANDIDATE).hexdigest()},
+        {"path": "~/.config/opencode/agents.json", "sha256": hashlib.sha256(CANDIDATE_B).hexdigest()},
+    ]
+    # An agent of version 1 applies the files and reports them, but never ran ready.
+    body = json.dumps({"report_id": "old-1", "agent_version": "1", "files": files}).encode()
+    token = fleet.tokens[first].read_text().strip()
+    assert _request(fleet.server.url, f"/v1/hosts/{first}/report", token, "POST", body) == 200
+    host = fleet.status()["hosts"][first]
+    assert host["state"] == "pending" and "does not run ready" in host["reason"], host
+    held = fleet.rollout("advance")
+    assert held.returncode == 5 and first in held.stdout, held.stdout

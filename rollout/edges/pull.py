@@ -34,6 +34,7 @@ from rollout.hosts.pullstore import PullStore, Report
 from rollout.hosts.pullwire import failed_switch
 
 WIRE_VERSION = 1
+NO_READY = ("1",)  # agent versions that do not run `ready`: their hosts are never confirmed by it
 
 
 class _NoSpec:
@@ -248,7 +249,10 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
                 )
             states.append(state)
         state = _bundle_state(states)
-        if state == HostState.DRIFTED:
+        if state == HostState.CANDIDATE and playbook.ready is not None and report.agent_version in NO_READY:
+            state = HostState.PENDING  # it holds the files, but nothing waited for it to be ready
+            rec.reason = f"its agent (version {report.agent_version}) does not run ready: upgrade rollout there"
+        elif state == HostState.DRIFTED:
             rec.reason = f"drifted: {'; '.join(drifted)}"
         elif state != HostState.PENDING:
             rec.reason = rec.switch_failed  # a failed activation keeps saying so

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rollout.util.redact import redact_text
-
 ACTIVATE_TIMEOUT = 60.0
 TAIL = 200  # characters of a failing command's output in its reason
 READY_DEFAULTS = {"timeout": 10.0, "interval": 1.0, "deadline": 60.0}  # core.playbook.Ready's
@@ -60,7 +58,11 @@ def run(command: str, env: dict[str, str], timeout: float) -> Ran:
             proc.wait()
         out.seek(max(0, out.seek(0, os.SEEK_END) - 4 * TAIL))
         text = out.read().decode(errors="replace").strip()[-TAIL:]
-    return Ran(code, redact_text(text) if text else "", timeout)
+    if code == 0 or not text:
+        return Ran(code, "", timeout)
+    from rollout.util.redact import redact_text  # only for a failure's tail: a poll that passes skips it
+
+    return Ran(code, redact_text(text), timeout)
 
 
 def _why(ran: Ran, what: str) -> str:

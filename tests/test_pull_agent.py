@@ -384,3 +384,30 @@ def test_a_host_whose_agent_does_not_run_ready_is_never_confirmed_by_it(ready: P
     assert host["state"] == "pending" and "does not run ready" in host["reason"], host
     held = fleet.rollout("advance")
     assert held.returncode == 5 and first in held.stdout, held.stdout
+
+
+def test_the_opencode_cursor_moves_only_when_the_report_is_confirmed(proxied: tuple[PullFleet, _Proxy]) -> None:
+    import time
+
+    from tests import opencode_db
+    from tests.test_pull import STORE, store_of
+
+    fleet, proxy = proxied
+    now = int(time.time() * 1000) - 600_000  # finished calls, well behind the cursor's minute
+    calls = [opencode_db.assistant(now + i * 1000) for i in range(5)]
+    opencode_db.create(store_of(fleet, "lap-a"), list(calls)).close()
+    url = f"http://127.0.0.1:{proxy.server_address[1]}"
+    proxy.drop = True
+    assert fleet.agent("lap-a", "--opencode-db", STORE, server=url).returncode == 1
+    state = json.loads(agent_state(fleet, "lap-a").read_text())
+    assert "opencode_cursor" not in state and state["unconfirmed"]["opencode_cursor"] is not None
+    assert len(forwarded(fleet, "lap-a")) == 5  # kept by the server, its answer lost
+    more = [opencode_db.assistant(now + 10_000 + i * 1000) for i in range(2)]
+    store_of(fleet, "lap-a").unlink()
+    opencode_db.create(store_of(fleet, "lap-a"), [*calls, *more]).close()
+    proxy.drop = False
+    done = fleet.agent("lap-a", "--opencode-db", STORE, server=url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    got = forwarded(fleet, "lap-a")
+    assert sorted(r["ts"] for r in got) == [(now + i * 1000) / 1000 for i in (0, 1, 2, 3, 4, 10, 11)]  # each once
+    assert "unconfirmed" not in json.loads(agent_state(fleet, "lap-a").read_text())

@@ -305,16 +305,22 @@ def test_an_unconfirmed_report_holds_back_the_next_until_it_is_confirmed(proxied
 MINE = b'{"agent": {"review": {"model": "my/own-edit"}}}\n'
 
 
+def racing_agent(fleet: PullFleet, host: str, calls: str) -> subprocess.CompletedProcess[str]:
+    """Run `rollout agent --once` for `host` with the swaps numbered in `calls` raced (tests/racyswap.py)."""
+    assert fleet.server is not None
+    env = {**os.environ, "HOME": str(fleet.home(host))}
+    cmd = [sys.executable, "-m", "tests.racyswap", calls, MINE.decode(), "agent", "--server", fleet.server.url]
+    return subprocess.run(
+        [*cmd, "--host", host, "--token-file", str(fleet.tokens[host]), "--once"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+
+
 def test_a_file_changed_during_the_swap_puts_back_the_files_already_written(tmp_path: Path) -> None:
     fleet = serving(make_bundle(tmp_path))
     try:
         first = _to_25(fleet)
-        env = {**os.environ, "HOME": str(fleet.home(first))}
-        cmd = [sys.executable, "-m", "tests.racyswap", MINE.decode(), "agent", "--server", fleet.server.url]  # type: ignore[union-attr]
-        done = subprocess.run(
-            [*cmd, "--host", first, "--token-file", str(fleet.tokens[first]), "--once"],
-            capture_output=True, text=True, env=env, timeout=60,
-        )  # fmt: skip
+        done = racing_agent(fleet, first, "2")  # the second file is saved over just before its swap
         assert done.returncode == 5, done.stdout + done.stderr
         assert "changed during the swap" in done.stderr and "put back" in done.stderr, done.stderr
         # Nothing partial: the first file holds its own bytes again, the second the developer's edit.
@@ -328,6 +334,22 @@ def test_a_file_changed_during_the_swap_puts_back_the_files_already_written(tmp_
         assert host["state"] == "drifted" and "changed during the swap" in host["reason"], host
         assert host["files"]["main"]["state"] == "pending", host  # its own bytes: never switched
         assert "switching" not in json.loads(agent_state(fleet, first).read_text())
+    finally:
+        assert stop(fleet.server) == 0  # type: ignore[arg-type]
+
+
+def test_a_file_changed_again_before_its_put_back_is_left_as_it_is_and_named(tmp_path: Path) -> None:
+    fleet = serving(make_bundle(tmp_path))
+    try:
+        first = _to_25(fleet)
+        done = racing_agent(fleet, first, "2,3")  # and the first file is saved over before its put-back
+        assert done.returncode == 4, done.stdout + done.stderr
+        assert "could not put back" in done.stderr, done.stderr
+        assert fleet.file(first).read_bytes() == MINE  # the later write is never clobbered
+        assert second(fleet, first).read_bytes() == MINE
+        report = json.loads((fleet.state / ".pull" / "hosts" / first / "report.json").read_text())
+        assert any("could not put back" in e for e in report["errors"]), report
+        assert fleet.status()["hosts"][first]["state"] == "drifted"
     finally:
         assert stop(fleet.server) == 0  # type: ignore[arg-type]
 

@@ -386,7 +386,8 @@ def test_once_exit_codes(tmp_path: Path) -> None:
         assert stop(served.server) == 0  # type: ignore[arg-type]
 
 
-def test_a_host_whose_agent_does_not_run_ready_is_never_confirmed_by_it(ready: PullFleet) -> None:
+@pytest.mark.parametrize("then", ["ready", "never-ready"])
+def test_a_host_is_confirmed_only_when_its_agent_says_ready_passed(ready: PullFleet, then: str) -> None:
     import hashlib
 
     from tests.test_pull import _request
@@ -394,18 +395,36 @@ def test_a_host_whose_agent_does_not_run_ready_is_never_confirmed_by_it(ready: P
     fleet = ready
     first = _to_25(fleet)
     assert fleet.server is not None
+    # An agent of version 1 applies the files and reports them, but never runs ready.
+    fleet.file(first).write_bytes(CANDIDATE)
+    second(fleet, first).write_bytes(CANDIDATE_B)
     files = [
         {"path": "~/.config/opencode/opencode.json", "sha256": hashlib.sha256(CANDIDATE).hexdigest()},
         {"path": "~/.config/opencode/agents.json", "sha256": hashlib.sha256(CANDIDATE_B).hexdigest()},
     ]
-    # An agent of version 1 applies the files and reports them, but never ran ready.
     body = json.dumps({"report_id": "old-1", "agent_version": "1", "files": files}).encode()
     token = fleet.tokens[first].read_text().strip()
     assert _request(fleet.server.url, f"/v1/hosts/{first}/report", token, "POST", body) == 200
     host = fleet.status()["hosts"][first]
-    assert host["state"] == "pending" and "does not run ready" in host["reason"], host
+    assert host["state"] == "pending" and "(version 1) does not run ready" in host["reason"], host
     held = fleet.rollout("advance")
     assert held.returncode == 5 and first in held.stdout, held.stdout
+    # Upgraded, its agent finds the files in place and waits for ready before it says so.
+    if then == "never-ready":
+        (fleet.home(first) / "never-ready").write_text("")
+    done = fleet.agent(first)
+    assert tries(fleet, first), "ready was not run"
+    assert _log(fleet, first) == []  # the files were in place: nothing applied, nothing activated
+    host = fleet.status()["hosts"][first]
+    if then == "ready":
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert host["state"] == "candidate", host
+    else:
+        assert done.returncode == 1 and "not ready (files found in place)" in done.stderr, done.stderr
+        assert host["state"] == "pending", host
+        assert host["reason"].startswith("not ready on the laptop: not ready after"), host
+        assert fleet.file(first).read_bytes() == CANDIDATE  # nothing to put back with: left, pending
+        assert fleet.rollout("advance").returncode == 5
 
 
 def test_the_opencode_cursor_moves_only_when_the_report_is_confirmed(proxied: tuple[PullFleet, _Proxy]) -> None:

@@ -106,6 +106,7 @@ def _check_report(body: Any) -> dict[str, Any]:
         "drift": {str(k): str(v)[:500] for k, v in drift.items()},
         "agent_version": str(body.get("agent_version", ""))[:64],
         "applied": body.get("applied") if isinstance(body.get("applied"), str) else None,
+        "ready": body["ready"] if isinstance(body.get("ready"), str) and len(body["ready"]) <= 200 else None,
     }
 
 
@@ -191,6 +192,7 @@ def build_pull_app(state_dir: Path) -> ASGIApp:
                 "drift": checked["drift"],
                 "agent_version": checked["agent_version"],
                 "applied": checked["applied"],
+                "ready": checked["ready"],
                 "seen": (seen + [checked["report_id"]])[-SEEN_IDS:],
             }
             # Usage first: a report lost after it is retried whole, and its id not yet kept.

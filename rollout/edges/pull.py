@@ -31,10 +31,10 @@ from rollout.edges.bundle import (
 )
 from rollout.edges.store import Rollout
 from rollout.hosts.pullstore import PullStore, Report
-from rollout.hosts.pullwire import failed_switch
+from rollout.hosts.pullwire import NOT_READY, assignment_key, failed_switch
 
 WIRE_VERSION = 1
-NO_READY = ("1",)  # agent versions that do not run `ready`: their hosts are never confirmed by it
+NO_READY = ("1",)  # agent versions that do not run `ready`
 
 
 class _NoSpec:
@@ -194,6 +194,20 @@ def _activation_failed(rec: HostRecord, report: Report) -> str | None:
     return why
 
 
+def _not_ready(rollout: Rollout, playbook: Playbook, rec: HostRecord, report: Report) -> str | None:
+    """Return why a host holding its candidate files is not confirmed yet when the playbook waits
+    for ready: its agent has not said that ready passed for the assignment in force (None: it has,
+    or there is no ready)."""
+    if playbook.ready is None or rec.assigned_at is None:
+        return None
+    if report.ready == assignment_key({"rollout": rollout.id, "assigned_at": rec.assigned_at}):
+        return None
+    if report.agent_version in NO_READY:
+        return f"its agent (version {report.agent_version}) does not run ready: upgrade rollout there"
+    said = next((e for e in report.errors if e.startswith(NOT_READY)), None)
+    return said or "its agent has not reported it ready yet"
+
+
 def _switch_failed(rec: HostRecord, why: str, when: float) -> None:
     """A failed activation or ready is a failed switch (as for a pushed host): the host holds its baseline
     again, the gate of its stage fails, and the server assigns it its baseline (nothing to do)."""
@@ -249,9 +263,9 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
                 )
             states.append(state)
         state = _bundle_state(states)
-        if state == HostState.CANDIDATE and playbook.ready is not None and report.agent_version in NO_READY:
-            state = HostState.PENDING  # it holds the files, but nothing waited for it to be ready
-            rec.reason = f"its agent (version {report.agent_version}) does not run ready: upgrade rollout there"
+        waiting = _not_ready(rollout, playbook, rec, report) if state == HostState.CANDIDATE else None
+        if waiting is not None:
+            state, rec.reason = HostState.PENDING, waiting  # it holds the files, but is not ready (yet)
         elif state == HostState.DRIFTED:
             rec.reason = f"drifted: {'; '.join(drifted)}"
         elif state != HostState.PENDING:

@@ -31,7 +31,7 @@ from typing import Any
 
 from rollout.hosts import agentrun
 from rollout.hosts.agentrun import expand
-from rollout.hosts.pullwire import assignment_key, switch_failed
+from rollout.hosts.pullwire import NOT_READY, assignment_key, switch_failed
 from rollout.hosts.transports.base import NEW_FILE_MODE
 from rollout.hosts.transports.local import read_file, swap_checked
 from rollout.util.atomic import write_atomic
@@ -182,6 +182,8 @@ def apply(cfg: AgentConfig, doc: dict[str, Any], state: dict[str, Any], save: Ca
         return out
     if not todo and not switched:
         state.pop("switching", None)  # in step (a kept intent of another assignment is moot)
+        if action == "switch" and doc.get("ready") and state.get("ready") != key:
+            _ready_in_place(cfg, doc, state, key, out)
         return out
     if todo:
         for f, _, current in todo:
@@ -212,6 +214,7 @@ def apply(cfg: AgentConfig, doc: dict[str, Any], state: dict[str, Any], save: Ca
             failed, tries = agentrun.wait_ready(cfg.host, doc)
             if failed is None and tries:
                 out.said.append(f"ready after {tries} tr{'y' if tries == 1 else 'ies'}")
+                state["ready"] = key  # said in every report: the server confirms the host only then
         if failed is not None:
             out.said.append(f"switch failed: {failed}")
             lost = _put_back_into(out, switched, before)
@@ -226,6 +229,20 @@ def apply(cfg: AgentConfig, doc: dict[str, Any], state: dict[str, Any], save: Ca
             out.errors.append(f"activation after the rollback failed: {failed}")
     state.pop("switching", None)
     return out
+
+
+def _ready_in_place(cfg: AgentConfig, doc: dict[str, Any], state: dict[str, Any], key: str, out: Applied) -> None:
+    """Wait for ready on files found in place that no poll of this agent saw ready (an agent that
+    did not run ready applied them, or this state file is new). There are no bytes to put them back
+    with: not ready is reported (the host stays pending; the stage deadline decides) and tried
+    again next poll."""
+    why, tries = agentrun.wait_ready(cfg.host, doc)
+    if why is None:
+        state["ready"] = key
+        out.said.append(f"ready after {tries} tr{'y' if tries == 1 else 'ies'} (files found in place)")
+    else:
+        out.errors.append(NOT_READY + why)
+        out.said.append(f"not ready (files found in place): {why}")
 
 
 def _put_back_into(out: Applied, switched: Switched, before: dict[str, Any]) -> list[str]:
@@ -449,6 +466,7 @@ def _report(
         "drift": drift,
         "usage": usage,
         "applied": applied,
+        "ready": state.get("ready"),  # the last assignment it saw ready after a switch
     }
     body = json.dumps(report).encode()
     covers = {

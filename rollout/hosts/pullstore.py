@@ -57,6 +57,7 @@ class Report:
     errors: list[str]
     agent_version: str
     drift: dict[str, str]  # path -> why the agent left it
+    ready: str | None = None  # the assignment (hosts.pullwire.assignment_key) its agent saw ready
 
 
 class PullStore:
@@ -152,6 +153,7 @@ class PullStore:
             errors=list(d.get("errors", [])),
             agent_version=str(d.get("agent_version", "")),
             drift=dict(d.get("drift", {})),
+            ready=d.get("ready") if isinstance(d.get("ready"), str) else None,
         )
 
     def write_report(self, host: str, raw: dict[str, Any]) -> None:

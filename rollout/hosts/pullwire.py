@@ -5,6 +5,9 @@ from __future__ import annotations
 # How a report says the candidate's switch failed on the laptop (its activate failed, or it was not
 # ready in time) and the files were put back: the server folds it as a failed switch.
 SWITCH_FAILED = "switch failed on the laptop: "
+# How a report says files found in place (applied by an agent that did not run ready) are not ready:
+# nothing to put them back with, so the host stays pending and the stage deadline decides.
+NOT_READY = "not ready on the laptop: "
 # The same words of agents of version 1 (activate only), still understood.
 _LEGACY = ("activation failed on the laptop: ",)
 

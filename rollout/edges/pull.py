@@ -19,6 +19,7 @@ from rollout.core.machine import Phase
 from rollout.core.playbook import Playbook
 from rollout.core.state import FileRecord, HostRecord, HostState
 from rollout.edges import activation
+from rollout.edges.backends import pull_store_of
 from rollout.edges.bundle import (
     FilePlan,
     bundle_sha,
@@ -29,7 +30,7 @@ from rollout.edges.bundle import (
     sum_up,
 )
 from rollout.edges.store import Rollout
-from rollout.hosts.pullstore import PullStore, Report
+from rollout.hosts.pullstore import Report
 
 WIRE_VERSION = 1
 # How an agent reports that the candidate's activation failed (it put the files back first).
@@ -122,7 +123,7 @@ def publish(rollout: Rollout, playbook: Playbook) -> int:
         if rollout.read_blob(blob_name(host)) != data:
             rollout.write_blob(blob_name(host), data)
             written += 1
-    PullStore(rollout.dir.parent).set_current(rollout.id)
+    pull_store_of(rollout).set_current(rollout.id)
     return written
 
 
@@ -198,11 +199,11 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
     changed (host -> new state). A host with no baseline yet gets the bytes its agent uploaded.
     Each file of the host's bundle is folded into its FileRecord; the host is confirmed only
     when every file reports its assigned hash."""
-    store = PullStore(rollout.dir.parent)
+    reports = pull_store_of(rollout).read_reports(list(rollout.state.hosts))  # one query on a server
     changed: dict[str, str] = {}
     backups: dict[str, bytes] = {}
     for host, rec in rollout.state.hosts.items():
-        report = store.read_report(host)
+        report = reports.get(host)
         if not rec.files or report is None:
             continue
         if any(f.path not in report.files for f in rec.files.values()):

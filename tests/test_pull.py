@@ -102,8 +102,14 @@ def _env() -> dict[str, str]:
     return dict(os.environ)
 
 
-def make(tmp_path: Path, stages: str = "[shadow, 25, 50, 100]", hosts: tuple[str, ...] = HOSTS) -> PullFleet:
-    fleet = PullFleet(tmp_path, hosts)
+def make(
+    tmp_path: Path,
+    stages: str = "[shadow, 25, 50, 100]",
+    hosts: tuple[str, ...] = HOSTS,
+    fleet: PullFleet | None = None,
+) -> PullFleet:
+    """Write the pull playbook and add its hosts (in `fleet`'s state: a folder by default)."""
+    fleet = fleet or PullFleet(tmp_path, hosts)
     (tmp_path / "candidate.json").write_bytes(CANDIDATE)
     fleet.playbook.write_text(
         "name: laptops\n"

@@ -242,3 +242,41 @@ def test_a_wrong_token_and_a_forged_report_are_refused_on_postgresql(pgpull: PgP
     assert _request(url, f"/v1/hosts/{a}/assignment", token_a) == 401
     done = pgpull.agent(a)
     assert done.returncode != 0 and "401" in done.stderr, done.stderr
+
+
+def test_run_auto_drives_a_pull_fleet_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    import subprocess
+    import sys
+
+    # The shadow stage bakes while the agents report their baselines; a deadline keeps an
+    # unconfirmed cohort's gate measured (every second) until its agents confirm.
+    stages = "[{name: shadow, bake: 3s}, {percent: 50, deadline: 10m}, {percent: 100, deadline: 10m}]"
+    fleet = pg_fleet(tmp_path, pg_url, stages=stages, hosts=("lap-a", "lap-b"))
+    fleet.playbook.write_text(fleet.playbook.read_text().replace("health:\n", "health:\n  interval: 1s\n"))
+    fleet.server = start_serve(fleet.state)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rollout", "--state", fleet.url, "run", str(fleet.playbook), "--auto"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+
+        def agents() -> None:
+            for _ in range(100):  # bounded: a run that never ends fails below
+                if proc.poll() is not None:
+                    return
+                for host in fleet.hosts:
+                    fleet.agent(host)  # before the start has published anything it exits 1
+
+        polling = threading.Thread(target=agents)
+        polling.start()
+        out, err = proc.communicate(timeout=240)
+        polling.join()
+        assert proc.returncode == 0, out + err
+        assert fleet.status()["state"] == "complete"
+        for host in fleet.hosts:
+            assert fleet.file(host).read_bytes() == CANDIDATE
+    finally:
+        assert stop(fleet.server) == 0

@@ -41,6 +41,9 @@ class PullSession:
             self._report = self.store.read_report(self.host)
         if self._report is None:
             raise TransportError("its agent has not reported to the server yet")
+        if not self._report.files:
+            # It reported before anything named its file (nothing assigned yet): not "no file".
+            raise TransportError("its agent has not reported its file yet")
         return self._report
 
     def read(self, path: str) -> FileState:

@@ -77,7 +77,6 @@ CREATE SEQUENCE IF NOT EXISTS pull_report_versions;
 CREATE TABLE IF NOT EXISTS pull_reports (
     namespace text NOT NULL, host text NOT NULL, report bytea NOT NULL, version bigint NOT NULL,
     PRIMARY KEY (namespace, host));
-CREATE INDEX IF NOT EXISTS pull_reports_by_version ON pull_reports (namespace, version);
 CREATE TABLE IF NOT EXISTS pull_usage (
     namespace text NOT NULL, host text NOT NULL, seq bigint GENERATED ALWAYS AS IDENTITY,
     line bytea NOT NULL, PRIMARY KEY (namespace, host, seq));
@@ -520,6 +519,25 @@ class PgRollout(Rollout):
                 "INSERT INTO rollout_blobs (namespace, id, name, data) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (namespace, id, name) DO UPDATE SET data = EXCLUDED.data",
                 (self.store.namespace, self.id, name, data),
+            )
+
+    def read_blobs(self, names: list[str]) -> dict[str, bytes]:
+        rows = self.store.fetch(
+            "read blobs",
+            "SELECT name, data FROM rollout_blobs WHERE namespace = %s AND id = %s AND name = ANY(%s)",
+            (self.store.namespace, self.id, list(names)),
+        )
+        return {str(n): bytes(d) for n, d in rows}
+
+    def write_blobs(self, named: dict[str, bytes]) -> None:
+        if not named:
+            return
+        rows = [(self.store.namespace, self.id, name, data) for name, data in named.items()]
+        with self.store.tx(self._what(f"{len(rows)} blobs")) as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO rollout_blobs (namespace, id, name, data) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (namespace, id, name) DO UPDATE SET data = EXCLUDED.data",
+                rows,
             )
 
     # -- who drives it -----------------------------------------------------------------

@@ -134,6 +134,7 @@ class PullBackend(Protocol):
     def missing(self, names: tuple[str, ...] | list[str]) -> list[str]: ...
     def read_report(self, host: str) -> Report | None: ...
     def read_reports(self, hosts: list[str]) -> dict[str, Report]: ...
+    def report_marks(self, hosts: list[str]) -> dict[str, Any]: ...
     def write_report(self, host: str, raw: dict[str, Any]) -> None: ...
     def keep_report(self, host: str, checked: dict[str, Any]) -> bool: ...
     def append_usage(self, host: str, lines: list[bytes]) -> None: ...
@@ -235,6 +236,19 @@ class PullStore:
         """Return the latest report of each host of `hosts` that has one."""
         found = {h: self.read_report(h) for h in hosts}
         return {h: r for h, r in found.items() if r is not None}
+
+    def report_marks(self, hosts: list[str]) -> dict[str, Any]:
+        """Return, per host of `hosts` that has reported, a mark that changes whenever its report
+        does (the report file's stat: it is replaced by a rename, so a new write is a new inode)."""
+        marks: dict[str, Any] = {}
+        base = os.path.join(self.root, "hosts")
+        for host in hosts:
+            try:
+                st = os.stat(os.path.join(base, check_name(host), "report.json"))
+            except FileNotFoundError:
+                continue
+            marks[host] = [st.st_mtime_ns, st.st_ino, st.st_size]
+        return marks
 
     def write_report(self, host: str, raw: dict[str, Any]) -> None:
         """Keep `raw` (already checked by the server) as the host's latest report, atomically."""

@@ -15,7 +15,7 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-from rollout.util.errors import OK, UNEXPECTED, BadInput, RolloutError
+from rollout.util.errors import OK, UNEXPECTED, RolloutError
 
 STATE_ENV = "ROLLOUT_STATE_DIR"
 STATE_URL_ENV = "ROLLOUT_STATE"
@@ -60,15 +60,6 @@ def _given_state_dir(ctx: click.Context, local: str | None) -> Path | str | None
 def _state_dir(ctx: click.Context, local: str | None) -> Path | str:
     where = _given_state_dir(ctx, local) or Path("state")
     ctx.find_root().meta["rollout.state_dir"] = where  # where a crash report goes
-    return where
-
-
-def _local_state_dir(ctx: click.Context, local: str | None) -> Path:
-    """Return the state folder for what keeps files of its own there (pull hosts' tokens and
-    inbox): a postgresql:// state is refused (exit 2)."""
-    where = _state_dir(ctx, local)
-    if not isinstance(where, Path):
-        raise BadInput(f"--state: pull hosts are kept in a state folder, not on a server ({where})")
     return where
 
 
@@ -897,7 +888,7 @@ def hosts_add(ctx: click.Context, name: str, state_dir: str | None, as_json: boo
     """
     from rollout.commands.pullhosts import add
 
-    _emit(add(_local_state_dir(ctx, state_dir), name), as_json)
+    _emit(add(_state_dir(ctx, state_dir), name), as_json)
 
 
 @hosts.command("list")
@@ -908,7 +899,7 @@ def hosts_list(ctx: click.Context, state_dir: str | None, as_json: bool) -> None
     """List pull hosts: when added, when last seen (never their tokens)."""
     from rollout.commands.pullhosts import list_hosts
 
-    _emit(list_hosts(_local_state_dir(ctx, state_dir)), as_json)
+    _emit(list_hosts(_state_dir(ctx, state_dir)), as_json)
 
 
 @hosts.command("revoke")
@@ -920,7 +911,7 @@ def hosts_revoke(ctx: click.Context, name: str, state_dir: str | None, as_json: 
     """Revoke a pull host's token: its agent is refused (401) from now on."""
     from rollout.commands.pullhosts import revoke
 
-    _emit(revoke(_local_state_dir(ctx, state_dir), name), as_json)
+    _emit(revoke(_state_dir(ctx, state_dir), name), as_json)
 
 
 @cli.command()

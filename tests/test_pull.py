@@ -102,8 +102,14 @@ def _env() -> dict[str, str]:
     return dict(os.environ)
 
 
-def make(tmp_path: Path, stages: str = "[shadow, 25, 50, 100]", hosts: tuple[str, ...] = HOSTS) -> PullFleet:
-    fleet = PullFleet(tmp_path, hosts)
+def make(
+    tmp_path: Path,
+    stages: str = "[shadow, 25, 50, 100]",
+    hosts: tuple[str, ...] = HOSTS,
+    fleet: PullFleet | None = None,
+) -> PullFleet:
+    """Write the pull playbook and add its hosts (in `fleet`'s state: a folder by default)."""
+    fleet = fleet or PullFleet(tmp_path, hosts)
     (tmp_path / "candidate.json").write_bytes(CANDIDATE)
     fleet.playbook.write_text(
         "name: laptops\n"
@@ -167,6 +173,19 @@ def test_pull_shadow_to_100_counts_a_host_only_when_its_agent_confirms(pull: Pul
     for host in pull.hosts:
         rec = state["hosts"][host]
         assert rec["confirmed_at"] >= rec["assigned_at"]
+
+
+def test_a_report_sent_before_anything_was_assigned_is_not_a_missing_file(pull: PullFleet) -> None:
+    host = pull.hosts[0]
+    early = pull.agent(host)  # nothing assigned yet: it reports that it watches nothing
+    assert early.returncode == 0, early.stdout + early.stderr
+    assert json.loads((pull.state / ".pull" / "hosts" / host / "report.json").read_text())["files"] == []
+    assert pull.rollout("start", str(pull.playbook)).returncode == 0
+    assert pull.states()[host] == "unknown"  # not recorded as a laptop without the file
+    pull.poll()
+    assert set(pull.states().values()) == {"baseline"}
+    state = json.loads((Path(pull.status()["folder"]) / "state.json").read_text())
+    assert state["hosts"][host]["baseline_sha256"] == hashlib.sha256(baseline_of(host)).hexdigest()
 
 
 def _to_25(pull: PullFleet) -> str:

@@ -90,7 +90,7 @@ class Response:
         return json.loads(self.body)
 
 
-def start_serve(state: Path, *extra: str) -> Served:
+def start_serve(state: Path | str, *extra: str) -> Served:
     """Start `rollout serve` on a free loopback port (port 0) and wait for the line naming its URL."""
     proc = subprocess.Popen(
         [

@@ -15,7 +15,7 @@ from rollout.commands.start import start
 from rollout.core import machine, playbook
 from rollout.core.machine import Phase
 from rollout.edges import journal
-from rollout.edges.backends import StateAt, local_folder, open_store
+from rollout.edges.backends import StateAt, open_store
 from rollout.edges.engine import Run, reconcile
 from rollout.edges.gate import evaluate, looked_before
 from rollout.edges.store import Rollout, Store
@@ -218,7 +218,7 @@ def _fleet_for(playbook_path: str | Path, state_dir: StateAt, progress: Progress
     """Return a Fleet to the playbook's hosts, for `start` and then every stage to share (a pull
     transport bound to the state folder's inbox)."""
     pb = playbook.load(playbook_path)
-    return Fleet(build_transport(pb, local_folder(state_dir)), progress)
+    return Fleet(build_transport(pb, state_dir), progress)
 
 
 def _relay(step: Report, total: Report, emit: Say, skip_reused: bool = False) -> None:

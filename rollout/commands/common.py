@@ -13,6 +13,7 @@ from rollout.core import machine, playbook
 from rollout.core.pathcheck import check_paths
 from rollout.core.playbook import Playbook
 from rollout.core.state import HostState
+from rollout.edges.backends import StateAt, pull_store_of
 from rollout.edges.engine import RestoreReport, Run, restore
 from rollout.edges.journal import now_iso
 from rollout.edges.store import Rollout
@@ -30,12 +31,15 @@ def check_candidate(pb: Playbook, data: bytes) -> list[Problem]:
     return configkinds.check_candidate(data, pb.config_kind, ctx)
 
 
-def load_checked(path: str | Path, state_dir: Path | None = None) -> tuple[Playbook, bytes, list[Problem]]:
+def load_checked(
+    path: str | Path, state_dir: Path | None = None, state: StateAt | None = None
+) -> tuple[Playbook, bytes, list[Problem]]:
     """Load a playbook and its candidate; raise BadInput listing every error found (with the state
-    folder given, also a host path inside it)."""
+    folder given, also a host path inside it; with `state`, a folder or a server, pull hosts
+    not added there)."""
     pb = playbook.load(path)
     check_paths(pb, state_dir)
-    check_pull_hosts(pb, state_dir)
+    check_pull_hosts(pb, state if state is not None else state_dir)
     if is_bundle(pb):
         from rollout.commands import bundles
 
@@ -75,35 +79,41 @@ def open_run(rollout: Rollout, progress: ProgressFn | None = None, fleet: Fleet 
     """Return a Run over the rollout's frozen playbook with a Fleet to its hosts (or `fleet`, reused)."""
     pb = frozen_playbook(rollout)
     if fleet is None:
-        fleet = Fleet(build_transport(pb, rollout.dir.parent), progress)
+        pull = pull_store_of(rollout) if pb.transport == "pull" else None
+        fleet = Fleet(build_transport(pb, rollout.dir.parent, pull), progress)
     return Run(rollout=rollout, playbook=pb, fleet=fleet)
 
 
-def build_transport(pb: Playbook, state_dir: Path | None) -> Any:
-    """Return the playbook's transport (a pull transport answers from `state_dir`'s inbox; it
-    needs a local state folder: None, a state server, is refused)."""
+def build_transport(pb: Playbook, state_dir: StateAt | None, pull_store: Any = None) -> Any:
+    """Return the playbook's transport (a pull transport answers from the pull store of the state
+    `state_dir` names, a folder or a server, or from `pull_store` when given)."""
     transport = transports.get(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
-    bind = getattr(transport, "bind_state_dir", None)
+    bind = getattr(transport, "bind_pull_store", None)
     if bind is not None:
-        if state_dir is None:
-            raise BadInput(
-                f"{pb.file}: targets.transport: pull keeps its agents' reports in a local state "
-                "folder; --state must name a folder, not a server"
-            )
-        bind(state_dir)
+        if pull_store is None:
+            if state_dir is None:
+                raise BadInput(
+                    f"{pb.file}: targets.transport: pull needs a state (--state) to keep its agents' reports"
+                )
+            from rollout.edges.backends import open_pull_store
+
+            pull_store = open_pull_store(state_dir)
+        bind(pull_store)
     return transport
 
 
-def check_pull_hosts(pb: Playbook, state_dir: Path | None) -> None:
-    """Refuse (exit 2) a pull playbook naming hosts not added with `rollout hosts add`."""
+def check_pull_hosts(pb: Playbook, state_dir: StateAt | None) -> None:
+    """Refuse (exit 2) a pull playbook naming hosts not added with `rollout hosts add` (in the
+    state folder, or on the state server)."""
     if pb.transport != "pull" or state_dir is None:
         return
-    from rollout.hosts.pullstore import PullStore
+    from rollout.edges.backends import open_pull_store
 
-    missing = PullStore(state_dir).missing(pb.hosts)
+    store = open_pull_store(state_dir)
+    missing = store.missing(pb.hosts)
     if missing:
         raise BadInput(
-            f"{pb.file}: targets.hosts: not added as pull hosts in {state_dir}: {', '.join(missing)} "
+            f"{pb.file}: targets.hosts: not added as pull hosts in {store.where}: {', '.join(missing)} "
             f"(`rollout hosts add NAME` gives each its token)"
         )
 

@@ -17,11 +17,10 @@ from rollout.util.durations import format_duration
 
 def validate(playbook_path: str | Path, state_dir: Path | str | None = None) -> Report:
     """Validate the playbook and its candidate config (BadInput, exit 2, lists every error); a pull
-    playbook's hosts must have been added in the state folder (./state unless named; a state
-    server keeps no pull hosts, so build_transport refuses it at start)."""
+    playbook's hosts must have been added in the state (the folder, ./state unless named, or the
+    state server)."""
     pb, _, problems = load_checked(playbook_path)
-    if not isinstance(state_dir, str):
-        check_pull_hosts(pb, state_dir if state_dir is not None else Path("state"))
+    check_pull_hosts(pb, state_dir if state_dir is not None else Path("state"))
     report = Report(data={"playbook": str(pb.file), "warnings": []})
     for p in problems:
         report.say(p.render(str(pb.config_source)))

@@ -3,38 +3,39 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 from rollout.commands.common import Report
-from rollout.hosts.pullstore import PullStore
+from rollout.edges.backends import StateAt, open_pull_store
 
 
 def _when(t: float | None) -> str:
     return "never" if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
-def add(state_dir: Path, name: str) -> Report:
+def add(state_dir: StateAt, name: str) -> Report:
     """Register a pull host; its token is in the report once (stdout), never stored in clear."""
-    token = PullStore(state_dir).add(name)
+    token = open_pull_store(state_dir).add(name)
     report = Report(data={"host": name, "token": token})
     report.say(token)
     return report
 
 
-def revoke(state_dir: Path, name: str) -> Report:
+def revoke(state_dir: StateAt, name: str) -> Report:
     """Forget a pull host's token: its agent is refused from now on."""
-    PullStore(state_dir).revoke(name)
+    open_pull_store(state_dir).revoke(name)
     report = Report(data={"host": name, "revoked": True})
     report.say(f"{name}: token revoked")
     return report
 
 
-def list_hosts(state_dir: Path) -> Report:
+def list_hosts(state_dir: StateAt) -> Report:
     """List pull hosts: name, when added, when its agent last reported (never a token)."""
-    store = PullStore(state_dir)
+    store = open_pull_store(state_dir)
     rows = []
-    for name, entry in sorted(store.hosts().items()):
-        found = store.read_report(name)
+    known = store.hosts()
+    reports = store.read_reports(sorted(known))
+    for name, entry in sorted(known.items()):
+        found = reports.get(name)
         rows.append(
             {
                 "host": name,
@@ -46,7 +47,7 @@ def list_hosts(state_dir: Path) -> Report:
         )
     report = Report(data={"hosts": rows})
     if not rows:
-        report.say(f"no pull hosts in {state_dir} (`rollout hosts add NAME`)")
+        report.say(f"no pull hosts in {store.where} (`rollout hosts add NAME`)")
     for row in rows:
         tail = f"  errors: {'; '.join(row['errors'])}" if row["errors"] else ""
         report.say(f"{row['host']}  added {row['created']}  last seen {row['last_seen']}{tail}")

@@ -38,7 +38,7 @@ def start(
 ) -> Report:
     """Start a rollout; nothing is written to a host before every host is read and backed up.
     A `fleet` given by the caller (run --auto) is used and left open for the stages that follow."""
-    pb, data, problems = load_checked(playbook_path, local_folder(state_dir))
+    pb, data, problems = load_checked(playbook_path, local_folder(state_dir), state_dir)
     return start_from(
         pb,
         data,
@@ -79,7 +79,7 @@ def start_from(
             )
         own = fleet is None
         if fleet is None:
-            fleet = Fleet(build_transport(pb, local_folder(state_dir)), progress)
+            fleet = Fleet(build_transport(pb, state_dir), progress)
         try:
             snapshot = _snapshot(fleet, pb)
             if inputs is None and is_bundle(pb):

@@ -181,12 +181,12 @@ def build_app(state_dir: StateAt, token: str | None = None) -> ASGIApp:
         ]
     )
     dashboard: ASGIApp = app if token is None else TokenGate(app, token)
-    if folder is None:  # the pull API keeps its inbox in a state folder: none beside a state server
-        return dashboard
-    # The pull API (issue 15) sits beside the dashboard, behind the hosts' own tokens.
+    # The pull API (issue 15) sits beside the dashboard, behind the hosts' own tokens; its hosts
+    # and inbox are kept with the state (the folder's `.pull/`, or the server's tables).
     from rollout.dashboard.pull_api import build_pull_app
+    from rollout.edges.backends import open_pull_store
 
-    pull = build_pull_app(folder)
+    pull = build_pull_app(open_pull_store(state_dir))
 
     async def route(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("path", "").startswith("/v1/"):

@@ -3,7 +3,9 @@
 Every request carries its host's own token (`rollout hosts add`); a host reads only its own
 assignment and reports only for itself. The server never takes the state folder's lock and never
 writes a rollout's state: a poll is one stat (and, when it changed, one read) of the assignment
-the verbs prepared for that host; a report is written to the host's inbox for the verbs to fold.
+the verbs prepared for that host, or on a PostgreSQL state one indexed read; a report is written
+to the host's inbox for the verbs to fold. Both go through the pull store (hosts/pullstore.py's
+PullBackend) of `--state`, so several servers can share one PostgreSQL state.
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ import base64
 import binascii
 import hashlib
 import json
-import threading
-import time
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,45 +22,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from rollout.hosts.pullstore import PullStore, check_name
+from rollout.hosts.pullstore import SEEN_IDS, PullBackend, PullStore, check_name
 from rollout.util.errors import BadInput
 
 MAX_REPORT = 4 << 20  # bytes of a report body (a config upload plus a batch of usage records)
 MAX_USAGE = 5000  # usage records in one report
 MAX_FILES = 64
-SEEN_IDS = 64  # report ids remembered per host: a retried report does nothing twice
+__all__ = ["SEEN_IDS", "build_pull_app"]
 
 
 def _error(status: int, message: str, **headers: str) -> Response:
     return JSONResponse(
         {"error": {"status": status, "message": message}}, status_code=status, headers=headers
     )
-
-
-class _Cache:
-    """Bytes of files keyed by their stat, so an unchanged assignment is read once."""
-
-    def __init__(self) -> None:
-        self._found: dict[Path, tuple[tuple[int, int, int], bytes]] = {}
-        self._lock = threading.Lock()
-
-    def read(self, path: Path) -> bytes | None:
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return None
-        key = (st.st_mtime_ns, st.st_size, st.st_ino)
-        with self._lock:
-            seen = self._found.get(path)
-        if seen is not None and seen[0] == key:
-            return seen[1]
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        with self._lock:
-            self._found[path] = (key, data)
-        return data
 
 
 def _check_report(body: Any) -> dict[str, Any]:
@@ -110,14 +83,13 @@ def _check_report(body: Any) -> dict[str, Any]:
     }
 
 
-def build_pull_app(state_dir: Path) -> ASGIApp:
-    """Return the pull API over `state_dir`: /v1/hosts/<host>/assignment and /report."""
-    store = PullStore(state_dir)
-    cache = _Cache()
-    locks: dict[str, threading.Lock] = {}
-    locks_guard = threading.Lock()
+def build_pull_app(state: Any) -> ASGIApp:
+    """Return the pull API over `state` (a PullBackend, or a state folder: its `.pull/`):
+    /v1/hosts/<host>/assignment and /report."""
+    store: PullBackend = state if hasattr(state, "keep_report") else PullStore(state)
 
-    def authorize(request: Request) -> str | Response:
+    def credentials(request: Request) -> tuple[str, str] | Response:
+        """Return (the host the path names, the token the request carries), or the refusal."""
         host = str(request.path_params["host"])
         try:
             check_name(host)
@@ -129,25 +101,37 @@ def build_pull_app(state_dir: Path) -> ASGIApp:
             return _error(
                 401, "a host token is needed: Authorization: Bearer <token>", **{"WWW-Authenticate": "Bearer"}
             )
-        if store.authenticate(host, token):
-            return host
+        return host, token
+
+    def refused(host: str, token: str) -> Response:
         # A valid token of another host: that host may not act for this one.
         if any(store.authenticate(other, token) for other in store.hosts() if other != host):
             return _error(403, f"this token is not {host}'s: a host reads and reports only for itself")
         return _error(401, f"not a valid token for {host}", **{"WWW-Authenticate": "Bearer"})
 
+    def authorize(request: Request) -> str | Response:
+        found = credentials(request)
+        if isinstance(found, Response):
+            return found
+        host, token = found
+        return host if store.authenticate(host, token) else refused(host, token)
+
     def assignment(request: Request) -> Response:
-        host = authorize(request)
-        if isinstance(host, Response):
-            return host
-        rid = store.current()
-        data = cache.read(state_dir / rid / "pull" / "assign" / f"{host}.json") if rid else None
+        found = credentials(request)
+        if isinstance(found, Response):
+            return found
+        host, token = found
+        ok, data = store.authorized_assignment(host, token)  # one read on a state server
+        if not ok:
+            return refused(host, token)
         if data is None:
             return _error(404, f"nothing assigned to {host}: no pull rollout names it")
         return Response(data, media_type="application/json", headers={"Cache-Control": "no-store"})
 
     async def report(request: Request) -> Response:
-        host = authorize(request)
+        from starlette.concurrency import run_in_threadpool
+
+        host = await run_in_threadpool(authorize, request)  # a read of the state server, maybe
         if isinstance(host, Response):
             return host
         length = request.headers.get("content-length")
@@ -164,41 +148,11 @@ def build_pull_app(state_dir: Path) -> ASGIApp:
             return _error(400, "the report is not JSON")
         except BadInput as e:
             return _error(400, f"bad report: {e}")
-        from starlette.concurrency import run_in_threadpool
-
         duplicate = await run_in_threadpool(_keep, host, checked)
         return JSONResponse({"ok": True, "duplicate": duplicate})
 
     def _keep(host: str, checked: dict[str, Any]) -> bool:
-        with locks_guard:
-            lock = locks.setdefault(host, threading.Lock())
-        with lock:
-            try:
-                before = json.loads(store.report_file(host).read_bytes())
-            except (FileNotFoundError, ValueError):
-                before = {}
-            seen = list(before.get("seen", []))
-            if checked["report_id"] in seen:
-                return True
-            uploaded = dict(before.get("uploaded", {}))
-            uploaded.update(checked["uploads"])
-            held = {f["path"] for f in checked["files"]}
-            kept = {
-                "time": time.time(),
-                "report_id": checked["report_id"],
-                "files": checked["files"],
-                "uploaded": {p: h for p, h in uploaded.items() if p in held},
-                "errors": checked["errors"],
-                "drift": checked["drift"],
-                "agent_version": checked["agent_version"],
-                "applied": checked["applied"],
-                "ready": checked["ready"],
-                "seen": (seen + [checked["report_id"]])[-SEEN_IDS:],
-            }
-            # Usage first: a report lost after it is retried whole, and its id not yet kept.
-            store.append_usage(host, [json.dumps(u).encode() for u in checked["usage"]])
-            store.write_report(host, kept)
-        return False
+        return store.keep_report(host, checked)
 
     return Starlette(
         routes=[

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from rollout.edges.store import Store
+from rollout.edges.store import Rollout, Store
+from rollout.hosts.pullstore import PullBackend, PullStore
 from rollout.util.errors import BadInput
 
 URL_SCHEMES = ("postgresql://", "postgres://")
@@ -23,16 +25,44 @@ def open_store(where: StateAt) -> Store:
     """Return the store at `where`: the folder backend, or PostgreSQL for a postgresql:// URL
     (psycopg is imported only then, so a folder's `status` stays as fast as it was)."""
     if is_url(where):
-        try:
-            from rollout.edges.pgstore import PgStore
-        except ModuleNotFoundError as e:
-            if not (e.name or "").startswith("psycopg"):
-                raise
-            raise BadInput(
-                "--state postgresql://... needs psycopg 3, which is not installed: pip install 'psycopg[binary]'"
-            ) from None
+        _need_psycopg()
+        from rollout.edges.pgstore import PgStore
+
         return PgStore(str(where))
     return Store(Path(where))
+
+
+def _need_psycopg() -> None:
+    try:
+        import psycopg  # noqa: F401
+    except ModuleNotFoundError as e:
+        if not (e.name or "").startswith("psycopg"):
+            raise
+        raise BadInput(
+            "--state postgresql://... needs psycopg 3, which is not installed: pip install 'psycopg[binary]'"
+        ) from None
+
+
+def open_pull_store(where: StateAt) -> PullBackend:
+    """Return the pull fleet kept with the state at `where`: the folder's `.pull/`, or the tables
+    of a PostgreSQL state's namespace (issue 15 on a shared state)."""
+    if is_url(where):
+        _need_psycopg()
+        from rollout.edges.pgpull import PgPullStore
+        from rollout.edges.pgstore import PgStore
+
+        return PgPullStore(PgStore(str(where)))
+    return PullStore(Path(where))
+
+
+def pull_store_of(rollout: Rollout) -> PullBackend:
+    """Return the pull fleet kept beside `rollout` (on its server, or in its state folder)."""
+    pg = sys.modules.get("rollout.edges.pgstore")  # a PgRollout exists only once it is imported
+    if pg is not None and isinstance(rollout, pg.PgRollout):
+        from rollout.edges.pgpull import PgPullStore
+
+        return PgPullStore(rollout.store)
+    return PullStore(rollout.dir.parent)
 
 
 def local_folder(where: StateAt) -> Path | None:

@@ -10,6 +10,10 @@ share one server:
 - `rollout_blobs(namespace, id, name, data)`: the frozen playbook and candidate, the baselines
   (`baseline/<host>`), the diffs and every `read_blob`/`write_blob` name, as bytes.
 
+and, for pull fleets (edges/pgpull.py), `pull_hosts` (salted token hashes), `pull_reports` (each
+host's latest report with the ids it has seen, and a version to fold only what changed),
+`pull_usage` (forwarded usage lines, append-only) and `pull_current` (the rollout handed out).
+
 A journal line and the state it changes are one transaction. The lock (one operation at a time per
 namespace) is a session-level advisory lock on a connection of its own, held for one verb's
 operation: it is let go when the operation ends, and by the server when the process dies (its
@@ -62,9 +66,23 @@ CREATE TABLE IF NOT EXISTS rollout_blobs (
     namespace text NOT NULL, id text NOT NULL, name text NOT NULL, data bytea NOT NULL,
     PRIMARY KEY (namespace, id, name));
 CREATE OR REPLACE FUNCTION rollout_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION 'rollout_events is append-only'; END $$;
+BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$;
 CREATE OR REPLACE TRIGGER rollout_events_append_only BEFORE UPDATE OR DELETE ON rollout_events
     FOR EACH ROW EXECUTE FUNCTION rollout_events_append_only();
+""" + """
+CREATE TABLE IF NOT EXISTS pull_hosts (
+    namespace text NOT NULL, host text NOT NULL, created double precision NOT NULL,
+    salt text NOT NULL, token_sha256 text NOT NULL, PRIMARY KEY (namespace, host));
+CREATE SEQUENCE IF NOT EXISTS pull_report_versions;
+CREATE TABLE IF NOT EXISTS pull_reports (
+    namespace text NOT NULL, host text NOT NULL, report bytea NOT NULL, version bigint NOT NULL,
+    PRIMARY KEY (namespace, host));
+CREATE TABLE IF NOT EXISTS pull_usage (
+    namespace text NOT NULL, host text NOT NULL, seq bigint GENERATED ALWAYS AS IDENTITY,
+    line bytea NOT NULL, PRIMARY KEY (namespace, host, seq));
+CREATE OR REPLACE TRIGGER pull_usage_append_only BEFORE UPDATE OR DELETE ON pull_usage
+    FOR EACH ROW EXECUTE FUNCTION rollout_events_append_only();
+CREATE TABLE IF NOT EXISTS pull_current (namespace text PRIMARY KEY, rollout text NOT NULL);
 """
 
 
@@ -143,7 +161,8 @@ def _shared(conninfo: str, shown: str) -> tuple[psycopg.Connection[Any], threadi
             return found
         conn = _connect(conninfo, shown)
         try:
-            exists = conn.execute("SELECT to_regclass('rollout_blobs') IS NOT NULL").fetchone()
+            # pull_current is the newest table (pull fleets): a server made before it gets them too.
+            exists = conn.execute("SELECT to_regclass('pull_current') IS NOT NULL").fetchone()
             if not (exists and exists[0]):
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK, 0))  # one creator at a time
@@ -340,7 +359,6 @@ class PgStore(Store):
     def tidy(self) -> None:
         return None
 
-
 class PgRollout(Rollout):
     """One rollout on the server; `dir` is its local cache folder (the frozen playbook, crash.log)."""
 
@@ -501,6 +519,25 @@ class PgRollout(Rollout):
                 "INSERT INTO rollout_blobs (namespace, id, name, data) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (namespace, id, name) DO UPDATE SET data = EXCLUDED.data",
                 (self.store.namespace, self.id, name, data),
+            )
+
+    def read_blobs(self, names: list[str]) -> dict[str, bytes]:
+        rows = self.store.fetch(
+            "read blobs",
+            "SELECT name, data FROM rollout_blobs WHERE namespace = %s AND id = %s AND name = ANY(%s)",
+            (self.store.namespace, self.id, list(names)),
+        )
+        return {str(n): bytes(d) for n, d in rows}
+
+    def write_blobs(self, named: dict[str, bytes]) -> None:
+        if not named:
+            return
+        rows = [(self.store.namespace, self.id, name, data) for name, data in named.items()]
+        with self.store.tx(self._what(f"{len(rows)} blobs")) as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO rollout_blobs (namespace, id, name, data) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (namespace, id, name) DO UPDATE SET data = EXCLUDED.data",
+                rows,
             )
 
     # -- who drives it -----------------------------------------------------------------

@@ -20,6 +20,7 @@ from rollout.core.machine import Phase
 from rollout.core.playbook import Playbook
 from rollout.core.state import FileRecord, HostRecord, HostState
 from rollout.edges import activation
+from rollout.edges.backends import pull_store_of
 from rollout.edges.bundle import (
     FilePlan,
     bundle_sha,
@@ -30,7 +31,7 @@ from rollout.edges.bundle import (
     sum_up,
 )
 from rollout.edges.store import Rollout
-from rollout.hosts.pullstore import PullStore, Report
+from rollout.hosts.pullstore import Report
 from rollout.hosts.pullwire import NOT_READY, assignment_key, failed_switch
 
 WIRE_VERSION = 1
@@ -127,14 +128,15 @@ def activation_for(rollout: Rollout, playbook: Playbook, host: str) -> dict[str,
 def publish(rollout: Rollout, playbook: Playbook) -> int:
     """Write every host's assignment where the server reads it (only those that changed) and point
     the server at this rollout; return how many were written."""
-    written = 0
+    kept = rollout.read_blobs([blob_name(h) for h in playbook.hosts])  # one query on a server
+    changed: dict[str, bytes] = {}
     for host in playbook.hosts:
         data = json.dumps(assignment_for(rollout, playbook, host), sort_keys=True).encode()
-        if rollout.read_blob(blob_name(host)) != data:
-            rollout.write_blob(blob_name(host), data)
-            written += 1
-    PullStore(rollout.dir.parent).set_current(rollout.id)
-    return written
+        if kept.get(blob_name(host)) != data:
+            changed[blob_name(host)] = data
+    rollout.write_blobs(changed)  # one transaction on a server
+    pull_store_of(rollout).set_current(rollout.id)
+    return len(changed)
 
 
 def file_state(rec: HostRecord, f: FileRecord, reported: str | None) -> HostState:
@@ -224,11 +226,12 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
     changed (host -> new state). A host with no baseline yet gets the bytes its agent uploaded.
     Each file of the host's bundle is folded into its FileRecord; the host is confirmed only
     when every file reports its assigned hash."""
-    store = PullStore(rollout.dir.parent)
+    store = pull_store_of(rollout)
+    reports, marks = _to_fold(rollout, store)  # only the reports changed since the last fold
     changed: dict[str, str] = {}
     backups: dict[str, bytes] = {}
     for host, rec in rollout.state.hosts.items():
-        report = store.read_report(host)
+        report = reports.get(host)
         if not rec.files or report is None:
             continue
         if any(f.path not in report.files for f in rec.files.values()):
@@ -283,7 +286,43 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
             changed[host] = state
     if backups:
         rollout.write_backup_files(backups)
+    _mark_folded(rollout, marks)
     return changed
+
+
+# The fold's cursor: per host, the mark of the report last folded (its file's stat, or its row's
+# version on a server) and the host's record as that fold left it. A host whose report and record
+# are both as they were is not read nor folded again (folding it again would change nothing).
+FOLDED = "pull/folded.json"
+
+
+def _record_key(rec: HostRecord) -> list[Any]:
+    return [str(rec.state), rec.assigned_at, rec.assigned_sha256, rec.baseline_sha256, rec.baseline_unread]
+
+
+def _to_fold(rollout: Rollout, store: Any) -> tuple[dict[str, Report], dict[str, Any]]:
+    """Return the reports to fold (those changed, or whose host's record changed, since the last
+    fold) and every host's report mark now."""
+    hosts = list(rollout.state.hosts)
+    marks: dict[str, Any] = store.report_marks(hosts)
+    try:
+        before = json.loads(rollout.read_blob(FOLDED) or b"{}")
+    except ValueError:
+        before = {}
+    if not isinstance(before, dict):
+        before = {}
+    recs = rollout.state.hosts
+    stale = [h for h in hosts if h in marks and before.get(h) != [marks[h], _record_key(recs[h])]]
+    return (store.read_reports(stale) if stale else {}), marks
+
+
+def _mark_folded(rollout: Rollout, marks: dict[str, Any]) -> None:
+    """Keep the fold's cursor (when it changed). Kept with the records as this fold left them: if
+    they are not saved after all, the next fold sees other records and folds those hosts again."""
+    recs = rollout.state.hosts
+    data = json.dumps({h: [m, _record_key(recs[h])] for h, m in marks.items() if h in recs}).encode()
+    if rollout.read_blob(FOLDED) != data:
+        rollout.write_blob(FOLDED, data)
 
 
 def late_hosts(rollout: Rollout) -> list[str]:

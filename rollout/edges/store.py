@@ -259,6 +259,16 @@ class Rollout:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             write_atomic(path, data, mode=0o600)
 
+    def read_blobs(self, names: list[str]) -> dict[str, bytes]:
+        """Return the blobs of `names` that are kept (name -> bytes); a server reads them at once."""
+        found = {n: self.read_blob(n) for n in names}
+        return {n: d for n, d in found.items() if d is not None}
+
+    def write_blobs(self, named: dict[str, bytes]) -> None:
+        """Keep every blob of `named` (each atomically; a server writes them in one transaction)."""
+        for name, data in named.items():
+            self.write_blob(name, data)
+
     @property
     def playbook_copy(self) -> Path:
         return self.dir / "playbook.yml"

@@ -1,7 +1,8 @@
 """Transport `pull`: hosts (laptops) whose agent fetches its assignment and reports what it holds.
 
 Nothing here reaches a host. A session answers from what the host's agent last reported (the
-inbox in the state folder's `.pull/`): a read is the hash the agent reported (and the bytes it
+inbox in the state folder's `.pull/`, or the tables of a PostgreSQL state: the PullBackend the
+verb binds): a read is the hash the agent reported (and the bytes it
 uploaded, before anything was assigned); a swap of the live file is accepted as an assignment
 (`pending`: the engine records it and the assignment is published for the agent to fetch), or
 refused as drift when the agent reports other bytes than the ones expected. A path the agent does
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollout.hosts.pullstore import PullStore, Report
+from rollout.hosts.pullstore import PullBackend, PullStore, Report
 from rollout.hosts.transports.base import CommandResult, FileState, SwapResult, refuse_unknown_targets
 from rollout.util.errors import BadInput, TransportError
 
@@ -32,7 +33,7 @@ class PullSession:
     """One pull host, as its latest report shows it."""
 
     host: str
-    store: PullStore
+    store: PullBackend
     _report: Report | None = None
 
     def _latest(self) -> Report:
@@ -40,6 +41,9 @@ class PullSession:
             self._report = self.store.read_report(self.host)
         if self._report is None:
             raise TransportError("its agent has not reported to the server yet")
+        if not self._report.files:
+            # It reported before anything named its file (nothing assigned yet): not "no file".
+            raise TransportError("its agent has not reported its file yet")
         return self._report
 
     def read(self, path: str) -> FileState:
@@ -52,9 +56,8 @@ class PullSession:
             if not report.files:  # it polled before a rollout named its files: not read yet
                 raise TransportError("its agent has not reported its files yet")
             return FileState(None)  # the shadow path: kept on the server, never on the laptop
-        try:
-            usage = self.store.usage_file(self.host).read_bytes()
-        except FileNotFoundError:
+        usage = self.store.read_usage(self.host)
+        if usage is None:
             return FileState(None)
         return FileState(_sha(usage), 0o600, usage)
 
@@ -97,21 +100,28 @@ class PullSession:
 
 @dataclass
 class PullTransport:
-    """Pull hosts, answered from the state folder's `.pull/` (bound by the verb that builds it)."""
+    """Pull hosts, answered from the pull store the verb that builds it binds (a state folder's
+    `.pull/`, or a PostgreSQL state's tables)."""
 
     base_dir: Path
     concurrency: int = 16
     name: str = "pull"
     state_dir: Path | None = field(default=None)
+    store: PullBackend | None = field(default=None)
 
     def bind_state_dir(self, state_dir: Path) -> None:
         """Answer from this state folder's inbox."""
         self.state_dir = state_dir
+        self.store = PullStore(state_dir)
+
+    def bind_pull_store(self, store: PullBackend) -> None:
+        """Answer from `store` (edges.backends.open_pull_store chose it from --state)."""
+        self.store = store
 
     def open(self, host: str) -> PullSession:
-        if self.state_dir is None:
+        if self.store is None:
             raise TransportError("transport pull: no state folder bound")
-        return PullSession(host=host, store=PullStore(self.state_dir))
+        return PullSession(host=host, store=self.store)
 
     def resolve_path(self, template: str, host: str) -> str:
         return template.replace("{host}", host)

@@ -383,11 +383,6 @@ def test_hosts_add_list_revoke(tmp_path: Path) -> None:
 
 
 PULL_LIMITS = {
-    "a patch": (
-        "config:\n  patch: candidate.json\n  patch_format: merge\n  path: ~/.config/opencode/opencode.json\n",
-        "config.patch",
-        ":3:",
-    ),
     "ready": (
         "config:\n  source: candidate.json\n  path: ~/.config/opencode/opencode.json\n  ready: 'true'\n",
         "config.ready",

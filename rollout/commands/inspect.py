@@ -11,6 +11,7 @@ from rollout.commands.common import Report, check_pull_hosts, load_checked
 from rollout.core import cohorts, diffing
 from rollout.core.playbook import Playbook
 from rollout.hosts import transports
+from rollout.hosts.pullstore import PullStore
 from rollout.hosts.fleet import Fleet, ProgressFn
 from rollout.util.durations import format_duration
 
@@ -20,9 +21,14 @@ def validate(playbook_path: str | Path, state_dir: Path | str | None = None) -> 
     playbook's hosts must have been added in the state folder (./state unless named; a state
     server keeps no pull hosts, so build_transport refuses it at start)."""
     pb, _, problems = load_checked(playbook_path)
-    if not isinstance(state_dir, str):
-        check_pull_hosts(pb, state_dir if state_dir is not None else Path("state"))
     report = Report(data={"playbook": str(pb.file), "warnings": []})
+    if state_dir is None and pb.transport == "pull" and not PullStore(Path("state")).hosts():
+        # No state folder named and no pull host added in ./state (a fresh clone): the playbook
+        # itself is checked; start (and validate --state-dir) refuses hosts not added.
+        note = "note: no pull hosts are added in ./state yet; `rollout hosts add NAME` gives each its token"
+        report.say(note)
+    elif not isinstance(state_dir, str):
+        check_pull_hosts(pb, state_dir if state_dir is not None else Path("state"))
     for p in problems:
         report.say(p.render(str(pb.config_source)))
         report.data["warnings"].append(p.render(str(pb.config_source)))

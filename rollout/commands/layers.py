@@ -53,7 +53,7 @@ def report(
     """Return findings like 'dev-03: agent.build.model is set by /etc/opencode/opencode.json, which
     overrides this file' for every host whose higher layers set a key the change changes."""
     specs = specs_for(pb)
-    if not specs:
+    if not specs or pb.transport == "pull":  # rollout cannot read a laptop's other files (unchecked_note)
         return []
     kind = get(pb.config_kind)
     changes = {}
@@ -71,6 +71,18 @@ def report(
             continue
         out += opencode_layers.findings(host, pb.path_on(host), changes[host], result.value)
     return [redact_text(line) for line in out]
+
+
+def unchecked_note(pb: Playbook) -> str | None:
+    """Say that the other OpenCode layers of pull hosts were not checked (None: they were, or the
+    file has none): their agents report only the files the rollout moves."""
+    if pb.transport != "pull" or not specs_for(pb):
+        return None
+    return (
+        "note: the other OpenCode layers of pull hosts (project, managed, OPENCODE_CONFIG) were not "
+        "checked: their agents report only the files this rollout moves, so a higher layer may "
+        "still override the keys it changes on some laptops"
+    )
 
 
 def hosts_named(hosts: tuple[str, ...], lines: list[str]) -> list[str]:

@@ -575,17 +575,15 @@ def _activation(found: _Found, config: dict[str, Any]) -> tuple[str | None, floa
 
 
 def _pull_limits(found: _Found, config: dict[str, Any]) -> None:
-    """Refuse what transport `pull` does not do: a patch (the server would need each laptop's
-    own file to patch, before it has it) and `ready` (nothing on the server can wait on a laptop).
-    A bundle of files with plain sources moves, and `activate` runs on the laptop (its agent)."""
+    """Refuse what transport `pull` does not do: `ready` (nothing on the server can wait on a
+    laptop). Sources and patches move (a laptop's patched file is computed from the bytes its
+    agent reports), and `activate` runs on the laptop (its agent)."""
     why = "transport 'pull' moves plain-source files"
     entries = config.get("files")
     blocks: list[tuple[FieldPath, dict[str, Any]]] = [(("config",), config)]
     if isinstance(entries, list):
         blocks += [(("config", "files", i), e) for i, e in enumerate(entries) if isinstance(e, dict)]
     for at, block in blocks:
-        if "patch" in block:
-            found.add((*at, "patch"), f"{why}: give a source, not a patch")
         if "ready" in block:
             found.add(
                 (*at, "ready"),

@@ -18,7 +18,7 @@ from rollout.core import cohorts
 from rollout.core.machine import Phase
 from rollout.core.playbook import Playbook
 from rollout.core.state import FileRecord, HostRecord, HostState
-from rollout.edges import activation
+from rollout.edges import activation, pull_patch
 from rollout.edges.bundle import (
     FilePlan,
     bundle_sha,
@@ -59,7 +59,7 @@ def files_for(rollout: Rollout, playbook: Playbook, host: str) -> list[dict[str,
     for f in rec.files.values():
         data: bytes | None
         target: str | None
-        if to_candidate:
+        if to_candidate and f.candidate_sha256 is not None:
             data, target, expect = (
                 candidate_bytes(rollout, f.candidate_sha256),
                 f.candidate_sha256,
@@ -103,7 +103,7 @@ def activation_for(rollout: Rollout, playbook: Playbook, host: str) -> dict[str,
         return {}
     plans = [
         FilePlan(n, f.path, f.shadow_path, "text", f.baseline_sha256, f.baseline_mode,
-                 f.candidate_sha256, b"", (spec_of(playbook, n) or _NO_SPEC).activate)
+                 f.candidate_sha256 or "", b"", (spec_of(playbook, n) or _NO_SPEC).activate)
         for n, f in rec.files.items()
     ]  # fmt: skip
     run = [{"run": command, "file": path} for command, path in activation.commands(playbook, plans)]
@@ -132,7 +132,8 @@ def file_state(rec: HostRecord, f: FileRecord, reported: str | None) -> HostStat
     if rec.assigned_at is None:
         if reported == f.baseline_sha256:
             return HostState.SHADOW if rec.state == HostState.SHADOW else HostState.BASELINE
-        return HostState.CANDIDATE if reported == f.candidate_sha256 else HostState.DRIFTED
+        known = f.candidate_sha256 is not None and reported == f.candidate_sha256
+        return HostState.CANDIDATE if known else HostState.DRIFTED
     to_candidate = rec.assigned_sha256 != rec.baseline_sha256
     target = f.candidate_sha256 if to_candidate else f.baseline_sha256
     if reported == target:
@@ -201,6 +202,7 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
     store = PullStore(rollout.dir.parent)
     changed: dict[str, str] = {}
     backups: dict[str, bytes] = {}
+    late: dict[str, dict[str, bytes | None]] = {}  # hosts heard first now whose patch is not applied yet
     for host, rec in rollout.state.hosts.items():
         report = store.read_report(host)
         if not rec.files or report is None:
@@ -211,6 +213,9 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
         if rec.baseline_unread:
             if _take_baseline(rec, report, backups):
                 changed[host] = rec.state
+                if pull_patch.needs_candidate(rec):
+                    late[host] = {n: report.uploaded.get(f.path) if report.files[f.path] else None
+                                  for n, f in rec.files.items()}  # fmt: skip
             continue
         held = bundle_sha([(n, report.files[f.path]) for n, f in rec.files.items()])
         if rec.state == HostState.UNKNOWN and rec.assigned_at is None and rec.baseline_sha256 != held:
@@ -240,7 +245,7 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
         if state == HostState.DRIFTED:
             rec.reason = f"drifted: {'; '.join(drifted)}"
         elif state != HostState.PENDING:
-            rec.reason = rec.switch_failed  # a failed activation keeps saying so
+            rec.reason = rec.switch_failed or pull_patch.held_reason(rec)  # these keep saying so
         confirmed = state in (HostState.CANDIDATE, HostState.BASELINE) and rec.assigned_at is not None
         if confirmed and (before != state or rec.confirmed_at is None):
             rec.confirmed_at = report.time
@@ -254,6 +259,8 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
             changed[host] = state
     if backups:
         rollout.write_backup_files(backups)
+    if late:  # their candidates, from the bytes just uploaded (a host the patch breaks is held back)
+        pull_patch.late_candidates(rollout, playbook, late)
     return changed
 
 
@@ -269,6 +276,7 @@ def late_hosts(rollout: Rollout) -> list[str]:
         for h in cohort
         if state.hosts[h].state in (HostState.BASELINE, HostState.SHADOW)
         and state.hosts[h].assigned_at is None
+        and state.hosts[h].held_back is None  # the patch breaks its file: it gets nothing
     ]
 
 

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from rollout.commands import layers
-from rollout.commands.common import Report, check_pull_hosts, load_checked
+from rollout.commands.common import Report, build_transport, check_pull_hosts, load_checked
 from rollout.core import cohorts, diffing
 from rollout.core.playbook import Playbook
 from rollout.hosts import transports
-from rollout.hosts.pullstore import PullStore
 from rollout.hosts.fleet import Fleet, ProgressFn
+from rollout.hosts.pullstore import PullStore
 from rollout.util.durations import format_duration
+from rollout.util.errors import TransportError
 
 
 def validate(playbook_path: str | Path, state_dir: Path | str | None = None) -> Report:
@@ -43,8 +44,11 @@ def validate(playbook_path: str | Path, state_dir: Path | str | None = None) -> 
     return report
 
 
-def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Report:
-    """Show cohorts per stage, the checks gating each, and per-host diffs read from the hosts."""
+def plan(
+    playbook_path: str | Path, progress: ProgressFn | None = None, state_dir: Path | None = Path("state")
+) -> Report:
+    """Show cohorts per stage, the checks gating each, and per-host diffs read from the hosts (a
+    pull host: from its agent's latest report in `state_dir`'s inbox; None: a state server)."""
     pb, data, problems = load_checked(playbook_path)
     report = Report(data={"playbook": str(pb.file), "stages": [], "diffs": []})
     for p in problems:
@@ -69,9 +73,20 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
                 "checks": gating,
             }
         )
-    transport = transports.get(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
+    pull = pb.transport == "pull"
+    transport = (
+        build_transport(pb, state_dir)
+        if pull
+        else transports.get(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
+    )
+
+    def read(s: Any) -> Any:
+        if pull and not s.holds(pb.path_on(s.host)):
+            raise TransportError("its agent has not reported its file yet")
+        return s.read(pb.path_on(s.host))
+
     with Fleet(transport, progress) as fleet:
-        current = fleet.map(list(pb.hosts), lambda s: s.read(pb.path_on(s.host)), "read")
+        current = fleet.map(list(pb.hosts), read, "read")
         from rollout.edges.projection import project_for, typical_candidate
 
         live = {h: r.value.data for h, r in current.items() if r.value is not None}
@@ -96,6 +111,18 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
         report.say(f"{diffing.host_ranges(other['hosts'])}: {other['file']}: {label}")
         report.lines.extend("  " + line for line in other["text"].splitlines())
         report.data["diffs"].append(other)
+    if pull:  # a laptop that has not reported is not an error: it gets its candidate when it does
+        waiting = [h for h in pb.hosts if h in unreachable]
+        report.data["not_reported"] = waiting
+        if waiting:
+            report.say(
+                f"{len(waiting)} of {len(pb.hosts)} host(s) have not reported yet: "
+                f"{diffing.host_ranges(waiting)} (their candidate is computed when their agent first reports)"
+            )
+        unreachable = {}
+        note = layers.unchecked_note(pb)
+        if note is not None:
+            report.say(note)
     for host, why in unreachable.items():
         report.say(f"warning: {host}: could not read its current file: {why}")
     report.data["unreachable"] = unreachable
@@ -132,4 +159,3 @@ def _other_files(pb: Playbook, fleet: Fleet) -> list[dict[str, Any]]:
             _, text = diffing.diff_one(old.data, candidates[hosts[0]][f.name], f.kind)
             out.append({"file": f.name, "hosts": hosts, "baseline_sha256": old.sha256, "text": text})
     return out
-

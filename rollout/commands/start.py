@@ -152,7 +152,9 @@ def _check_layers(
 def _snapshot(fleet: Fleet, pb: Playbook) -> Snapshot:
     """Read every host's live and shadow files; refuse to start if any host cannot be read."""
 
-    def read(s: Any) -> dict[str, tuple[Any, Any]]:
+    def read(s: Any) -> dict[str, tuple[Any, Any]] | None:
+        if pb.transport == "pull" and not all(s.holds(f.path_on(s.host)) for f in pb.files):
+            return None  # its agent has not reported these files (with their bytes) yet
         return {f.name: (s.read(f.path_on(s.host)), s.read(f.shadow_on(s.host))) for f in pb.files}
 
     results = fleet.map(list(pb.hosts), read, "snapshot")
@@ -160,12 +162,7 @@ def _snapshot(fleet: Fleet, pb: Playbook) -> Snapshot:
     if pb.transport == "pull":
         # Issue 15: a pull host whose agent has not reported (or not uploaded its bytes) is unknown
         # and gets nothing until it has; the rollout starts with the others.
-        return {
-            h: r.value
-            for h, r in results.items()
-            if r.value is not None
-            and all(live.sha256 is None or live.data is not None for live, _ in r.value.values())
-        }
+        return {h: r.value for h, r in results.items() if r.value is not None}
     if failed:
         names = "; ".join(f"{h}: {why}" for h, why in failed.items())
         raise Refused(

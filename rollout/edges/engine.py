@@ -249,7 +249,8 @@ def refresh_unknown(run: Run) -> dict[str, str]:
 def stage_shadow(run: Run, hosts: list[str] | None = None) -> dict[str, str]:
     """Write each host's candidate files to their shadow paths; return hosts that could not take them."""
     hosts = list(run.playbook.hosts) if hosts is None else hosts
-    hosts = [h for h in hosts if not run.hosts[h].baseline_unread]  # issue 15: nothing for the unheard
+    # Issue 15: nothing for the unheard, nor for a host the patch breaks (held back).
+    hosts = [h for h in hosts if not run.hosts[h].baseline_unread and run.hosts[h].held_back is None]
     bundles = run.load(hosts)
     _begin(run, "shadow", hosts)
 

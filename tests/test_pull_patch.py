@@ -72,7 +72,9 @@ class Laptops(PullFleet):
         conn = sqlite3.connect(self.store(host))
         try:
             for i in range(n):
-                data = opencode_db.assistant(now + i, error=error, cost=0.0, tokens=(10, 2, 0))  # a free model
+                data = opencode_db.assistant(
+                    now + i, error=error, cost=0.0, tokens=(10, 2, 0)
+                )  # a free model
                 conn.execute(
                     "INSERT INTO message VALUES (?, 'ses_1', ?, ?, ?)",
                     (f"msg_{now}_{i}", now + i, now + i, json.dumps(data)),
@@ -172,7 +174,9 @@ def test_the_shipped_pull_playbook_moves_each_laptops_own_patched_file_to_100(se
     first_rollout_learns_the_fleet(fleet, *fleet.hosts[:-1])
     started = fleet.rollout("start", str(fleet.playbook))
     assert started.returncode == 0, started.stdout + started.stderr
-    assert "the other OpenCode layers of pull hosts" in started.stdout and "were not checked" in started.stdout
+    assert (
+        "the other OpenCode layers of pull hosts" in started.stdout and "were not checked" in started.stdout
+    )
     # The laptops that had reported have their own candidate, diffed at start; the late one has
     # none yet (null in state.json), and every reader copes with it.
     state = fleet.state_json()
@@ -239,12 +243,16 @@ def test_a_laptop_whose_file_the_patch_breaks_is_held_back_and_never_written(tmp
         fleet.report()  # every laptop reports only after start
         status = fleet.status()["hosts"][broken]
         assert status["state"] == "baseline"
-        assert status["reason"].startswith("held back: the patch breaks its file: ~/.config/opencode/opencode.json")
+        assert status["reason"].startswith(
+            "held back: the patch breaks its file: ~/.config/opencode/opencode.json"
+        )
         assert "unknown top-level key 'modle'" in status["reason"], status
         rec = fleet.state_json()["hosts"][broken]
         assert rec["held_back"] and rec["files"]["opencode.json"]["candidate_sha256"] is None
         (event,) = [e for e in fleet.events() if e["event"] == "late-candidates"]
-        assert list(event["held_back"]) == [broken] and sorted(event["hosts"]) == sorted(set(HOSTS) - {broken})
+        assert list(event["held_back"]) == [broken] and sorted(event["hosts"]) == sorted(
+            set(HOSTS) - {broken}
+        )
         drive(fleet)
         assert fleet.status()["state"] == "complete"
         states = fleet.states()
@@ -252,9 +260,13 @@ def test_a_laptop_whose_file_the_patch_breaks_is_held_back_and_never_written(tmp
         assert fleet.status()["hosts"][broken]["reason"].startswith("held back: ")
         for host in set(HOSTS) - {broken}:
             assert states[host] == "candidate" and fleet.file(host).read_bytes() == patched(own_file(host))
-        assign = json.loads((Path(fleet.status()["folder"]) / "pull" / "assign" / f"{broken}.json").read_text())
+        assign = json.loads(
+            (Path(fleet.status()["folder"]) / "pull" / "assign" / f"{broken}.json").read_text()
+        )
         assert assign["files"] == [] and assign["assigned_at"] is None  # never assigned anything
-        skipped = [e for e in fleet.events() if e["event"] == "stage-entered" and broken in e.get("skipped", {})]
+        skipped = [
+            e for e in fleet.events() if e["event"] == "stage-entered" and broken in e.get("skipped", {})
+        ]
         assert skipped and skipped[0]["skipped"][broken].startswith("held back: ")
     finally:
         assert stop(fleet.server) == 0

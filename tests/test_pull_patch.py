@@ -67,8 +67,10 @@ class Laptops(PullFleet):
         return path
 
     def calls(self, host: str, n: int, error: dict[str, Any] | None = None) -> None:
-        """Record `n` finished OpenCode calls on the laptop, from now on."""
-        now = int(time.time() * 1000) + 1000
+        """Record `n` finished OpenCode calls on the laptop, one a millisecond from now: after what
+        its agent reported before, and all in the past once this returns (a gate reads up to now)."""
+        now = int(time.time() * 1000) + 1
+        time.sleep((n + 2) / 1000)
         conn = sqlite3.connect(self.store(host))
         try:
             for i in range(n):
@@ -135,6 +137,7 @@ def drive(fleet: Laptops, rounds: int = 10, n: int = 60) -> None:
         if fleet.status()["state"] in ("complete", "rolled-back", "aborted"):
             return
         fleet.report()
+        fleet.status()  # folds the confirmations now: exposure counts from the report that confirmed
         for host in fleet.hosts:
             fleet.calls(host, n)
         fleet.report()
@@ -174,9 +177,9 @@ def test_the_shipped_pull_playbook_moves_each_laptops_own_patched_file_to_100(se
     first_rollout_learns_the_fleet(fleet, *fleet.hosts[:-1])
     started = fleet.rollout("start", str(fleet.playbook))
     assert started.returncode == 0, started.stdout + started.stderr
-    assert (
-        "the other OpenCode layers of pull hosts" in started.stdout and "were not checked" in started.stdout
-    )
+    # The others' OpenCode layers were reported (the first rollout asked for them): only the late
+    # laptop's are not checked yet.
+    assert f"the other OpenCode layers of 1 pull host(s) were not checked: {late} " in started.stdout
     # The laptops that had reported have their own candidate, diffed at start; the late one has
     # none yet (null in state.json), and every reader copes with it.
     state = fleet.state_json()
@@ -281,6 +284,7 @@ def test_a_gate_failing_on_forwarded_usage_rolls_every_laptop_back_to_its_own_by
     (canary,) = [h for h, s in fleet.states().items() if s == "pending"]
     fleet.report(canary)
     assert fleet.file(canary).read_bytes() == patched(own_file(canary))
+    assert fleet.states()[canary] == "candidate"  # folded (status): its exposure starts here
     # The new model fails: the canary's OpenCode errors on most calls; the others are fine.
     bad = {"name": "APIError", "data": {"message": "model not found", "statusCode": 404}}
     fleet.calls(canary, 60, error=bad)
@@ -310,7 +314,7 @@ def test_plan_reads_pull_hosts_from_their_reports_and_names_who_has_not_reported
     out = planned.stdout
     assert "2 of 4 host(s) have not reported yet: lap-c, lap-d" in out or "lap-c..lap-d" in out, out
     assert "their candidate is computed when their agent first reports" in out
-    assert "were not checked" in out
+    assert "the other OpenCode layers of 2 pull host(s) were not checked: lap-c, lap-d " in out, out
     data = json.loads(fleet.rollout("plan", str(fleet.playbook), "--json").stdout)
     assert data["not_reported"] == list(fleet.hosts[2:])
     assert sorted(h for d in data["diffs"] for h in d["hosts"]) == list(fleet.hosts[:2])
@@ -328,5 +332,30 @@ def test_plan_of_a_pull_playbook_whose_patch_breaks_a_reported_laptop_exits_2(tm
         planned = fleet.rollout("plan", str(fleet.playbook))
         assert planned.returncode == 2, planned.stdout + planned.stderr
         assert "lap-b" in planned.stdout + planned.stderr and "Traceback" not in planned.stderr
+    finally:
+        assert stop(fleet.server) == 0
+
+
+def test_start_checks_the_opencode_layers_pull_agents_reported(tmp_path: Path) -> None:
+    fleet = laptops(tmp_path)
+    layered = "  kind: opencode\n  layers: ['~/work/app/opencode.json']\n"
+    fleet.playbook.write_text(fleet.playbook.read_text().replace("  kind: opencode\n", layered))
+    project = fleet.home("lap-b") / "work" / "app" / "opencode.json"
+    project.parent.mkdir(parents=True)
+    project.write_text('{"model": "openai/gpt-4o"}\n')  # a project layer: it overrides the global file
+    fleet.server = start_serve(fleet.state)
+    try:
+        first_rollout_learns_the_fleet(fleet, "lap-a", "lap-b", "lap-c")
+        served = json.loads((Path(fleet.status()["folder"]) / "pull" / "assign" / "lap-b.json").read_text())
+        assert served["watch"] == ["~/.config/opencode/opencode.json", "~/work/app/opencode.json"]
+        refused = fleet.rollout("start", str(fleet.playbook))
+        out = refused.stdout + refused.stderr
+        assert refused.returncode == 2, out
+        assert "lap-b: model is set by ~/work/app/opencode.json, which overrides this file" in out, out
+        assert "lap-a" not in out.split("would not take effect on", 1)[1].split("(")[0]
+        started = fleet.rollout("start", str(fleet.playbook), "--allow-overridden")
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "warning: lap-b: model is set by ~/work/app/opencode.json" in started.stdout
+        assert "the other OpenCode layers of 1 pull host(s) were not checked: lap-d " in started.stdout
     finally:
         assert stop(fleet.server) == 0

@@ -93,6 +93,7 @@ def plan(
         candidates = layers.host_candidates(pb, data, live)
         projected = project_for(pb, typical_candidate(pb, data, live, candidates), live, fleet)
         overridden = layers.report(pb, fleet, live, candidates)
+        unchecked_layers = layers.unchecked_hosts(pb, fleet, list(pb.hosts))
         others = _other_files(pb, fleet) if len(pb.files) > 1 else []
     unreachable = {h: r.error for h, r in current.items() if r.value is None}
     baselines = {h: r.value.sha256 for h, r in current.items() if r.value is not None}
@@ -120,9 +121,10 @@ def plan(
                 f"{diffing.host_ranges(waiting)} (their candidate is computed when their agent first reports)"
             )
         unreachable = {}
-        note = layers.unchecked_note(pb)
+        note = layers.unchecked_note(pb, unchecked_layers)
         if note is not None:
             report.say(note)
+        report.data["layers_unchecked"] = unchecked_layers
     for host, why in unreachable.items():
         report.say(f"warning: {host}: could not read its current file: {why}")
     report.data["unreachable"] = unreachable

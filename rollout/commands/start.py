@@ -132,10 +132,11 @@ def _check_layers(
     baselines = {h: snapshot[h][first][0].data for h in pb.hosts if h in snapshot}
     overridden = layers.report(pb, fleet, baselines, candidates)
     report.data["overridden"] = overridden
-    note = layers.unchecked_note(pb)
+    unchecked = layers.unchecked_hosts(pb, fleet, list(pb.hosts))
+    note = layers.unchecked_note(pb, unchecked)
     if note is not None:
         report.say(note)
-        report.data["layers_unchecked"] = True
+        report.data["layers_unchecked"] = unchecked
     if not overridden:
         return
     if allow:

@@ -87,8 +87,14 @@ def assignment_for(rollout: Rollout, playbook: Playbook, host: str) -> dict[str,
         "host": host,
         "assigned_at": rec.assigned_at,
         "files": files_for(rollout, playbook, host),
-        # Paths to report (and to upload, until something is assigned): the host's baseline.
-        "watch": [f.path for f in rec.files.values()] or [playbook.path_on(host)],
+        # Paths to report (and to upload, until something is assigned): the host's baseline, then
+        # its other OpenCode layers (never assigned: uploaded when they change), for start's check.
+        "watch": list(
+            dict.fromkeys(
+                [*([f.path for f in rec.files.values()] or [playbook.path_on(host)]),
+                 *pull_patch.layer_paths(playbook, host)]
+            )
+        ),  # fmt: skip
         "poll_interval": getattr(playbook.transport_options, "poll_interval", 60.0),
         **activation_for(rollout, playbook, host),
     }

@@ -1,4 +1,5 @@
-"""Pull fleets: the candidate of a host whose agent first reports after start, computed then.
+"""Pull fleets: the candidate of a host whose agent first reports after start, computed then
+(and the other OpenCode layers its agent is asked to report, so `start` can check them).
 
 A patch (`config.patch`, or a bundle file's `patch`) needs the host's own file. A pull host whose
 agent had not reported when the rollout started has no candidate yet (its FileRecord's
@@ -32,6 +33,17 @@ Uploaded = dict[str, bytes | None]  # file name -> the bytes its agent uploaded 
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def layer_paths(pb: Playbook, host: str) -> list[str]:
+    """Return the other OpenCode layer files of `host` its agent reports (and uploads when they
+    change): `config.layers`, else OpenCode's global and managed files; none for other kinds."""
+    if pb.config_kind != "opencode":
+        return []
+    from rollout.configkinds import opencode_layers
+
+    specs = pb.config_layers if pb.config_layers is not None else opencode_layers.default_specs(pb.transport)
+    return [s.path.replace("{host}", host) for s in specs]
 
 
 def needs_candidate(rec: HostRecord) -> bool:

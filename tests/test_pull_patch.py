@@ -250,6 +250,7 @@ def test_a_laptop_whose_file_the_patch_breaks_is_held_back_and_never_written(tmp
             "held back: the patch breaks its file: ~/.config/opencode/opencode.json"
         )
         assert "unknown top-level key 'modle'" in status["reason"], status
+        assert "unknown top-level key 'modle'" in status["held_back"]
         rec = fleet.state_json()["hosts"][broken]
         assert rec["held_back"] and rec["files"]["opencode.json"]["candidate_sha256"] is None
         (event,) = [e for e in fleet.events() if e["event"] == "late-candidates"]
@@ -357,5 +358,35 @@ def test_start_checks_the_opencode_layers_pull_agents_reported(tmp_path: Path) -
         assert started.returncode == 0, started.stdout + started.stderr
         assert "warning: lap-b: model is set by ~/work/app/opencode.json" in started.stdout
         assert "the other OpenCode layers of 1 pull host(s) were not checked: lap-d " in started.stdout
+    finally:
+        assert stop(fleet.server) == 0
+
+
+def test_a_bundle_with_a_patched_file_and_a_source_moves_over_pull_when_the_laptops_report_late(
+    tmp_path: Path,
+) -> None:
+    from tests.test_pull import _run_to_100, make_bundle, second
+
+    fleet = make_bundle(tmp_path)
+    (tmp_path / "patch.json").write_text('{"agent": {"review": {"model": "anthropic/claude-haiku-4"}}}\n')
+    text = fleet.playbook.read_text().replace(
+        "{name: agents, source: agents.json, path: ~/.config/opencode/agents.json}",
+        "{name: agents, patch: patch.json, patch_format: merge, path: ~/.config/opencode/agents.json}",
+    )
+    fleet.playbook.write_text(text)
+    own = {h: second(fleet, h).read_bytes() for h in fleet.hosts}
+    fleet.server = start_serve(fleet.state)
+    try:
+        started = fleet.rollout("start", str(fleet.playbook))
+        assert started.returncode == 0, started.stdout + started.stderr
+        rec = fleet.status()["hosts"][fleet.hosts[0]]["files"]
+        assert rec["agents"]["candidate_sha256"] is None and rec["main"]["candidate_sha256"] is not None
+        _run_to_100(fleet)
+        for host in fleet.hosts:
+            want = apply_patch(own[host], (tmp_path / "patch.json").read_bytes(), "merge", "json", where="t")
+            assert second(fleet, host).read_bytes() == want
+            assert json.loads(want)["agent"]["review"]["model"] == "anthropic/claude-haiku-4"
+        groups = json.loads(fleet.rollout("diff", "--json").stdout)["groups"]
+        assert sorted(h for g in groups if g["file"] == "agents" for h in g["hosts"]) == sorted(fleet.hosts)
     finally:
         assert stop(fleet.server) == 0

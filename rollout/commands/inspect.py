@@ -94,7 +94,8 @@ def plan(
         projected = project_for(pb, typical_candidate(pb, data, live, candidates), live, fleet)
         overridden = layers.report(pb, fleet, live, candidates)
         unchecked_layers = layers.unchecked_hosts(pb, fleet, list(pb.hosts))
-        others = _other_files(pb, fleet) if len(pb.files) > 1 else []
+        heard = [h for h in pb.hosts if current[h].value is not None]  # pull: the hosts that reported
+        others = _other_files(pb, fleet, heard) if len(pb.files) > 1 else []
     unreachable = {h: r.error for h, r in current.items() if r.value is None}
     baselines = {h: r.value.sha256 for h, r in current.items() if r.value is not None}
     for sha, hosts in diffing.group_by_baseline(baselines):
@@ -139,14 +140,20 @@ def plan(
     return report
 
 
-def _other_files(pb: Playbook, fleet: Fleet) -> list[dict[str, Any]]:
+def _other_files(pb: Playbook, fleet: Fleet, hosts: list[str]) -> list[dict[str, Any]]:
     """Return the diffs of a bundle's files after the first, per group of hosts whose change to the
     file is the same (a patch gives each host its own candidate); hosts that cannot be read are
     left out (the first file's warning names them)."""
     from rollout.commands import bundles
 
     rest = pb.files[1:]
-    read = fleet.map(list(pb.hosts), lambda s: {f.name: s.read(f.path_on(s.host)) for f in rest}, "read")
+
+    def read_rest(s: Any) -> dict[str, Any]:
+        if pb.transport == "pull" and not all(s.holds(f.path_on(s.host)) for f in rest):
+            raise TransportError("its agent has not reported every file yet")
+        return {f.name: s.read(f.path_on(s.host)) for f in rest}
+
+    read = fleet.map(hosts, read_rest, "read")
     snapshot = {h: {n: (st, st) for n, st in r.value.items()} for h, r in read.items() if r.value is not None}
     inputs = bundles.read_inputs(pb)
     shown = dataclasses.replace(pb, hosts=tuple(h for h in pb.hosts if h in snapshot), files=rest)

@@ -13,6 +13,7 @@ back: it keeps its own bytes, is never assigned anything by this rollout, and sa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -40,10 +41,15 @@ def layer_paths(pb: Playbook, host: str) -> list[str]:
     change): `config.layers`, else OpenCode's global and managed files; none for other kinds."""
     if pb.config_kind != "opencode":
         return []
+    paths = [s.path for s in pb.config_layers] if pb.config_layers is not None else _defaults(pb.transport)
+    return [p.replace("{host}", host) for p in paths]
+
+
+@functools.cache
+def _defaults(transport: str) -> list[str]:
     from rollout.configkinds import opencode_layers
 
-    specs = pb.config_layers if pb.config_layers is not None else opencode_layers.default_specs(pb.transport)
-    return [s.path.replace("{host}", host) for s in specs]
+    return [s.path for s in opencode_layers.default_specs(transport)]
 
 
 def needs_candidate(rec: HostRecord) -> bool:
@@ -62,6 +68,7 @@ class _Fold:
     patched: dict[tuple[str, str], tuple[bytes | None, list[str]]] = field(default_factory=dict)
     kept: set[str] = field(default_factory=set)
     index: list[dict[str, Any]] | None = None
+    by_change: dict[tuple[str, str | None, str | None], dict[str, Any]] = field(default_factory=dict)
     groups: dict[str, list[int]] = field(default_factory=dict)  # host -> diff groups it joined
     held: dict[str, str] = field(default_factory=dict)
 
@@ -78,6 +85,8 @@ class _Fold:
         if self.index is None:
             raw = self.rollout.read_blob("diffs/index.json")
             self.index = json.loads(raw) if raw else []
+            for entry in self.index:
+                self.by_change[_change(entry, self.playbook.files[0].name)] = entry
         return self.index
 
 
@@ -157,27 +166,28 @@ def _join_group(
     candidate), or write a new group (its `diffs/<n>.json` and `.txt`); return its number."""
     index = fold.diff_index()
     cand = _sha(data)
-    for entry in index:
-        if (
-            entry.get("file", name) == name
-            and entry.get("baseline_sha256") == base_sha
-            and entry.get("candidate_sha256", cand) == cand
-        ):
-            if host not in entry["hosts"]:
-                entry["hosts"].append(host)
-            return int(entry["group"])
-    n = max((int(e["group"]) for e in index), default=0) + 1
+    same = fold.by_change.get((name, base_sha, cand))
+    if same is not None:
+        if host not in same["hosts"]:
+            same["hosts"].append(host)
+        return int(same["group"])
+    n = int(index[-1]["group"]) + 1 if index else 1
     as_json, text = diffing.diff_one(baseline, data, kind)
     fold.rollout.write_blob(f"diffs/{n}.json", json.dumps(as_json, indent=2).encode())
     fold.rollout.write_blob(f"diffs/{n}.txt", (text + "\n").encode())
-    index.append(
-        {
-            "group": n,
-            "hosts": [host],
-            "file": name,
-            "baseline_sha256": base_sha,
-            "changes": bool(as_json),
-            "candidate_sha256": cand,
-        }
-    )
+    entry = {
+        "group": n,
+        "hosts": [host],
+        "file": name,
+        "baseline_sha256": base_sha,
+        "changes": bool(as_json),
+        "candidate_sha256": cand,
+    }
+    index.append(entry)
+    fold.by_change[(name, base_sha, cand)] = entry
     return n
+
+
+def _change(entry: dict[str, Any], first: str) -> tuple[str, str | None, str | None]:
+    """Return what makes a diff group one change: the file, its baseline and its candidate."""
+    return (str(entry.get("file") or first), entry.get("baseline_sha256"), entry.get("candidate_sha256"))

@@ -390,3 +390,16 @@ def test_a_bundle_with_a_patched_file_and_a_source_moves_over_pull_when_the_lapt
         assert sorted(h for g in groups if g["file"] == "agents" for h in g["hosts"]) == sorted(fleet.hosts)
     finally:
         assert stop(fleet.server) == 0
+
+
+def test_a_candidate_not_known_yet_and_a_held_back_host_survive_state_json() -> None:
+    from rollout.core.state import FileRecord, HostRecord, HostState
+
+    f = FileRecord(path="~/x.json", shadow_path="~/x.json.s", baseline_sha256=None, baseline_mode=None,
+                   candidate_sha256=None)  # fmt: skip
+    rec = HostRecord(HostState.BASELINE, None, None, None, None, files={"x": f}, held_back="x.json: bad")
+    back = HostRecord.from_json(json.loads(json.dumps(rec.to_json())))
+    assert back.files["x"].candidate_sha256 is None and back.held_back == "x.json: bad"
+    assert HostRecord.from_json({"state": "baseline"}).held_back is None
+    old = FileRecord.from_json({"path": "~/x.json", "candidate_sha256": "ab"})
+    assert old.candidate_sha256 == "ab"

@@ -4,8 +4,9 @@ into the rollout's state (under the lock; the server only writes the inbox).
 The wire format of an assignment is a list of files, so a bundle of files fits it unchanged:
 `files_for(rollout, playbook, host)` is the one place that turns the host's bundle (its
 FileRecords) into that list, every file with its own hashes and bytes. A pull playbook moves a
-bundle of plain-source files (validate refuses a patch and ready); the agent applies all of them
-or none, and `fold_reports` folds each file's reported hash into its FileRecord.
+bundle of files, sources or patches (validate refuses ready; the patched candidate of a host first
+heard after start is computed by `pull_patch` as its report is folded); the agent applies all of
+them or none, and `fold_reports` folds each file's reported hash into its FileRecord.
 """
 
 from __future__ import annotations

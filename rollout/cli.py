@@ -297,7 +297,8 @@ def plan(ctx: click.Context, playbook: str, state_dir: str | None, as_json: bool
     from rollout.commands.inspect import plan as run
 
     _note_state_dir(ctx, state_dir)
-    _emit(run(playbook, _progress(as_json)), as_json)
+    where = _given_state_dir(ctx, state_dir) or Path("state")  # a pull playbook's hosts report there
+    _emit(run(playbook, _progress(as_json), where if isinstance(where, Path) else None), as_json)
 
 
 allow_overridden_option = click.option(

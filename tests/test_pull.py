@@ -403,29 +403,23 @@ def test_hosts_add_list_revoke(tmp_path: Path) -> None:
         assert stop(served) == 0
 
 
-PULL_LIMITS = {
-    "a patch": (
-        "config:\n  patch: candidate.json\n  patch_format: merge\n  path: ~/.config/opencode/opencode.json\n",
-        "config.patch",
-        ":3:",
-    ),
-}
-
-
-@pytest.mark.parametrize("case", sorted(PULL_LIMITS))
-def test_a_pull_playbook_refuses_a_patch_and_ready(tmp_path: Path, case: str) -> None:
+def test_a_pull_playbook_refuses_a_command_check_on_the_laptops(tmp_path: Path) -> None:
+    """Nothing runs on a laptop but its agent: a `run` check on the hosts could never pass, so
+    validate and start refuse it (exit 2, file:line and field), and `on: local` is accepted."""
     fleet = make(tmp_path, hosts=("lap-a",))
-    config, field_name, line = PULL_LIMITS[case]
     text = fleet.playbook.read_text()
-    head, rest = text.split("config:\n", 1)
-    fleet.playbook.write_text(head + config + rest[rest.index("targets:") :])
+    fleet.playbook.write_text(text.replace("      on: local\n", ""))
+    line = fleet.playbook.read_text().splitlines().index("    - name: control") + 1
     for verb in ("validate", "start"):
         done = fleet.rollout(verb, str(fleet.playbook))
         assert done.returncode == 2, (verb, done.stdout, done.stderr)
         out = done.stdout + done.stderr
         assert "Traceback" not in out
-        assert f"{fleet.playbook}{line} {field_name}: transport 'pull' moves plain-source files" in out, out
+        assert f"{fleet.playbook}:{line}" in out and "health.checks[0].run" in out, out
+        assert "commands do not run on laptops" in out, out
     assert not list(fleet.state.glob("*/state.json"))
+    fleet.playbook.write_text(text)
+    assert fleet.rollout("validate", str(fleet.playbook)).returncode == 0
 
 
 # -- bundles over pull: every file of a laptop's bundle, applied all or none -------------------

@@ -88,7 +88,11 @@ def advance_run(run: Run, target: int | None = None) -> Report:
     if stage.is_shadow:
         # After a crash mid-staging some hosts may lack their shadow copy: finish staging first.
         missing = [
-            h for h in pb.hosts if run.hosts[h].state == HostState.BASELINE and not run.hosts[h].shadow_staged
+            h
+            for h in pb.hosts
+            if run.hosts[h].state == HostState.BASELINE
+            and not run.hosts[h].shadow_staged
+            and run.hosts[h].held_back is None  # a pull host the patch breaks gets nothing
         ]
         if missing:
             failed = stage_shadow(run, missing)

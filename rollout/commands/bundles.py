@@ -13,7 +13,6 @@ from rollout import configkinds
 from rollout.configkinds.base import ConfigContext, ConfigParseError, Problem
 from rollout.core.playbook import ConfigFile, Playbook
 from rollout.util.errors import BadInput
-from rollout.util.redact import redact_text
 
 Snapshot = dict[str, dict[str, tuple[Any, Any]]]  # host -> file name -> (live FileState, shadow FileState)
 
@@ -122,24 +121,28 @@ def host_candidates(
     errors: list[str] = []
     checked: dict[tuple[str, str], list[Problem]] = {}
     for host in pb.hosts:
+        if host not in snapshot:  # a pull host not heard from: its candidate comes with its first report
+            continue
         files: dict[str, bytes] = {}
         for f in pb.files:
             if f.patch is None:
                 files[f.name] = inputs[f.name]
                 continue
             where = f"{host}: {f.path_on(host)}"
-            try:
-                data = patching.apply_patch(
-                    snapshot[host][f.name][0].data, inputs[f.name], f.patch_format, f.kind, where=where
-                )
-            except BadInput as e:
-                errors.append(str(e))
-                continue
-            key = (sha256(data), f.name)
-            if key not in checked:
-                checked[key] = configkinds.check_candidate(data, f.kind, _context(pb, f, where))
-            errors.extend(redact_text(p.render(where)) for p in checked[key] if p.severity == "error")
-            files[f.name] = data
+            baseline = snapshot[host][f.name][0].data
+
+            def check(data: bytes, f: ConfigFile = f, where: str = where) -> list[Problem]:
+                key = (sha256(data), f.name)
+                if key not in checked:
+                    checked[key] = configkinds.check_candidate(data, f.kind, _context(pb, f, where))
+                return checked[key]
+
+            data, bad = patching.host_file(
+                baseline, inputs[f.name], f.patch_format, f.kind, check, where=where
+            )
+            errors.extend(bad)
+            if data is not None:
+                files[f.name] = data
         out[host] = files
     if errors:
         raise BadInput(

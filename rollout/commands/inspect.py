@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from rollout.commands import layers
-from rollout.commands.common import Report, check_pull_hosts, load_checked
+from rollout.commands.common import Report, build_transport, check_pull_hosts, load_checked
 from rollout.core import cohorts, diffing
 from rollout.core.playbook import Playbook
 from rollout.hosts import transports
 from rollout.hosts.fleet import Fleet, ProgressFn
+from rollout.hosts.pullstore import PullStore
 from rollout.util.durations import format_duration
+from rollout.util.errors import TransportError
 
 
 def validate(playbook_path: str | Path, state_dir: Path | str | None = None) -> Report:
@@ -20,8 +22,14 @@ def validate(playbook_path: str | Path, state_dir: Path | str | None = None) -> 
     playbook's hosts must have been added in the state (the folder, ./state unless named, or the
     state server)."""
     pb, _, problems = load_checked(playbook_path)
-    check_pull_hosts(pb, state_dir if state_dir is not None else Path("state"))
     report = Report(data={"playbook": str(pb.file), "warnings": []})
+    if state_dir is None and pb.transport == "pull" and not PullStore(Path("state")).hosts():
+        # No state folder named and no pull host added in ./state (a fresh clone): the playbook
+        # itself is checked; start (and validate --state-dir) refuses hosts not added.
+        note = "note: no pull hosts are added in ./state yet; `rollout hosts add NAME` gives each its token"
+        report.say(note)
+    else:
+        check_pull_hosts(pb, state_dir if state_dir is not None else Path("state"))
     for p in problems:
         report.say(p.render(str(pb.config_source)))
         report.data["warnings"].append(p.render(str(pb.config_source)))
@@ -36,8 +44,11 @@ def validate(playbook_path: str | Path, state_dir: Path | str | None = None) -> 
     return report
 
 
-def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Report:
-    """Show cohorts per stage, the checks gating each, and per-host diffs read from the hosts."""
+def plan(
+    playbook_path: str | Path, progress: ProgressFn | None = None, state_dir: Path | None = Path("state")
+) -> Report:
+    """Show cohorts per stage, the checks gating each, and per-host diffs read from the hosts (a
+    pull host: from its agent's latest report in `state_dir`'s inbox; None: a state server)."""
     pb, data, problems = load_checked(playbook_path)
     report = Report(data={"playbook": str(pb.file), "stages": [], "diffs": []})
     for p in problems:
@@ -62,16 +73,29 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
                 "checks": gating,
             }
         )
-    transport = transports.get(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
+    pull = pb.transport == "pull"
+    transport = (
+        build_transport(pb, state_dir)
+        if pull
+        else transports.get(pb.transport).build(pb.transport_options, pb.base_dir, pb.hosts)
+    )
+
+    def read(s: Any) -> Any:
+        if pull and not s.holds(pb.path_on(s.host)):
+            raise TransportError("its agent has not reported its file yet")
+        return s.read(pb.path_on(s.host))
+
     with Fleet(transport, progress) as fleet:
-        current = fleet.map(list(pb.hosts), lambda s: s.read(pb.path_on(s.host)), "read")
+        current = fleet.map(list(pb.hosts), read, "read")
         from rollout.edges.projection import project_for, typical_candidate
 
         live = {h: r.value.data for h, r in current.items() if r.value is not None}
         candidates = layers.host_candidates(pb, data, live)
         projected = project_for(pb, typical_candidate(pb, data, live, candidates), live, fleet)
         overridden = layers.report(pb, fleet, live, candidates)
-        others = _other_files(pb, fleet) if len(pb.files) > 1 else []
+        unchecked_layers = layers.unchecked_hosts(pb, fleet, list(pb.hosts))
+        heard = [h for h in pb.hosts if current[h].value is not None]  # pull: the hosts that reported
+        others = _other_files(pb, fleet, heard) if len(pb.files) > 1 else []
     unreachable = {h: r.error for h, r in current.items() if r.value is None}
     baselines = {h: r.value.sha256 for h, r in current.items() if r.value is not None}
     for sha, hosts in diffing.group_by_baseline(baselines):
@@ -89,6 +113,19 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
         report.say(f"{diffing.host_ranges(other['hosts'])}: {other['file']}: {label}")
         report.lines.extend("  " + line for line in other["text"].splitlines())
         report.data["diffs"].append(other)
+    if pull:  # a laptop that has not reported is not an error: it gets its candidate when it does
+        waiting = [h for h in pb.hosts if h in unreachable]
+        report.data["not_reported"] = waiting
+        if waiting:
+            report.say(
+                f"{len(waiting)} of {len(pb.hosts)} host(s) have not reported yet: "
+                f"{diffing.host_ranges(waiting)} (their candidate is computed when their agent first reports)"
+            )
+        unreachable = {}
+        note = layers.unchecked_note(pb, unchecked_layers)
+        if note is not None:
+            report.say(note)
+        report.data["layers_unchecked"] = unchecked_layers
     for host, why in unreachable.items():
         report.say(f"warning: {host}: could not read its current file: {why}")
     report.data["unreachable"] = unreachable
@@ -103,14 +140,20 @@ def plan(playbook_path: str | Path, progress: ProgressFn | None = None) -> Repor
     return report
 
 
-def _other_files(pb: Playbook, fleet: Fleet) -> list[dict[str, Any]]:
+def _other_files(pb: Playbook, fleet: Fleet, hosts: list[str]) -> list[dict[str, Any]]:
     """Return the diffs of a bundle's files after the first, per group of hosts whose change to the
     file is the same (a patch gives each host its own candidate); hosts that cannot be read are
     left out (the first file's warning names them)."""
     from rollout.commands import bundles
 
     rest = pb.files[1:]
-    read = fleet.map(list(pb.hosts), lambda s: {f.name: s.read(f.path_on(s.host)) for f in rest}, "read")
+
+    def read_rest(s: Any) -> dict[str, Any]:
+        if pb.transport == "pull" and not all(s.holds(f.path_on(s.host)) for f in rest):
+            raise TransportError("its agent has not reported every file yet")
+        return {f.name: s.read(f.path_on(s.host)) for f in rest}
+
+    read = fleet.map(hosts, read_rest, "read")
     snapshot = {h: {n: (st, st) for n, st in r.value.items()} for h, r in read.items() if r.value is not None}
     inputs = bundles.read_inputs(pb)
     shown = dataclasses.replace(pb, hosts=tuple(h for h in pb.hosts if h in snapshot), files=rest)
@@ -125,4 +168,3 @@ def _other_files(pb: Playbook, fleet: Fleet) -> list[dict[str, Any]]:
             _, text = diffing.diff_one(old.data, candidates[hosts[0]][f.name], f.kind)
             out.append({"file": f.name, "hosts": hosts, "baseline_sha256": old.sha256, "text": text})
     return out
-

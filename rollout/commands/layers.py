@@ -55,6 +55,9 @@ def report(
     specs = specs_for(pb)
     if not specs:
         return []
+    if pb.transport == "pull":  # only the laptops whose agent reported every layer file (unchecked_hosts)
+        unchecked = set(unchecked_hosts(pb, fleet, list(candidates)))
+        candidates = {h: c for h, c in candidates.items() if h not in unchecked}
     kind = get(pb.config_kind)
     changes = {}
     for host, candidate in candidates.items():
@@ -71,6 +74,34 @@ def report(
             continue
         out += opencode_layers.findings(host, pb.path_on(host), changes[host], result.value)
     return [redact_text(line) for line in out]
+
+
+def unchecked_hosts(pb: Playbook, fleet: Fleet, hosts: list[str]) -> list[str]:
+    """Return the pull hosts of `hosts` whose agent has not reported (with their bytes) every other
+    OpenCode layer file the assignment asks it to watch: their layers cannot be checked yet."""
+    specs = specs_for(pb)
+    if pb.transport != "pull" or not specs or not hosts:
+        return []
+
+    def reported(s: Any) -> bool:
+        return all(s.holds(spec.path.replace("{host}", s.host)) for spec in specs)
+
+    results = fleet.map(hosts, reported, "read-layers")
+    return [h for h in hosts if results[h].value is not True]
+
+
+def unchecked_note(pb: Playbook, hosts: list[str]) -> str | None:
+    """Say which pull hosts' other OpenCode layers were not checked (None: all were, or none is to
+    be): their agents report those files only once a pull rollout asked them to."""
+    if pb.transport != "pull" or not hosts or not specs_for(pb):
+        return None
+    from rollout.core.diffing import host_ranges
+
+    return (
+        f"note: the other OpenCode layers of {len(hosts)} pull host(s) were not checked: {host_ranges(hosts)} "
+        "(their agents have not reported them yet: a higher layer may still override the keys this "
+        "change sets there; an OPENCODE_CONFIG named in an environment file is not followed on pull hosts)"
+    )
 
 
 def hosts_named(hosts: tuple[str, ...], lines: list[str]) -> list[str]:

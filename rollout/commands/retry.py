@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from rollout.commands import bundles
 from rollout.commands.common import Report, check_candidate, frozen_playbook, is_bundle, sha256
-from rollout.commands.start import bundle_candidate_sha, input_blob, start_from
+from rollout.commands.start import bundle_candidate_sha, start_from
 from rollout.core import machine
 from rollout.core.pathcheck import check_paths
 from rollout.core.playbook import Playbook
 from rollout.edges import journal
 from rollout.edges.backends import StateAt, local_folder, open_store
+from rollout.edges.bundle import input_blob
 from rollout.edges.store import Rollout
 from rollout.hosts.fleet import ProgressFn
 from rollout.util.errors import BadInput, Refused

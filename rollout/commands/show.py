@@ -44,6 +44,7 @@ def status_data(
                 "sha256": rec.sha256,
                 **({"reason": rec.reason} if rec.reason else {}),
                 **({"switch_failed": rec.switch_failed} if rec.switch_failed else {}),
+                **({"held_back": rec.held_back} if rec.held_back else {}),
                 **({"files": _files_json(rec.files)} if rec.files else {}),
                 **({"assigned_at": rec.assigned_at} if rec.assigned_at is not None else {}),
             }

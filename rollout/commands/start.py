@@ -18,7 +18,7 @@ from rollout.core.machine import Phase
 from rollout.core.playbook import Playbook
 from rollout.core.state import FileRecord, HostRecord, HostState, RolloutState
 from rollout.edges.backends import StateAt, local_folder, open_store
-from rollout.edges.bundle import bundle_sha, candidate_blob
+from rollout.edges.bundle import bundle_sha, candidate_blob, input_blob
 from rollout.edges.engine import Run, stage_shadow
 from rollout.edges.gate import evaluate, reset_counters
 from rollout.edges.journal import now_iso
@@ -98,6 +98,8 @@ def start_from(
             for i, f in enumerate(pb.files if inputs is not None else ()):
                 assert inputs is not None
                 rollout.write_blob(input_blob(i), inputs[f.name])  # what `retry` starts from again
+                if f.patch is None and pb.transport == "pull":  # a host that reports late gets it too
+                    rollout.write_blob(candidate_blob(sha256(inputs[f.name])), inputs[f.name])
             _freeze(run, candidates, snapshot)
             if projected is not None:
                 rollout.log("cost-projection", cost=projected.to_json())
@@ -130,6 +132,11 @@ def _check_layers(
     baselines = {h: snapshot[h][first][0].data for h in pb.hosts if h in snapshot}
     overridden = layers.report(pb, fleet, baselines, candidates)
     report.data["overridden"] = overridden
+    unchecked = layers.unchecked_hosts(pb, fleet, list(pb.hosts))
+    note = layers.unchecked_note(pb, unchecked)
+    if note is not None:
+        report.say(note)
+        report.data["layers_unchecked"] = unchecked
     if not overridden:
         return
     if allow:
@@ -143,15 +150,12 @@ def _check_layers(
     )
 
 
-def input_blob(index: int) -> str:
-    """Return the blob a bundle's file number `index` (from 0) keeps its source or patch under."""
-    return f"inputs/{index}"
-
-
 def _snapshot(fleet: Fleet, pb: Playbook) -> Snapshot:
     """Read every host's live and shadow files; refuse to start if any host cannot be read."""
 
-    def read(s: Any) -> dict[str, tuple[Any, Any]]:
+    def read(s: Any) -> dict[str, tuple[Any, Any]] | None:
+        if pb.transport == "pull" and not all(s.holds(f.path_on(s.host)) for f in pb.files):
+            return None  # its agent has not reported these files (with their bytes) yet
         return {f.name: (s.read(f.path_on(s.host)), s.read(f.shadow_on(s.host))) for f in pb.files}
 
     results = fleet.map(list(pb.hosts), read, "snapshot")
@@ -159,12 +163,7 @@ def _snapshot(fleet: Fleet, pb: Playbook) -> Snapshot:
     if pb.transport == "pull":
         # Issue 15: a pull host whose agent has not reported (or not uploaded its bytes) is unknown
         # and gets nothing until it has; the rollout starts with the others.
-        return {
-            h: r.value
-            for h, r in results.items()
-            if r.value is not None
-            and all(live.sha256 is None or live.data is not None for live, _ in r.value.values())
-        }
+        return {h: r.value for h, r in results.items() if r.value is not None}
     if failed:
         names = "; ".join(f"{h}: {why}" for h, why in failed.items())
         raise Refused(
@@ -177,13 +176,14 @@ def _candidates(
     pb: Playbook, data: bytes, inputs: dict[str, bytes] | None, snapshot: Snapshot, report: Report
 ) -> dict[str, dict[str, bytes]]:
     """Return each host's candidate bytes per file (a patch is applied to the host's own file and
-    checked there: a host it breaks is an error before anything is written)."""
+    checked there: a host it breaks is an error before anything is written). A pull host whose
+    agent has not reported is left out: its candidate is computed when it first reports."""
     if inputs is None:
         return {h: {pb.files[0].name: data} for h in pb.hosts}
     per_host = bundles.host_candidates(pb, inputs, snapshot)
     if any(f.patch is not None for f in pb.files):
         seen: set[str] = set()
-        for host in pb.hosts:
+        for host in per_host:
             for p in bundles.disagreements(pb, per_host[host], host):
                 line = p.render("")
                 if p.message not in seen:
@@ -228,7 +228,9 @@ def _initial_state(
                         shadow_path=f.shadow_on(host),
                         baseline_sha256=None,
                         baseline_mode=None,
-                        candidate_sha256=sha256(candidates[host][f.name]),
+                        # A source is the same for every host; a patch needs the host's own bytes:
+                        # its candidate is computed from the agent's first report (edges/pull_patch).
+                        candidate_sha256=sha256(inputs[f.name]) if inputs and f.patch is None else None,
                         backup=backups[host] if i == 0 else f".file-{i + 1}/{backups[host]}",
                     )
                     for i, f in enumerate(pb.files)
@@ -292,7 +294,7 @@ def _freeze(run: Run, candidates: dict[str, dict[str, bytes]], snapshot: Snapsho
     if is_bundle(pb):
         kept = {r.state.candidate_sha256}
         for host in pb.hosts:
-            for data in candidates[host].values():
+            for data in candidates.get(host, {}).values():
                 sha = sha256(data)
                 if sha not in kept:
                     kept.add(sha)

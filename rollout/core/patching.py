@@ -131,3 +131,23 @@ def _reason(e: Exception) -> str:
 
 def _safe(message: str) -> str:
     return redact_text(message)
+
+
+def host_file(
+    baseline: bytes | None,
+    patch: bytes,
+    patch_format: str,
+    kind: str,
+    check: Any,
+    *,
+    where: str,
+) -> tuple[bytes | None, list[str]]:
+    """Return one host's patched file and the errors that refuse it (redacted, each naming
+    `where`): `check(data)` returns the kind's problems of the patched bytes. (None, errors):
+    the patch does not apply, or its kind refuses the result; the host gets nothing."""
+    try:
+        data = apply_patch(baseline, patch, patch_format, kind, where=where)
+    except BadInput as e:
+        return None, [str(e)]
+    errors = [_safe(p.render(where)) for p in check(data) if p.severity == "error"]
+    return (None, errors) if errors else (data, [])

@@ -350,7 +350,7 @@ def _build(found: _Found, data: dict[str, Any], file: Path, require_source: bool
     files = _files(found, config, file, require_source, transport, hosts)
     activate, activate_timeout, ready = _activation(found, config)
     if transport == "pull":
-        _pull_limits(found, config)
+        _pull_limits(found, data)
     layers: tuple[Any, ...] | None = None
     if "layers" in config and found.clean("config", "layers"):
         from rollout.configkinds import opencode_layers
@@ -574,18 +574,19 @@ def _activation(found: _Found, config: dict[str, Any]) -> tuple[str | None, floa
     return (str(activate) if activate is not None else None), timeout, ready
 
 
-def _pull_limits(found: _Found, config: dict[str, Any]) -> None:
-    """Refuse what transport `pull` does not do: a patch (the server would need each laptop's
-    own file to patch, before it has it). A bundle of files with plain sources moves; `activate`
-    and `ready` run on the laptop (its agent)."""
-    why = "transport 'pull' moves plain-source files"
-    entries = config.get("files")
-    blocks: list[tuple[FieldPath, dict[str, Any]]] = [(("config",), config)]
-    if isinstance(entries, list):
-        blocks += [(("config", "files", i), e) for i, e in enumerate(entries) if isinstance(e, dict)]
-    for at, block in blocks:
-        if "patch" in block:
-            found.add((*at, "patch"), f"{why}: give a source, not a patch")
+def _pull_limits(found: _Found, data: dict[str, Any]) -> None:
+    """Refuse what transport `pull` cannot do: a command check run on the hosts (nothing runs on a
+    laptop but its agent; a check there could never pass). Sources and patches move (a laptop's
+    patched file is computed from the bytes its agent reports), and `activate` and `ready` run on
+    the laptop (its agent)."""
+    checks = _mapping(data.get("health")).get("checks")
+    for i, spec in enumerate(checks if isinstance(checks, list) else []):
+        if isinstance(spec, dict) and check_kinds.infer(spec) == "run" and spec.get("on", "hosts") != "local":
+            found.add(
+                ("health", "checks", i, "run"),
+                "transport 'pull': commands do not run on laptops; give `on: local` (once, on this "
+                "machine) or a metric check over the usage agents forward (`path: pull:usage`)",
+            )
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -42,7 +42,10 @@ class FileRecord:
     shadow_path: str
     baseline_sha256: str | None
     baseline_mode: int | None
-    candidate_sha256: str  # this host's candidate (a patch gives each host its own), "candidate/<sha>"
+    # This host's candidate (a patch gives each host its own), kept as "candidate/<sha>"; None: not
+    # known yet (a patch over pull, for a host whose agent had not reported at start: computed
+    # from the bytes of its first report, or never, when the host is held back).
+    candidate_sha256: str | None
     sha256: str | None = None  # of the live file now
     shadow_before: str | None = None
     backup: str | None = None  # its name under `baseline/` (None: no file at start)
@@ -80,7 +83,7 @@ class FileRecord:
             shadow_path=str(d.get("shadow_path", "")),
             baseline_sha256=d.get("baseline_sha256"),
             baseline_mode=d.get("baseline_mode"),
-            candidate_sha256=str(d.get("candidate_sha256", "")),
+            candidate_sha256=_text_or_none(d.get("candidate_sha256", "")),
             sha256=d.get("sha256"),
             shadow_before=d.get("shadow_before"),
             backup=d.get("backup"),
@@ -89,6 +92,10 @@ class FileRecord:
             state=HostState(d.get("state", HostState.BASELINE)),
             unknown_fields={k: v for k, v in d.items() if k not in _FILE_KEYS},
         )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 _FILE_KEYS = frozenset(
@@ -131,6 +138,9 @@ class HostRecord:
     assigned_at: float | None = None
     confirmed_at: float | None = None
     baseline_unread: bool = False
+    # Why the host gets nothing from this rollout: the patch, applied to the bytes its agent first
+    # reported (after start), breaks its file. It stays on its own bytes and is never assigned.
+    held_back: str | None = None
     unknown_fields: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -162,6 +172,8 @@ class HostRecord:
             )
         if self.baseline_unread:
             out["baseline_unread"] = True
+        if self.held_back is not None:
+            out["held_back"] = self.held_back
         out.update(self.unknown_fields)
         return out
 
@@ -186,6 +198,7 @@ class HostRecord:
             assigned_at=d.get("assigned_at"),
             confirmed_at=d.get("confirmed_at"),
             baseline_unread=bool(d.get("baseline_unread")),
+            held_back=d.get("held_back"),
             unknown_fields={k: v for k, v in d.items() if k not in _HOST_KEYS},
         )
 
@@ -209,6 +222,7 @@ _HOST_KEYS = frozenset(
         "assigned_at",
         "confirmed_at",
         "baseline_unread",
+        "held_back",
     }
 )
 

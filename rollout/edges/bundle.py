@@ -39,6 +39,11 @@ def candidate_blob(sha: str) -> str:
     return f"candidate/{sha}"
 
 
+def input_blob(index: int) -> str:
+    """Return the blob a bundle's file number `index` (from 0) keeps its source or patch under."""
+    return f"inputs/{index}"
+
+
 def bundle_sha(shas: list[tuple[str, str | None]]) -> str | None:
     """Return the hash that speaks for a bundle's files ((name, sha) in bundle order): the file's
     own hash for a bundle of one (as before bundles), else a hash over the names and hashes."""
@@ -142,6 +147,10 @@ def bundle_for(
     plans = []
     for name, f in rec.files.items():
         spec = spec_of(pb, name)
+        if f.candidate_sha256 is None and with_data:
+            # A patch over pull for a host whose agent has not reported (or that is held back):
+            # callers pass only hosts with a candidate; this is a broken state, not a host's error.
+            raise FileNotFoundError(f"{host}: {name}: its candidate is not known (rollout {rollout.id})")
         plans.append(
             FilePlan(
                 name=name,
@@ -150,8 +159,10 @@ def bundle_for(
                 kind=spec.kind if spec is not None else "text",
                 baseline_sha256=f.baseline_sha256,
                 baseline_mode=f.baseline_mode,
-                candidate_sha256=f.candidate_sha256,
-                data=candidate_bytes(rollout, f.candidate_sha256, cache) if with_data else b"",
+                candidate_sha256=f.candidate_sha256 or "",
+                data=candidate_bytes(rollout, f.candidate_sha256, cache)
+                if with_data and f.candidate_sha256 is not None
+                else b"",
                 activate=spec.activate if spec is not None else None,
             )
         )

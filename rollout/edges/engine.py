@@ -70,11 +70,11 @@ class RestoreReport:
     warnings: dict[str, str] = field(default_factory=dict)  # host -> what was not undone in full
 
 
-def classify(live: str | None, shadow: str | None, baseline: str | None, candidate: str) -> HostState:
-    """Return a file's state from the hashes it really holds."""
+def classify(live: str | None, shadow: str | None, baseline: str | None, candidate: str | None) -> HostState:
+    """Return a file's state from the hashes it really holds (candidate None: not known yet)."""
     if live == baseline:
-        return HostState.SHADOW if shadow == candidate else HostState.BASELINE
-    if live == candidate:
+        return HostState.SHADOW if candidate is not None and shadow == candidate else HostState.BASELINE
+    if candidate is not None and live == candidate:
         return HostState.CANDIDATE
     return HostState.DRIFTED
 
@@ -249,7 +249,8 @@ def refresh_unknown(run: Run) -> dict[str, str]:
 def stage_shadow(run: Run, hosts: list[str] | None = None) -> dict[str, str]:
     """Write each host's candidate files to their shadow paths; return hosts that could not take them."""
     hosts = list(run.playbook.hosts) if hosts is None else hosts
-    hosts = [h for h in hosts if not run.hosts[h].baseline_unread]  # issue 15: nothing for the unheard
+    # Issue 15: nothing for the unheard, nor for a host the patch breaks (held back).
+    hosts = [h for h in hosts if not run.hosts[h].baseline_unread and run.hosts[h].held_back is None]
     bundles = run.load(hosts)
     _begin(run, "shadow", hosts)
 
@@ -430,8 +431,10 @@ def activate(run: Run, hosts: list[str], *, again: bool = False) -> dict[str, st
     skipped: dict[str, str] = {
         h: f"unreachable: {run.hosts[h].reason}" for h in hosts if run.hosts[h].state == HostState.UNKNOWN
     }
+    # Issue 15: a pull host the patch breaks (held back) has no candidate and gets nothing.
+    skipped.update({h: run.hosts[h].reason or "held back" for h in hosts if run.hosts[h].held_back})
     want = (HostState.CANDIDATE,) if again else (HostState.BASELINE, HostState.SHADOW)
-    hosts = [h for h in hosts if run.hosts[h].state in want]
+    hosts = [h for h in hosts if run.hosts[h].state in want and h not in skipped]
     if not hosts:
         return skipped
     bundles = run.load(hosts)

@@ -144,7 +144,7 @@ def _known_secrets(run: Run) -> frozenset[str]:
             for name, f in entry.files.items():
                 spec = spec_of(run.playbook, name)
                 kind = spec.kind if spec is not None else run.playbook.config_kind
-                if f.candidate_sha256 not in seen:
+                if f.candidate_sha256 is not None and f.candidate_sha256 not in seen:
                     seen.add(f.candidate_sha256)
                     docs.append(
                         configkinds.parse_lenient(candidate_bytes(run.rollout, f.candidate_sha256), kind)

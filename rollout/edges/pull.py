@@ -4,9 +4,9 @@ into the rollout's state (under the lock; the server only writes the inbox).
 The wire format of an assignment is a list of files, so a bundle of files fits it unchanged:
 `files_for(rollout, playbook, host)` is the one place that turns the host's bundle (its
 FileRecords) into that list, every file with its own hashes and bytes. A pull playbook moves a
-bundle of plain-source files (validate refuses a patch); the agent applies all of them or none,
-runs activate and ready itself, and `fold_reports` folds each file's reported hash into its
-FileRecord.
+bundle of files, sources or patches (the patched candidate of a host first heard after start is
+computed by `pull_patch` as its report is folded); the agent applies all of them or none, runs
+activate and ready itself, and `fold_reports` folds each file's reported hash into its FileRecord.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from rollout.core import cohorts
 from rollout.core.machine import Phase
 from rollout.core.playbook import Playbook
 from rollout.core.state import FileRecord, HostRecord, HostState
-from rollout.edges import activation
+from rollout.edges import activation, pull_patch
 from rollout.edges.backends import pull_store_of
 from rollout.edges.bundle import (
     FilePlan,
@@ -61,7 +61,7 @@ def files_for(rollout: Rollout, playbook: Playbook, host: str) -> list[dict[str,
     for f in rec.files.values():
         data: bytes | None
         target: str | None
-        if to_candidate:
+        if to_candidate and f.candidate_sha256 is not None:
             data, target, expect = (
                 candidate_bytes(rollout, f.candidate_sha256),
                 f.candidate_sha256,
@@ -89,8 +89,14 @@ def assignment_for(rollout: Rollout, playbook: Playbook, host: str) -> dict[str,
         "host": host,
         "assigned_at": rec.assigned_at,
         "files": files_for(rollout, playbook, host),
-        # Paths to report (and to upload, until something is assigned): the host's baseline.
-        "watch": [f.path for f in rec.files.values()] or [playbook.path_on(host)],
+        # Paths to report (and to upload, until something is assigned): the host's baseline, then
+        # its other OpenCode layers (never assigned: uploaded when they change), for start's check.
+        "watch": list(
+            dict.fromkeys(
+                [*([f.path for f in rec.files.values()] or [playbook.path_on(host)]),
+                 *pull_patch.layer_paths(playbook, host)]
+            )
+        ),  # fmt: skip
         "poll_interval": getattr(playbook.transport_options, "poll_interval", 60.0),
         **activation_for(rollout, playbook, host),
     }
@@ -107,7 +113,7 @@ def activation_for(rollout: Rollout, playbook: Playbook, host: str) -> dict[str,
         return {}
     plans = [
         FilePlan(n, f.path, f.shadow_path, "text", f.baseline_sha256, f.baseline_mode,
-                 f.candidate_sha256, b"", (spec_of(playbook, n) or _NO_SPEC).activate)
+                 f.candidate_sha256 or "", b"", (spec_of(playbook, n) or _NO_SPEC).activate)
         for n, f in rec.files.items()
     ]  # fmt: skip
     run = [{"run": command, "file": path} for command, path in activation.commands(playbook, plans)]
@@ -145,7 +151,8 @@ def file_state(rec: HostRecord, f: FileRecord, reported: str | None) -> HostStat
     if rec.assigned_at is None:
         if reported == f.baseline_sha256:
             return HostState.SHADOW if rec.state == HostState.SHADOW else HostState.BASELINE
-        return HostState.CANDIDATE if reported == f.candidate_sha256 else HostState.DRIFTED
+        known = f.candidate_sha256 is not None and reported == f.candidate_sha256
+        return HostState.CANDIDATE if known else HostState.DRIFTED
     to_candidate = rec.assigned_sha256 != rec.baseline_sha256
     target = f.candidate_sha256 if to_candidate else f.baseline_sha256
     if reported == target:
@@ -230,6 +237,7 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
     reports, marks = _to_fold(rollout, store)  # only the reports changed since the last fold
     changed: dict[str, str] = {}
     backups: dict[str, bytes] = {}
+    late: dict[str, dict[str, bytes | None]] = {}  # hosts heard first now whose patch is not applied yet
     for host, rec in rollout.state.hosts.items():
         report = reports.get(host)
         if not rec.files or report is None:
@@ -240,6 +248,9 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
         if rec.baseline_unread:
             if _take_baseline(rec, report, backups):
                 changed[host] = rec.state
+                if pull_patch.needs_candidate(rec):
+                    late[host] = {n: report.uploaded.get(f.path) if report.files[f.path] else None
+                                  for n, f in rec.files.items()}  # fmt: skip
             continue
         held = bundle_sha([(n, report.files[f.path]) for n, f in rec.files.items()])
         if rec.state == HostState.UNKNOWN and rec.assigned_at is None and rec.baseline_sha256 != held:
@@ -272,7 +283,7 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
         elif state == HostState.DRIFTED:
             rec.reason = f"drifted: {'; '.join(drifted)}"
         elif state != HostState.PENDING:
-            rec.reason = rec.switch_failed  # a failed activation keeps saying so
+            rec.reason = rec.switch_failed or pull_patch.held_reason(rec)  # these keep saying so
         confirmed = state in (HostState.CANDIDATE, HostState.BASELINE) and rec.assigned_at is not None
         if confirmed and (before != state or rec.confirmed_at is None):
             rec.confirmed_at = report.time
@@ -286,6 +297,8 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
             changed[host] = state
     if backups:
         rollout.write_backup_files(backups)
+    if late:  # their candidates, from the bytes just uploaded (a host the patch breaks is held back)
+        pull_patch.late_candidates(rollout, playbook, late)
     _mark_folded(rollout, marks)
     return changed
 
@@ -337,6 +350,7 @@ def late_hosts(rollout: Rollout) -> list[str]:
         for h in cohort
         if state.hosts[h].state in (HostState.BASELINE, HostState.SHADOW)
         and state.hosts[h].assigned_at is None
+        and state.hosts[h].held_back is None  # the patch breaks its file: it gets nothing
     ]
 
 

@@ -46,6 +46,16 @@ class PullSession:
             raise TransportError("its agent has not reported its file yet")
         return self._report
 
+    def holds(self, path: str) -> bool:
+        """Return True when the agent's latest report names `path` with its bytes (uploaded, when
+        there is a file): what a baseline or a patched candidate can be computed from."""
+        report = self._latest()
+        if path not in report.files:
+            return False  # not told to watch it yet (it polled before any rollout named it)
+        sha = report.files[path]
+        data = report.uploaded.get(path)
+        return sha is None or (data is not None and _sha(data) == sha)
+
     def read(self, path: str) -> FileState:
         report = self._latest()
         if path in report.files:

@@ -409,7 +409,7 @@ def test_a_pull_playbook_refuses_a_command_check_on_the_laptops(tmp_path: Path) 
     fleet = make(tmp_path, hosts=("lap-a",))
     text = fleet.playbook.read_text()
     fleet.playbook.write_text(text.replace("      on: local\n", ""))
-    line = fleet.playbook.read_text().splitlines().index("    - name: control") + 1
+    line = fleet.playbook.read_text().splitlines().index("      run: 'true'") + 1
     for verb in ("validate", "start"):
         done = fleet.rollout(verb, str(fleet.playbook))
         assert done.returncode == 2, (verb, done.stdout, done.stderr)

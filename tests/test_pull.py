@@ -175,6 +175,27 @@ def test_pull_shadow_to_100_counts_a_host_only_when_its_agent_confirms(pull: Pul
         assert rec["confirmed_at"] >= rec["assigned_at"]
 
 
+def test_exposure_starts_at_the_report_that_confirmed_not_at_the_fold(pull: PullFleet) -> None:
+    """Several reports may arrive between two verbs: a host's exposure (switched_at, confirmed_at)
+    starts at the first report that held the candidate, so its calls after that count as the
+    canary's, not as calls made before its switch."""
+    assert pull.rollout("start", str(pull.playbook)).returncode == 0
+    pull.poll()
+    assert pull.rollout("advance").returncode == 0  # shadow -> 25%: one host assigned
+    (first,) = [h for h, s in pull.states().items() if s == "pending"]
+    inbox = pull.state / ".pull" / "hosts" / first / "report.json"
+    pull.poll(first)  # applies the candidate and reports holding it
+    confirming = json.loads(inbox.read_text())["time"]
+    pull.poll(first)
+    pull.poll(first)  # two more reports of the same bytes before any verb folds them
+    latest = json.loads(inbox.read_text())["time"]
+    assert latest > confirming
+    assert pull.states()[first] == "candidate"  # status folds all three now
+    state = json.loads((Path(pull.status()["folder"]) / "state.json").read_text())
+    rec = state["hosts"][first]
+    assert rec["switched_at"] == confirming and rec["confirmed_at"] == confirming, (rec, confirming, latest)
+
+
 def test_a_report_sent_before_anything_was_assigned_is_not_a_missing_file(pull: PullFleet) -> None:
     host = pull.hosts[0]
     early = pull.agent(host)  # nothing assigned yet: it reports that it watches nothing

@@ -285,12 +285,16 @@ def fold_reports(rollout: Rollout, playbook: Playbook) -> dict[str, str]:
         elif state != HostState.PENDING:
             rec.reason = rec.switch_failed or pull_patch.held_reason(rec)  # these keep saying so
         confirmed = state in (HostState.CANDIDATE, HostState.BASELINE) and rec.assigned_at is not None
+        # When the agent first reported what it holds now (several reports may lie between folds).
+        at = report.held_since([f.path for f in rec.files.values()])
+        if rec.assigned_at is not None:
+            at = max(at, rec.assigned_at)
         if confirmed and (before != state or rec.confirmed_at is None):
-            rec.confirmed_at = report.time
+            rec.confirmed_at = at
         if state == HostState.CANDIDATE:
             rec.touched = True
             if before != HostState.CANDIDATE:
-                rec.switched_at = report.time  # exposure starts when the agent confirmed it
+                rec.switched_at = at  # exposure starts when the agent confirmed it
         rec.state = state
         sum_up(rec)  # the host's hash from its files' (the ones just reported)
         if before != state:

@@ -22,7 +22,7 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,6 +63,15 @@ class Report:
     agent_version: str
     drift: dict[str, str]  # path -> why the agent left it
     ready: str | None = None  # the assignment (hosts.pullwire.assignment_key) its agent saw ready
+    # When the agent first reported each path at the hash it reports now, and `ready` as it is now
+    # (the server keeps them across reports): a host's exposure starts then, not when a verb folds.
+    since: dict[str, float] = field(default_factory=dict)
+    ready_since: float | None = None
+
+    def held_since(self, paths: list[str]) -> float:
+        """Return when the agent first reported `paths` as they are now (and its ready as it is)."""
+        at = max((self.since.get(p, self.time) for p in paths), default=self.time)
+        return max(at, self.ready_since) if self.ready is not None and self.ready_since is not None else at
 
 
 def new_host(token: str) -> dict[str, Any]:
@@ -91,6 +100,8 @@ def report_of(host: str, d: dict[str, Any]) -> Report:
         agent_version=str(d.get("agent_version", "")),
         drift=dict(d.get("drift", {})),
         ready=d.get("ready") if isinstance(d.get("ready"), str) else None,
+        since={str(p): float(t) for p, t in d.get("since", {}).items()},
+        ready_since=float(d["ready_since"]) if isinstance(d.get("ready_since"), int | float) else None,
     )
 
 
@@ -104,8 +115,20 @@ def merge_report(before: dict[str, Any], checked: dict[str, Any], now: float) ->
     uploaded = dict(before.get("uploaded", {}))
     uploaded.update(checked["uploads"])
     held = {f["path"] for f in checked["files"]}
+    before_sha = {f["path"]: f.get("sha256") for f in before.get("files", [])}
+    before_since = before.get("since", {})
+    since = {
+        f["path"]: before_since.get(f["path"], before.get("time", now))
+        if f["path"] in before_sha and before_sha[f["path"]] == f["sha256"]
+        else now
+        for f in checked["files"]
+    }
+    ready = checked.get("ready")
+    same_ready = "ready" in before and before.get("ready") == ready
     return {
         "time": now,
+        "since": since,
+        "ready_since": before.get("ready_since", before.get("time", now)) if same_ready else now,
         "report_id": checked["report_id"],
         "files": checked["files"],
         "uploaded": {p: h for p, h in uploaded.items() if p in held},
@@ -113,7 +136,7 @@ def merge_report(before: dict[str, Any], checked: dict[str, Any], now: float) ->
         "drift": checked["drift"],
         "agent_version": checked["agent_version"],
         "applied": checked["applied"],
-        "ready": checked.get("ready"),
+        "ready": ready,
         "seen": (seen + [checked["report_id"]])[-SEEN_IDS:],
     }
 

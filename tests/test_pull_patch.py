@@ -118,6 +118,7 @@ def laptops(tmp_path: Path, hosts: tuple[str, ...] = HOSTS, files: dict[str, byt
         assert added.returncode == 0, added.stderr
         fleet.tokens[host] = tmp_path / f"{host}.token"
         fleet.tokens[host].write_text(added.stdout.strip() + "\n")
+        fleet.tokens[host].chmod(0o600)  # the agent refuses a token file others can read
     return fleet
 
 

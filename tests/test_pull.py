@@ -125,10 +125,23 @@ def make(
         assert added.returncode == 0, added.stderr
         token = added.stdout.strip()
         assert len(token) >= 32 and "\n" not in token
-        fleet.tokens[host] = tmp_path / f"{host}.token"
-        fleet.tokens[host].write_text(token + "\n")
-        fleet.tokens[host].chmod(0o600)  # the agent refuses a token file others can read
+        fleet.tokens[host] = write_token(tmp_path / f"{host}.token", token)
     return fleet
+
+
+def write_token(path: Path, token: str) -> Path:
+    """Write a host's token where its agent reads it, 0600 (the agent refuses one others can read)."""
+    path.write_text(token.strip() + "\n")
+    path.chmod(0o600)
+    return path
+
+
+# A metric gate on the usage the agents forward, appended to a pull playbook's health checks.
+ERROR_RATE_GATE = (
+    "    - name: errors\n      metric: error_rate\n"
+    "      source: {type: usage-log, path: 'pull:usage'}\n"
+    "      window: 1h\n      max: 0.2\n      min_samples: 3\n"
+)
 
 
 @pytest.fixture
@@ -755,11 +768,7 @@ def test_a_metric_gate_fails_on_the_failing_opencode_calls_forwarded(tmp_path: P
 
     fleet = make(tmp_path, stages="[shadow, 50, 100]", hosts=("lap-a", "lap-b"))
     with fleet.playbook.open("a") as f:
-        f.write(
-            "    - name: errors\n      metric: error_rate\n"
-            "      source: {type: usage-log, path: 'pull:usage'}\n"
-            "      window: 1h\n      max: 0.2\n      min_samples: 3\n"
-        )
+        f.write(ERROR_RATE_GATE)
     fleet.server = start_serve(fleet.state)
     try:
         assert fleet.rollout("start", str(fleet.playbook)).returncode == 0

@@ -20,7 +20,7 @@ from rollout.configkinds.jsonc import load_jsonc
 from rollout.core import cohorts
 from rollout.core.patching import apply_patch
 from tests import opencode_db
-from tests.test_pull import PullFleet
+from tests.test_pull import PullFleet, write_token
 from tests.test_serve import start_serve, stop
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,9 +116,7 @@ def laptops(tmp_path: Path, hosts: tuple[str, ...] = HOSTS, files: dict[str, byt
         fleet.file(host).write_bytes((files or {}).get(host, own_file(host)))
         added = fleet.rollout("hosts", "add", host)
         assert added.returncode == 0, added.stderr
-        fleet.tokens[host] = tmp_path / f"{host}.token"
-        fleet.tokens[host].write_text(added.stdout.strip() + "\n")
-        fleet.tokens[host].chmod(0o600)  # the agent refuses a token file others can read
+        fleet.tokens[host] = write_token(tmp_path / f"{host}.token", added.stdout)
     return fleet
 
 

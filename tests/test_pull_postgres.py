@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.test_pull import CANDIDATE, PullFleet, _request, baseline_of, make
+from tests.test_pull import CANDIDATE, ERROR_RATE_GATE, PullFleet, _request, baseline_of, make
 from tests.test_serve import Served, start_serve, stop
 
 
@@ -110,11 +110,7 @@ def test_pull_on_postgresql_shadow_to_100(pgpull: PgPullFleet) -> None:
 def test_pull_usage_gate_on_postgresql_rolls_back(tmp_path: Path, pg_url: str) -> None:
     fleet = pg_fleet(tmp_path, pg_url, stages="[shadow, 50, 100]", hosts=("lap-a", "lap-b"))
     with fleet.playbook.open("a") as f:
-        f.write(
-            "    - name: errors\n      metric: error_rate\n"
-            "      source: {type: usage-log, path: 'pull:usage'}\n"
-            "      window: 1h\n      max: 0.2\n      min_samples: 3\n"
-        )
+        f.write(ERROR_RATE_GATE)
     fleet.server = start_serve(fleet.state)
     try:
         assert fleet.rollout("start", str(fleet.playbook)).returncode == 0

@@ -12,9 +12,16 @@ from rollout.core import cohorts, diffing
 from rollout.core.playbook import Playbook
 from rollout.hosts import transports
 from rollout.hosts.fleet import Fleet, ProgressFn
-from rollout.hosts.pullstore import PullStore
 from rollout.util.durations import format_duration
 from rollout.util.errors import TransportError
+
+
+def _pull_hosts_in(state_dir: Path) -> bool:
+    """Return True if pull hosts are added in the state folder `state_dir` (through the pull store's
+    seam, as every other reader of the fleet)."""
+    from rollout.edges.backends import open_pull_store
+
+    return bool(open_pull_store(state_dir).hosts())
 
 
 def validate(playbook_path: str | Path, state_dir: Path | str | None = None) -> Report:
@@ -23,7 +30,7 @@ def validate(playbook_path: str | Path, state_dir: Path | str | None = None) -> 
     state server)."""
     pb, _, problems = load_checked(playbook_path)
     report = Report(data={"playbook": str(pb.file), "warnings": []})
-    if state_dir is None and pb.transport == "pull" and not PullStore(Path("state")).hosts():
+    if state_dir is None and pb.transport == "pull" and not _pull_hosts_in(Path("state")):
         # No state folder named and no pull host added in ./state (a fresh clone): the playbook
         # itself is checked; start (and validate --state-dir) refuses hosts not added.
         note = "note: no pull hosts are added in ./state yet; `rollout hosts add NAME` gives each its token"
